@@ -1,0 +1,170 @@
+"""Typed configuration loaded from TOML. Every key, its default and its meaning: sample_config.toml.
+
+A missing file means defaults. Any problem raises ConfigError naming the key (``detect.size``).
+"""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config key '{key}': {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _check(fn: Callable[[Any], str | None]) -> dict:
+    return {"check": fn}
+
+
+def _between(lo: float, hi: float) -> dict:
+    return _check(lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}")
+
+
+def _one_of(*choices: str) -> dict:
+    return _check(lambda v: None if v in choices else f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
+
+
+def _weights(v: list) -> str | None:
+    if len(v) != 5 or any(not isinstance(x, (int, float)) or isinstance(x, bool) or x < 0 for x in v):
+        return "must be a list of 5 non-negative numbers (left eye, right eye, nose, mouth left, mouth right)"
+    if sum(v) <= 0:
+        return "must not be all zero"
+    return None
+
+
+def _thresholds(v: list) -> str | None:
+    if len(v) != 3 or any(not isinstance(x, (int, float)) or isinstance(x, bool) or not 0 < x < 1 for x in v):
+        return "must be a list of 3 numbers between 0 and 1"
+    return None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    cache_dir: str = ""
+    data_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    max_pixels: int = field(default=120_000_000, metadata=_between(1, 10**10))
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    size: int = field(default=1024, metadata=_between(64, 8192))
+    min_face_size: int = field(default=20, metadata=_between(8, 4096))
+    thresholds: list = field(default_factory=lambda: [0.6, 0.7, 0.7], metadata=_check(_thresholds))
+    min_confidence: float = field(default=0.9, metadata=_between(0.0, 1.0))
+    batch_size: int = field(default=8, metadata=_between(1, 1024))
+    decode_workers: int = field(default=2, metadata=_between(1, 64))
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    max_distance: float = field(default=1.0, metadata=_between(0.0, 4.0))
+
+
+@dataclass(frozen=True)
+class FacingConfig:
+    max_yaw_deg: float = field(default=35.0, metadata=_between(0.0, 90.0))
+    min_eye_ratio: float = field(default=0.0, metadata=_between(0.0, 1.0))
+    min_mouth_ratio: float = field(default=0.0, metadata=_between(0.0, 1.0))
+    keep_turned: bool = False
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    reference: str = ""
+    long_side: int = field(default=1080, metadata=_between(64, 8192))
+    landmark_weights: list = field(default_factory=lambda: [1.0, 1.0, 0.5, 0.25, 0.25],
+                                   metadata=_check(_weights))
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    output: str = ""
+    fps: float = field(default=8.0, metadata=_between(0.1, 120.0))
+    quality: int = field(default=20, metadata=_between(0, 51))
+    gif_max_width: int = field(default=480, metadata=_between(16, 8192))
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = field(default="face", metadata=_one_of("face"))
+    device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda"))
+    store: StoreConfig = field(default_factory=StoreConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    facing: FacingConfig = field(default_factory=FacingConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+
+
+def _coerce(key: str, want: type, value: Any) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and want is not bool:
+        raise ConfigError(key, f"must be {_TYPE_NAMES[want]}, got {value!r}")
+    if not isinstance(value, want):
+        raise ConfigError(key, f"must be {_TYPE_NAMES[want]}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, table: dict, prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(prefix + key, f"unknown key{hint}")
+    values = {}
+    for name, f in known.items():
+        if name not in table:
+            continue
+        key, value = prefix + name, table[name]
+        if is_dataclass(f.default_factory):
+            if not isinstance(value, dict):
+                raise ConfigError(key, "must be a table ([section])")
+            values[name] = _build(f.default_factory, value, key + ".")
+            continue
+        want = {"int": int, "float": float, "str": str, "bool": bool, "list": list}[f.type]
+        value = _coerce(key, want, value)
+        problem = f.metadata.get("check", lambda v: None)(value)
+        if problem:
+            raise ConfigError(key, problem)
+        values[name] = value
+    return cls(**values)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read a TOML config; None or a missing default location means all defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("--config", f"no such file: {path}")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    return _build(Config, table, "")
+
+
+def with_overrides(config: Config, **top: Any) -> Config:
+    """Apply command-line flags (only those given) on top of the file's values."""
+    given = {k: v for k, v in top.items() if v is not None}
+    for key, value in given.items():
+        problem = next(f for f in fields(Config) if f.name == key).metadata.get("check", lambda v: None)(value)
+        if problem:
+            raise ConfigError("--" + key, problem)
+    return replace(config, **given)

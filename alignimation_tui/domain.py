@@ -1,0 +1,147 @@
+"""Small value types shared by every stage. No I/O, no heavy imports."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+
+class FrameStatus(str, enum.Enum):
+    QUEUED = "queued"
+    DETECTING = "detecting"
+    ALIGNED = "aligned"
+    TURNED = "turned"
+    NO_SUBJECT = "no_subject"
+    FAILED = "failed"
+
+
+class Verdict(str, enum.Enum):
+    AUTO = "auto"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One photo on disk, identified by the hash of its bytes."""
+
+    path: Path
+    hash: str
+    taken_at: datetime
+    date_source: str  # "exif", "name" or "mtime"
+    file_size: int
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.taken_at, self.path.name)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in pixels of the upright (EXIF-rotated) original."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    prob: float
+    landmarks: tuple[tuple[float, float], ...]  # left eye, right eye, nose, mouth left, mouth right
+
+    @property
+    def size(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return max(x1 - x0, y1 - y0)
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def to_json(self) -> dict:
+        return {"box": list(self.box), "prob": self.prob, "landmarks": [list(p) for p in self.landmarks]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Face":
+        return cls(
+            box=tuple(float(v) for v in d["box"]),
+            prob=float(d["prob"]),
+            landmarks=tuple((float(x), float(y)) for x, y in d["landmarks"]),
+        )
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """Every face in one photo, and the upright size of that photo in pixels."""
+
+    width: int
+    height: int
+    faces: tuple[Face, ...]
+
+    def to_json(self) -> dict:
+        return {"width": self.width, "height": self.height, "faces": [f.to_json() for f in self.faces]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FaceDetection":
+        return cls(int(d["width"]), int(d["height"]), tuple(Face.from_json(f) for f in d["faces"]))
+
+
+@dataclass(frozen=True)
+class FacingScores:
+    """How squarely the face looks at the camera. Ratios are 1.0 for a perfectly frontal face."""
+
+    eye_ratio: float
+    mouth_ratio: float
+    yaw_deg: float
+
+    def to_json(self) -> dict:
+        return {"eye_ratio": round(self.eye_ratio, 4), "mouth_ratio": round(self.mouth_ratio, 4),
+                "yaw_deg": round(self.yaw_deg, 2)}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The face chosen as the person in one photo."""
+
+    face_index: int
+    face: Face
+    scores: FacingScores
+    identity_distance: float | None  # None when identity matching is off
+
+
+@dataclass(frozen=True)
+class Transform:
+    """3x3 matrix from upright original pixels to output canvas pixels."""
+
+    matrix: tuple[tuple[float, float, float], ...]
+    canvas: tuple[int, int]  # width, height
+    residual_pct: float
+
+    def to_json(self) -> dict:
+        return {"matrix": [list(r) for r in self.matrix], "canvas": list(self.canvas),
+                "residual_pct": self.residual_pct}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Transform":
+        return cls(tuple(tuple(float(v) for v in r) for r in d["matrix"]),
+                   (int(d["canvas"][0]), int(d["canvas"][1])), float(d["residual_pct"]))
+
+
+@dataclass
+class FrameResult:
+    """Everything the front ends show about one photo; mutable as work progresses."""
+
+    frame: Frame
+    status: FrameStatus = FrameStatus.QUEUED
+    verdict: Verdict = Verdict.AUTO
+    detection: FaceDetection | None = None
+    subject: Subject | None = None
+    transform: Transform | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def kept(self) -> bool:
+        """Whether this frame goes into the animation (turned frames are decided by the caller)."""
+        if self.verdict is Verdict.REJECTED or self.transform is None:
+            return False
+        if self.verdict is Verdict.ACCEPTED:
+            return True
+        return self.status is FrameStatus.ALIGNED

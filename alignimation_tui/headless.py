@@ -1,0 +1,101 @@
+"""``--once``: the whole pipeline without a screen. Progress and the summary go to stderr; with
+``--json``, one JSON object per photo goes to stdout. No Textual import here."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .config import Config
+from .domain import FrameResult, FrameStatus
+from .pipeline import Pipeline
+
+EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
+
+
+def frame_json(r: FrameResult) -> dict:
+    s = r.subject.scores if r.subject else None
+    return {
+        "path": str(r.frame.path),
+        "hash": r.frame.hash,
+        "date": r.frame.taken_at.isoformat(),
+        "date_source": r.frame.date_source,
+        "status": r.status.value,
+        "verdict": r.verdict.value,
+        "scores": {"eye_ratio": s.eye_ratio, "mouth_ratio": s.mouth_ratio, "yaw_deg": s.yaw_deg} if s else None,
+        "confidence": r.subject.face.prob if r.subject else None,
+        "faces": len(r.detection.faces) if r.detection else None,
+        "identity_distance": r.subject.identity_distance if r.subject else None,
+        "residual_pct": r.transform.residual_pct if r.transform else None,
+        "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
+        "error": r.error,
+    }
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console,
+                    transient=True, disable=not console.is_terminal)
+
+
+def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: int, seconds: float) -> None:
+    results = list(pipeline.results.values())
+    counts = Counter(r.status.value for r in results)
+    table = Table(title=f"{pipeline.folder} — {len(results)} photos in {seconds:.1f} s", title_justify="left")
+    for col in ("status", "photos"):
+        table.add_column(col)
+    for status in FrameStatus:
+        if counts.get(status.value):
+            table.add_row(status.value, str(counts[status.value]))
+    console.print(table)
+    problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED)]
+    for r in problems[:50]:
+        why = r.error or (f"yaw {r.subject.scores.yaw_deg:+.0f}°" if r.subject else "")
+        console.print(f"  [yellow]{r.status.value:<10}[/] {r.frame.path.name}: {why}")
+    if len(problems) > 50:
+        console.print(f"  … and {len(problems) - 50} more (use --json for all)")
+    if pipeline.reference is not None:
+        console.print(f"reference: {pipeline.results[pipeline.reference.hash].frame.path.name}, canvas "
+                      f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}")
+    if out is not None and written:
+        console.print(f"[green]wrote {out}[/] ({written} frames)")
+
+
+def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | None = None,
+             as_json: bool = False) -> int:
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    pipeline = Pipeline(folder, config)
+    try:
+        out = out or pipeline.default_output()
+        with _progress(console) as bar:
+            results = pipeline.scan(exclude={out})
+            pipeline.check_output(out)
+            task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
+            pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=r.frame.path.name))
+            pipeline.select()
+            pipeline.register()
+            for notice in pipeline.notices:
+                console.print(f"[cyan]note:[/] {notice}")
+            kept = pipeline.kept()
+            written = 0
+            if kept:
+                task = bar.add_task("rendering", total=len(kept), name=out.name)
+                written = pipeline.render(out, frames_dir, progress=lambda n: bar.update(task, completed=n))
+        if as_json:
+            for r in pipeline.results.values():
+                sys.stdout.write(json.dumps(frame_json(r)) + "\n")
+            sys.stdout.flush()
+        _summary(console, pipeline, out, written, time.perf_counter() - started)
+        if not written:
+            console.print("[red]nothing could be aligned[/]: no photo has a usable face")
+            return EXIT_NOTHING_ALIGNED
+        return EXIT_OK
+    finally:
+        pipeline.close()

@@ -1,0 +1,138 @@
+"""Opening one photo: pixel limit first, reduced-size JPEG decode, EXIF orientation, plain RGB out."""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# We check the pixel count ourselves, before decoding, with a message a person understands.
+Image.MAX_IMAGE_PIXELS = None
+
+_SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
+_ORIENTATION_TAG = 0x0112
+
+
+class PhotoError(Exception):
+    """A photo that cannot be used; the message says why in plain words."""
+
+
+@dataclass
+class Decoded:
+    """An upright RGB picture and how its pixels relate to the full-size upright original."""
+
+    image: Image.Image
+    width: int  # upright original size
+    height: int
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Decoded pixels per original pixel, along x and y (<= 1)."""
+        return self.image.width / self.width, self.image.height / self.height
+
+
+def _upright_size(img: Image.Image) -> tuple[int, int]:
+    w, h = img.size
+    try:
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not stop the photo
+        orientation = 1
+    return (h, w) if orientation in _SWAPS_AXES else (w, h)
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """Width and height of the photo as it should be shown, read from its header only."""
+    try:
+        with Image.open(path) as img:
+            return _upright_size(img)
+    except (OSError, ValueError) as exc:
+        raise PhotoError(f"cannot open: {exc}") from None
+
+
+def decode_ahead(items: list, decode: Callable, workers: int, ahead: int) -> Iterator[tuple]:
+    """Yield ``(item, result, error)`` in order while up to ``ahead`` decodes run in ``workers``
+    threads (Pillow releases the GIL while decoding). Memory stays bounded by ``ahead``. Closing
+    the generator cancels what has not started."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+    pending: deque = deque()
+    it = iter(items)
+    try:
+        for item in itertools.islice(it, ahead):
+            pending.append((item, pool.submit(decode, item)))
+        while pending:
+            item, fut = pending.popleft()
+            try:
+                result, error = fut.result(), None
+            except PhotoError as exc:
+                result, error = None, str(exc)
+            except Exception as exc:  # one odd file must not stop the others
+                result, error = None, f"unexpected error while decoding: {exc!r}"
+            nxt = next(it, _END)
+            if nxt is not _END:
+                pending.append((nxt, pool.submit(decode, nxt)))
+            yield item, result, error
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000) -> Decoded:
+    """Decode ``path`` upright, at most ``max_side`` pixels on the long side (None: full size).
+
+    JPEGs are decoded at a reduced DCT scale when that still covers ``max_side``, so a 12 MP photo
+    costs a fraction of a full decode. Never enlarges.
+    """
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise PhotoError("the file disappeared before it could be read") from None
+    except UnidentifiedImageError:
+        size = Path(path).stat().st_size if Path(path).exists() else 0
+        raise PhotoError("the file is empty (0 bytes)" if size == 0 else "not an image Pillow can read") from None
+    except OSError as exc:
+        raise PhotoError(f"cannot open: {exc}") from None
+    with img:
+        w, h = img.size
+        if w * h > max_pixels:
+            raise PhotoError(f"too large: {w}x{h} is {w * h / 1e6:.0f} MP, above the limit of "
+                             f"{max_pixels / 1e6:.0f} MP (scan.max_pixels)")
+        up_w, up_h = _upright_size(img)
+        long_side = max(w, h)
+        target = long_side if max_side is None else min(max_side, long_side)
+        if img.format == "JPEG" and target < long_side:
+            ratio = target / long_side
+            img.draft("RGB", (max(1, int(w * ratio)), max(1, int(h * ratio))))
+        try:
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(upright)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise PhotoError(f"cannot decode (truncated or damaged file): {exc}") from None
+    if max(rgb.size) > target:
+        ratio = target / max(rgb.size)
+        new = (max(1, round(rgb.width * ratio)), max(1, round(rgb.height * ratio)))
+        rgb = rgb.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return Decoded(image=rgb, width=up_w, height=up_h)

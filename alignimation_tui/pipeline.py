@@ -1,0 +1,308 @@
+"""The one synchronous API that both front ends drive: scan -> detect -> select -> register -> render.
+
+Each step reads and writes the store, so a step that already ran for a photo (same content, same
+settings) is not run again. Nothing here prints; callers get progress through callbacks and
+``notices`` (plain sentences for the person at the keyboard).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import register as reg
+from .config import Config, ConfigError
+from .detect import face as face_mod
+from .detect.facing import facing_scores, is_turned
+from .detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
+from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
+from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
+from .photos import PhotoError, decode_ahead, open_photo
+from .render import RenderItem, write_animation
+from .scan import list_photos, photo_suffixes, read_frame
+from .store import Store, fingerprint
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[FrameResult], None]
+
+
+class OutputError(ValueError):
+    """The output path is not acceptable (it would overwrite a photo, or has the wrong suffix)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    hash: str
+    landmarks: np.ndarray  # (5, 2) in the reference's upright pixels
+    canvas: tuple[int, int]
+    scale: float  # reference pixels -> canvas pixels
+
+
+class Pipeline:
+    def __init__(self, folder: Path, config: Config, store: Store | None = None):
+        self.folder = Path(folder)
+        self.config = config
+        self.store = store or Store(self.folder, config.store.cache_dir, config.store.data_dir)
+        self.device = choose_device(config.device)
+        self.results: dict[str, FrameResult] = {}
+        self.reference: Reference | None = None
+        self.notices: list[str] = []
+        self._detector: face_mod.FaceDetector | None = None
+        self._embedder: face_mod.FaceEmbedder | None = None
+        self._embedder_checked = False
+
+    # fingerprints ------------------------------------------------------------------------------
+    @property
+    def detect_fp(self) -> str:
+        d = self.config.detect
+        return fingerprint(model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size,
+                           thresholds=d.thresholds)
+
+    @property
+    def embed_fp(self) -> str:
+        return fingerprint(model=face_mod.EMBEDDER_ID, detect=self.detect_fp)
+
+    # models, loaded on first use ---------------------------------------------------------------
+    @property
+    def identity_on(self) -> bool:
+        return FACE_EMBEDDER.path.is_file()
+
+    def detector(self) -> face_mod.FaceDetector:
+        if self._detector is None:
+            d = self.config.detect
+            mtcnn = load_face_detector(self.device, d.min_face_size, d.thresholds)
+            self._detector = face_mod.FaceDetector(mtcnn, batch_size=d.batch_size)
+        return self._detector
+
+    def embedder(self) -> face_mod.FaceEmbedder | None:
+        if not self._embedder_checked:
+            self._embedder_checked = True
+            model = load_face_embedder(self.device)
+            self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.device)
+        return self._embedder
+
+    # scan --------------------------------------------------------------------------------------
+    def scan(self, exclude: set[Path] = frozenset()) -> list[FrameResult]:
+        """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
+        and fill each result from the store. Returns results in date order."""
+        seen: dict[str, FrameResult] = {}
+        for path in list_photos(self.folder, exclude):
+            result = self.add_path(path)
+            if result is not None:
+                seen[result.frame.hash] = result
+        self.results = dict(sorted(seen.items(), key=lambda kv: kv[1].frame.sort_key))
+        return list(self.results.values())
+
+    def add_path(self, path: Path) -> FrameResult | None:
+        """Read one photo's frame and whatever the store knows of it; None if it vanished."""
+        stat_key = f"stat:{path.resolve()}"
+        try:
+            frame, record = read_frame(path, self.store.get_json(stat_key))
+        except OSError as exc:
+            log.info("skipped %s: %s", path, exc)
+            return None
+        self.store.put_json(stat_key, record)
+        if frame.hash in self.results and self.results[frame.hash].frame.path != path:
+            other = self.results[frame.hash].frame.path.name
+            self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
+            return None
+        result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
+        cached = self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")
+        if cached is not None:
+            result.detection = FaceDetection.from_json(cached)
+        self.results[frame.hash] = result
+        return result
+
+    def needs_detection(self, result: FrameResult) -> bool:
+        if result.detection is None:
+            return True
+        if self.identity_on and result.detection.faces:
+            return self.store.get_array(f"embed:{result.frame.hash}:{self.embed_fp}") is None
+        return False
+
+    # detect ------------------------------------------------------------------------------------
+    def detect(self, results: list[FrameResult] | None = None, progress: Progress = lambda r: None,
+               cancel: threading.Event | None = None) -> int:
+        """Detect faces (and embeddings when identity matching is on) for results that lack them.
+        Broken photos become ``failed`` with the reason. Returns how many photos were decoded."""
+        todo = [r for r in (results if results is not None else self.results.values()) if self.needs_detection(r)]
+        if not todo:
+            return 0
+        d = self.config.detect
+        detector, embedder = self.detector(), self.embedder()
+
+        def decode(r: FrameResult):
+            return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels)
+
+        batch: list[tuple[FrameResult, object]] = []
+        decoded = 0
+
+        def flush() -> None:
+            need = [(r, p) for r, p in batch if r.detection is None]
+            for (r, _), det in zip(need, detector.detect([p for _, p in need])):
+                r.detection = det
+                self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
+            for r, p in batch:
+                if embedder is not None:
+                    vectors = embedder.embed(p, r.detection)
+                    self.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors)
+                r.status, r.error = FrameStatus.QUEUED, None
+                progress(r)
+            batch.clear()
+
+        for r, photo, error in decode_ahead(todo, decode, d.decode_workers, ahead=2 * d.batch_size):
+            if cancel is not None and cancel.is_set():
+                break
+            decoded += 1
+            if error is not None:
+                r.status, r.error = FrameStatus.FAILED, error
+                progress(r)
+                continue
+            r.status = FrameStatus.DETECTING
+            batch.append((r, photo))
+            if len(batch) >= d.batch_size:
+                flush()
+        flush()
+        return decoded
+
+    # select ------------------------------------------------------------------------------------
+    def _faces_kept(self, det: FaceDetection) -> FaceDetection:
+        keep = tuple(f for f in det.faces if f.prob >= self.config.detect.min_confidence)
+        return FaceDetection(det.width, det.height, keep)
+
+    def select(self) -> None:
+        """Choose the subject's face in every detected photo and score how frontal it is."""
+        cfg = self.config
+        usable = {h: r for h, r in self.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
+        dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
+        embeddings: dict[str, np.ndarray] = {}
+        if self.identity_on and self.embedder() is not None:
+            for h, r in usable.items():
+                e = self.store.get_array(f"embed:{h}:{self.embed_fp}")
+                if e is not None:
+                    keep = [i for i, f in enumerate(r.detection.faces) if f.prob >= cfg.detect.min_confidence]
+                    embeddings[h] = e[keep] if len(e) == len(r.detection.faces) else e[:0]
+        identity = identity_embedding(embeddings, cfg.identity.max_distance) if embeddings else None
+        if identity is None and not any("identity matching is off" in n for n in self.notices):
+            self.notices.append(
+                "identity matching is off: the face embedder's weights "
+                f"({FACE_EMBEDDER.filename}) are not in {FACE_EMBEDDER.path.parent}. Each photo uses the "
+                "face nearest where the subject usually is. To match the person by identity, run "
+                "`alignimation-tui models --download` (or put the file there).")
+        anchor = anchor_face(dets, self._named_reference_hash())
+        for h, r in usable.items():
+            det = dets[h]
+            distance = None
+            if identity is not None and h in embeddings:
+                index, distance = choose_by_identity(embeddings[h], identity, cfg.identity.max_distance)
+            else:
+                index = choose_by_position(det, anchor)
+            r.transform = None
+            if index is None:
+                r.subject = None
+                r.status = FrameStatus.NO_SUBJECT
+                r.error = "no face found" if not det.faces else (
+                    f"no face matches the subject (closest distance {distance:.2f} > "
+                    f"identity.max_distance {cfg.identity.max_distance})")
+                continue
+            face = det.faces[index]
+            scores = facing_scores(face.landmarks)
+            r.subject = Subject(index, face, scores, distance)
+            r.error = None
+            f = cfg.facing
+            turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
+            r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
+
+    # register ----------------------------------------------------------------------------------
+    def _named_reference_hash(self) -> str | None:
+        name = self.config.register.reference
+        if name:
+            for h, r in self.results.items():
+                if name in (r.frame.path.name, h):
+                    return h
+            raise ConfigError("register.reference", f"no photo named {name!r} in {self.folder}")
+        pinned = self.store.decisions.reference
+        return pinned if pinned in self.results else None
+
+    def _usable_for_reference(self, r: FrameResult) -> bool:
+        if r.subject is None or r.verdict is Verdict.REJECTED:
+            return False
+        return r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED
+
+    def choose_reference(self) -> Reference | None:
+        named = self._named_reference_hash()
+        if named is not None:
+            r = self.results[named]
+            if r.subject is None:
+                raise ConfigError("register.reference", f"{r.frame.path.name} has no usable face "
+                                  f"({r.error or r.status.value})")
+        else:
+            r = next((r for r in self.results.values() if self._usable_for_reference(r)), None)
+            if r is None:
+                return None
+        canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, self.config.register.long_side)
+        return Reference(r.frame.hash, np.asarray(r.subject.face.landmarks), canvas, scale)
+
+    def register(self) -> Reference | None:
+        """Closed-form similarity of every subject onto the reference's canvas."""
+        self.reference = ref = self.choose_reference()
+        todo = [r for r in self.results.values() if r.subject is not None]
+        if ref is None or not todo:
+            return ref
+        src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
+        dst = ref.landmarks * ref.scale
+        matrices = reg.fit_similarity(src, dst, np.asarray(self.config.register.landmark_weights))
+        residuals = reg.residual_pct(matrices, src, dst, ref.canvas[1])
+        fp = fingerprint(ref=ref.hash, canvas=ref.canvas, weights=self.config.register.landmark_weights,
+                         detect=self.detect_fp)
+        for r, m, res in zip(todo, matrices, residuals):
+            r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
+            self.store.put_json(f"transform:{r.frame.hash}:{fp}", r.transform.to_json())
+            if r.status is not FrameStatus.TURNED:
+                r.status = FrameStatus.ALIGNED
+        return ref
+
+    # render ------------------------------------------------------------------------------------
+    def kept(self) -> list[FrameResult]:
+        keep_turned = self.config.facing.keep_turned
+        out = []
+        for r in self.results.values():
+            if r.transform is None or r.verdict is Verdict.REJECTED:
+                continue
+            if r.verdict is Verdict.ACCEPTED or r.status is FrameStatus.ALIGNED or (
+                    keep_turned and r.status is FrameStatus.TURNED):
+                out.append(r)
+        return out
+
+    def default_output(self) -> Path:
+        return Path.cwd() / f"{self.folder.resolve().name or 'photos'}-timelapse.mp4"
+
+    def check_output(self, out: Path) -> None:
+        photos = {r.frame.path.resolve() for r in self.results.values()}
+        if out.resolve() in photos or (out.resolve().parent == self.folder.resolve()
+                                       and out.suffix.lower() in photo_suffixes()):
+            raise OutputError(f"refusing to write {out}: it would overwrite or add a photo in the folder")
+        if out.suffix.lower() not in (".mp4", ".gif"):
+            raise OutputError(f"output {out} must end in .mp4 or .gif")
+
+    def render(self, out: Path, frames_dir: Path | None = None,
+               progress: Callable[[int], None] = lambda n: None) -> int:
+        self.check_output(out)
+        if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
+            raise OutputError("refusing to write aligned frames into the photo folder itself")
+        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix)) for r in self.kept()]
+        rc = self.config.render
+        return write_animation(items, self.reference.canvas, out, fps=rc.fps, quality=rc.quality,
+                               gif_max_width=rc.gif_max_width, max_pixels=self.config.scan.max_pixels,
+                               frames_dir=frames_dir, progress=progress)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+__all__ = ["Pipeline", "Reference", "OutputError", "PhotoError"]

@@ -1,0 +1,127 @@
+"""Which files in a folder are photos, what their content hash is, and when they were taken."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image
+
+from .domain import Frame
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+HEIC_SUFFIXES = {".heic", ".heif"}
+
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+
+# IMG_20240102_..., PXL_20240102..., 2024-01-02 ..., 2024_01_02, 20240102
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-9]|[12]\d|3[01])(?!\d)"
+                        r"(?:[-_ T.]?([01]\d|2[0-3])[-_.:]?([0-5]\d)[-_.:]?([0-5]\d)(?!\d))?")
+
+
+def heic_available() -> bool:
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _register_heic() -> bool:
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def photo_suffixes() -> set[str]:
+    return PHOTO_SUFFIXES | (HEIC_SUFFIXES if _register_heic() else set())
+
+
+def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
+    """Photo files directly inside ``folder``: no hidden files, no sub-folders, none of ``exclude``."""
+    suffixes = photo_suffixes()
+    excluded = {p.resolve() for p in exclude}
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in suffixes:
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+            except OSError:
+                continue
+            path = Path(entry.path)
+            if path.resolve() not in excluded:
+                found.append(path)
+    return sorted(found)
+
+
+def content_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_exif_datetime(value) -> datetime | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def exif_date(path: Path) -> datetime | None:
+    try:
+        with Image.open(path) as img:
+            exif = img.getexif()
+            found = _parse_exif_datetime(exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL))
+            return found or _parse_exif_datetime(exif.get(_DATETIME))
+    except Exception:  # unreadable photos get a date from the name or mtime; decode reports them
+        return None
+
+
+def name_date(name: str) -> datetime | None:
+    for m in _NAME_DATE.finditer(name):
+        y, mo, d, hh, mm, ss = m.groups()
+        try:
+            return datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
+        except ValueError:
+            continue
+    return None
+
+
+def taken_at(path: Path, mtime: float) -> tuple[datetime, str]:
+    if (found := exif_date(path)) is not None:
+        return found, "exif"
+    if (found := name_date(path.name)) is not None:
+        return found, "name"
+    return datetime.fromtimestamp(mtime), "mtime"
+
+
+def read_frame(path: Path, cached: dict | None = None) -> tuple[Frame, dict]:
+    """Build a Frame for ``path``. ``cached`` is a previous result for the same path, size and
+    mtime (from the store), which spares reading the file again. Returns the frame and the record
+    to cache."""
+    st = path.stat()
+    stamp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if cached and all(cached.get(k) == v for k, v in stamp.items()):
+        record = cached
+    else:
+        when, source = taken_at(path, st.st_mtime)
+        record = {**stamp, "hash": content_hash(path), "taken_at": when.isoformat(), "date_source": source}
+    frame = Frame(path=path, hash=record["hash"], taken_at=datetime.fromisoformat(record["taken_at"]),
+                  date_source=record["date_source"], file_size=st.st_size)
+    return frame, record

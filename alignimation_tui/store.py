@@ -1,0 +1,184 @@
+"""Where results and decisions are kept.
+
+Two places, on purpose:
+
+* the **cache** (diskcache, rebuildable): detections, embeddings, transforms, file stats. Keys are
+  ``f"{kind}:{content_hash}:{fingerprint}"``; values are JSON bytes or ``.npy`` bytes, never pickle.
+  ``SafeDisk`` refuses pickled rows and file names outside the cache directory, so a tampered cache
+  cannot run code or read other files: such an entry is treated as missing.
+* the **decisions** file (user data, never evicted): verdicts and the pinned reference, keyed by
+  content hash, in a small JSON file replaced atomically on every change.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import numpy as np
+import platformdirs
+
+from .domain import Verdict
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "alignimation-tui"
+
+
+class UnsafeCacheEntry(OSError):
+    """Raised inside diskcache for a row we refuse to read; diskcache then reports a miss."""
+
+
+class SafeDisk(diskcache.Disk):
+    """A diskcache Disk that never unpickles and never opens files outside its directory."""
+
+    refused = 0
+
+    def get(self, key, raw):  # keys: only raw (str/bytes/int) keys are ever read back
+        if not raw:
+            SafeDisk.refused += 1
+            raise UnsafeCacheEntry("refusing to unpickle a cache key")
+        return super().get(key, raw)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == diskcache.core.MODE_PICKLE:
+            SafeDisk.refused += 1
+            log.warning("cache: ignored an entry stored as pickle (never unpickled)")
+            raise UnsafeCacheEntry("refusing to unpickle a cache value")
+        if filename is not None:
+            root = os.path.realpath(self._directory)
+            full = os.path.realpath(os.path.join(self._directory, filename))
+            if os.path.commonpath([root, full]) != root:
+                SafeDisk.refused += 1
+                log.warning("cache: ignored an entry pointing outside the cache directory")
+                raise UnsafeCacheEntry("cache entry points outside the cache directory")
+        return super().fetch(mode, filename, value, read)
+
+
+def folder_key(folder: Path) -> str:
+    resolved = str(Path(folder).expanduser().resolve())
+    slug = "".join(c if c.isalnum() else "-" for c in Path(resolved).name)[:40] or "root"
+    return f"{slug}-{hashlib.blake2b(resolved.encode(), digest_size=6).hexdigest()}"
+
+
+def fingerprint(**settings: Any) -> str:
+    """A short stable digest of everything that changes a result."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+class Decisions:
+    """Verdicts and the pinned reference: user data in one JSON file, replaced atomically."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._data = {"verdicts": {}, "reference": None}
+        if path.exists():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                self._data["verdicts"] = {str(k): str(v) for k, v in loaded.get("verdicts", {}).items()
+                                          if v in {x.value for x in Verdict}}
+                self._data["reference"] = loaded.get("reference")
+            except (OSError, ValueError, AttributeError) as exc:
+                backup = path.with_suffix(".unreadable.json")
+                os.replace(path, backup)
+                log.warning("decisions file %s was unreadable (%s); kept it as %s", path, exc, backup)
+
+    def verdict(self, content_hash: str) -> Verdict:
+        return Verdict(self._data["verdicts"].get(content_hash, Verdict.AUTO.value))
+
+    def all_verdicts(self) -> dict[str, Verdict]:
+        return {k: Verdict(v) for k, v in self._data["verdicts"].items()}
+
+    def set_verdict(self, content_hash: str, verdict: Verdict) -> None:
+        with self._lock:
+            if verdict is Verdict.AUTO:
+                self._data["verdicts"].pop(content_hash, None)
+            else:
+                self._data["verdicts"][content_hash] = verdict.value
+            self._write()
+
+    @property
+    def reference(self) -> str | None:
+        return self._data["reference"]
+
+    def pin_reference(self, content_hash: str | None) -> None:
+        with self._lock:
+            self._data["reference"] = content_hash
+            self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".decisions-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self._data, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class Store:
+    """The cache and the decisions for one photo folder."""
+
+    def __init__(self, folder: Path, cache_dir: str = "", data_dir: str = ""):
+        key = folder_key(folder)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else (
+            Path(platformdirs.user_cache_dir(APP_NAME)) / "folders" / key)
+        data_root = Path(data_dir).expanduser() if data_dir else (
+            Path(platformdirs.user_data_dir(APP_NAME)) / "folders" / key)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none",
+                                     size_limit=2**40)
+        self.decisions = Decisions(data_root / "decisions.json")
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # JSON values -------------------------------------------------------------------------------
+    def get_json(self, key: str) -> Any | None:
+        raw = self.cache.get(key)
+        if raw is None:
+            return None
+        try:
+            return json.loads(bytes(raw).decode("utf-8"))
+        except (ValueError, TypeError):
+            log.warning("cache: entry %s is not valid JSON; treated as missing", key)
+            self.cache.delete(key)
+            return None
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.cache.set(key, json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+    # arrays ------------------------------------------------------------------------------------
+    def get_array(self, key: str) -> np.ndarray | None:
+        raw = self.cache.get(key)
+        if raw is None:
+            return None
+        try:
+            return np.load(io.BytesIO(bytes(raw)), allow_pickle=False)
+        except (ValueError, OSError, TypeError):
+            log.warning("cache: entry %s is not a valid array; treated as missing", key)
+            self.cache.delete(key)
+            return None
+
+    def put_array(self, key: str, array: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+        self.cache.set(key, buf.getvalue())
