@@ -280,6 +280,8 @@ class Pipeline:
         return out
 
     def default_output(self) -> Path:
+        if self.config.render.output:
+            return Path(self.config.render.output).expanduser()
         return Path.cwd() / f"{self.folder.resolve().name or 'photos'}-timelapse.mp4"
 
     def check_output(self, out: Path) -> None:

@@ -42,7 +42,7 @@ def aligned_frame(item: RenderItem, canvas: tuple[int, int], max_pixels: int) ->
     to_canvas = item.matrix @ np.diag([1 / sx, 1 / sy, 1.0])  # decoded pixels -> canvas
     inv = np.linalg.inv(to_canvas)
     return photo.image.transform(canvas, Image.Transform.AFFINE, data=tuple(inv[:2].ravel()),
-                                 resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+                                 resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
 
 
 def stream_frames(items: Iterable[RenderItem], canvas: tuple[int, int], max_pixels: int) -> Iterator[Image.Image]:
@@ -83,7 +83,7 @@ def _write_mp4(frames: Iterator[Image.Image], out: Path, fps: float, crf: int) -
     tmp = out.with_name(f".{out.name}.partial.mp4")
     writer = imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=None,
                                 pixelformat="yuv420p", macro_block_size=2,
-                                output_params=["-crf", str(crf), "-movflags", "+faststart"])
+                                output_params=["-crf", str(crf), "-preset", "fast", "-movflags", "+faststart"])
     try:
         for img in frames:
             writer.append_data(np.asarray(img))

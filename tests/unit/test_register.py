@@ -1,0 +1,56 @@
+import math
+
+import numpy as np
+import pytest
+
+from alignimation_tui.register import apply, canvas_for, fit_similarity, residual_pct
+from tests.conftest import similarity
+
+KEYPOINTS = np.array([[200.0, 180.0], [260.0, 182.0], [231.0, 215.0], [205.0, 245.0], [255.0, 247.0]])
+
+
+def test_recovers_known_transforms_in_a_mixed_batch():
+    rng = np.random.default_rng(0)
+    truths = [similarity(rng.uniform(-15, 15), rng.uniform(0.8, 1.2), *rng.uniform(-40, 40, 2)) for _ in range(6)]
+    src = np.stack([apply(np.linalg.inv(t), KEYPOINTS) for t in truths])  # frame i sees the face moved
+    m = fit_similarity(src, KEYPOINTS, np.ones(5))
+    for got, t in zip(m, truths):
+        np.testing.assert_allclose(got, t, atol=1e-9)
+    assert residual_pct(m, src, KEYPOINTS, 1000).max() < 1e-9
+
+
+def test_missing_keypoint_is_ignored():
+    t = similarity(10, 1.1, 5, -3)
+    src = apply(np.linalg.inv(t), KEYPOINTS)
+    src[2] = [np.nan, np.nan]
+    src[4] = [9999.0, -9999.0]  # wildly wrong but weight zero
+    w = np.array([[1, 1, 0.5, 0.25, 0.0]])
+    np.testing.assert_allclose(fit_similarity(src[None], KEYPOINTS, w)[0], t, atol=1e-9)
+
+
+def test_fewer_than_two_keypoints_gives_identity():
+    w = np.array([[1.0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(fit_similarity(KEYPOINTS[None], KEYPOINTS + 5, w)[0], np.eye(3))
+
+
+def test_weights_favour_the_eyes():
+    moved = KEYPOINTS.copy()
+    moved[3:] += [[-6, 4], [6, 4]]  # a smile: mouth corners move
+    eyes_heavy = fit_similarity(moved[None], KEYPOINTS, np.array([1, 1, 0.5, 0.25, 0.25]))
+    uniform = fit_similarity(moved[None], KEYPOINTS, np.ones(5))
+    eye_err = lambda m: np.linalg.norm(apply(m[0], moved[:2]) - KEYPOINTS[:2], axis=1).max()  # noqa: E731
+    assert eye_err(eyes_heavy) < eye_err(uniform)
+
+
+def test_no_reflection():
+    mirrored = KEYPOINTS * [-1, 1]
+    m = fit_similarity(mirrored[None], KEYPOINTS, np.ones(5))[0]
+    assert np.linalg.det(m[:2, :2]) > 0
+
+
+@pytest.mark.parametrize("w, h, canvas", [(4032, 3024, (1080, 810)), (150, 150, (1080, 1080)),
+                                          (3000, 4001, (810, 1080))])
+def test_canvas_even_and_long_side(w, h, canvas):
+    size, scale = canvas_for(w, h, 1080)
+    assert size == canvas and all(v % 2 == 0 for v in size)
+    assert math.isclose(scale, 1080 / max(w, h))

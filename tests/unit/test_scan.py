@@ -1,0 +1,63 @@
+import os
+from datetime import datetime
+
+import pytest
+from PIL import Image
+
+from alignimation_tui.scan import list_photos, name_date, read_frame
+from tests.conftest import save_with_date
+
+
+def test_only_visible_photos_directly_in_the_folder(tmp_path):
+    for name in ("a.jpg", "b.JPEG", "c.png", "d.webp", ".hidden.jpg", "notes.txt", "movie.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "e.jpg").write_bytes(b"x")
+    names = [p.name for p in list_photos(tmp_path, exclude={tmp_path / "d.webp"})]
+    assert names == ["a.jpg", "b.JPEG", "c.png"]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("IMG_20240102_153012.jpg", datetime(2024, 1, 2, 15, 30, 12)),
+    ("PXL_20231231_235959123.jpg", datetime(2023, 12, 31)),
+    ("2024-01-02 10.11.12.jpg", datetime(2024, 1, 2, 10, 11, 12)),
+    ("week 3 2024-03-05.png", datetime(2024, 3, 5)),
+    ("20240102.jpg", datetime(2024, 1, 2)),
+    ("scan_1234.jpg", None),
+    ("20241399.jpg", None),
+])
+def test_dates_in_names(name, expected):
+    found = name_date(name)
+    assert (found.date() if found else None) == (expected.date() if expected else None)
+
+
+def test_date_sources_and_hash(tmp_path):
+    img = Image.new("RGB", (32, 24), "red")
+    exif_path = save_with_date(img, tmp_path / "IMG_20200101_000000.jpg", datetime(2021, 5, 6, 7, 8, 9))
+    named = tmp_path / "IMG_20220304_101112.jpg"
+    img.save(named)
+    plain = tmp_path / "plain.jpg"
+    Image.new("RGB", (32, 24), "blue").save(plain)
+    os.utime(plain, (1_600_000_000, 1_600_000_000))
+
+    f1, _ = read_frame(exif_path)
+    f2, _ = read_frame(named)
+    f3, _ = read_frame(plain)
+    assert (f1.taken_at, f1.date_source) == (datetime(2021, 5, 6, 7, 8, 9), "exif")
+    assert (f2.taken_at, f2.date_source) == (datetime(2022, 3, 4, 10, 11, 12), "name")
+    assert (f3.taken_at, f3.date_source) == (datetime.fromtimestamp(1_600_000_000), "mtime")
+    assert f2.hash != f3.hash and len(f1.hash) == 32
+
+    moved = tmp_path / "renamed.jpg"
+    named.rename(moved)
+    assert read_frame(moved)[0].hash == f2.hash
+
+
+def test_cached_stat_record_spares_rereading(tmp_path):
+    path = tmp_path / "a.jpg"
+    Image.new("RGB", (8, 8)).save(path)
+    frame, record = read_frame(path)
+    fake = {**record, "hash": "from-cache"}
+    assert read_frame(path, fake)[0].hash == "from-cache"
+    path.write_bytes(path.read_bytes() + b"\0")  # changed size: the cache no longer applies
+    assert read_frame(path, fake)[0].hash != "from-cache"

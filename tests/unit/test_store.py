@@ -1,0 +1,88 @@
+import json
+import os
+import pickle
+import sqlite3
+
+from alignimation_tui.domain import Verdict
+from alignimation_tui.store import Decisions, SafeDisk, Store, fingerprint, folder_key
+
+
+def test_json_and_arrays_round_trip(tmp_path):
+    import numpy as np
+
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    store.put_json("faces:abc:1", {"a": [1, 2.5]})
+    big = np.arange(20000, dtype=np.float32).reshape(100, 200)  # big enough to live in a file
+    store.put_array("embed:abc:1", big)
+    assert store.get_json("faces:abc:1") == {"a": [1, 2.5]}
+    assert (store.get_array("embed:abc:1") == big).all()
+    assert store.get_json("faces:missing:1") is None
+    store.close()
+
+
+def test_cache_defaults_outside_the_photo_folder(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    store = Store(photos)
+    assert photos not in store.cache_dir.parents and os.listdir(photos) == []
+    assert store.cache_dir.name == folder_key(photos)
+    store.close()
+
+
+class Boom:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_pickle_never_runs(tmp_path):
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    store.put_json("faces:abc:1", {"ok": True})
+    store.close()
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(Boom(marker))
+    db = sqlite3.connect(tmp_path / "c" / "cache.db")
+    db.execute("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (payload, "faces:abc:1"))
+    db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode,"
+               " filename, value) VALUES ('faces:evil:1', 1, 0, NULL, 0, 0, NULL, 0, 2, '../../../etc/passwd', NULL)")
+    db.commit()
+    db.close()
+
+    before = SafeDisk.refused
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    assert store.get_json("faces:abc:1") is None
+    assert store.get_json("faces:evil:1") is None
+    assert SafeDisk.refused == before + 2
+    assert not marker.exists()
+    store.close()
+
+
+def test_decisions_survive_and_are_written_atomically(tmp_path):
+    path = tmp_path / "d" / "decisions.json"
+    d = Decisions(path)
+    d.set_verdict("h1", Verdict.REJECTED)
+    d.set_verdict("h2", Verdict.ACCEPTED)
+    d.set_verdict("h2", Verdict.AUTO)
+    d.pin_reference("h1")
+    again = Decisions(path)
+    assert again.verdict("h1") is Verdict.REJECTED and again.verdict("h2") is Verdict.AUTO
+    assert again.reference == "h1"
+    assert [p.name for p in path.parent.iterdir()] == ["decisions.json"]  # no temp files left
+    assert json.loads(path.read_text())["verdicts"] == {"h1": "rejected"}
+
+
+def test_unreadable_decisions_file_is_kept_aside(tmp_path):
+    path = tmp_path / "decisions.json"
+    path.write_text("{not json")
+    d = Decisions(path)
+    assert d.verdict("x") is Verdict.AUTO
+    assert (tmp_path / "decisions.unreadable.json").read_text() == "{not json"
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint(a=1, b=[1, 2]) == fingerprint(b=[1, 2], a=1)
+    assert fingerprint(a=1) != fingerprint(a=2)
