@@ -84,6 +84,11 @@ class RegisterConfig:
     long_side: int = field(default=1080, metadata=_between(64, 8192))
     landmark_weights: list = field(default_factory=lambda: [1.0, 1.0, 0.5, 0.25, 0.25],
                                    metadata=_check(_weights))
+    refine: bool = True
+    sigma: float = field(default=0.04, metadata=_between(0.005, 0.5))
+    work_size: int = field(default=64, metadata=_between(16, 256))
+    iterations: int = field(default=30, metadata=_between(0, 1000))
+    batch_size: int = field(default=0, metadata=_between(0, 100000))
 
 
 @dataclass(frozen=True)

@@ -248,21 +248,44 @@ class Pipeline:
         canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, self.config.register.long_side)
         return Reference(r.frame.hash, np.asarray(r.subject.face.landmarks), canvas, scale)
 
+    def register_fp(self, ref: Reference) -> str:
+        rc = self.config.register
+        return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.detect_fp,
+                           refine=[rc.refine, rc.sigma, rc.work_size, rc.iterations])
+
     def register(self) -> Reference | None:
-        """Closed-form similarity of every subject onto the reference's canvas."""
+        """Register every subject onto the reference's canvas: closed form, then batched semantic
+        refinement. Transforms are cached against the reference and the settings, so only new
+        frames are registered; a new reference re-registers all from cached detections."""
         self.reference = ref = self.choose_reference()
-        todo = [r for r in self.results.values() if r.subject is not None]
-        if ref is None or not todo:
+        subjects = [r for r in self.results.values() if r.subject is not None]
+        if ref is None or not subjects:
             return ref
-        src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
-        dst = ref.landmarks * ref.scale
-        matrices = reg.fit_similarity(src, dst, np.asarray(self.config.register.landmark_weights))
-        residuals = reg.residual_pct(matrices, src, dst, ref.canvas[1])
-        fp = fingerprint(ref=ref.hash, canvas=ref.canvas, weights=self.config.register.landmark_weights,
-                         detect=self.detect_fp)
-        for r, m, res in zip(todo, matrices, residuals):
-            r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
-            self.store.put_json(f"transform:{r.frame.hash}:{fp}", r.transform.to_json())
+        fp = self.register_fp(ref)
+        todo = []
+        for r in subjects:
+            cached = self.store.get_json(f"transform:{r.frame.hash}:{fp}")
+            if cached is not None:
+                r.transform = Transform.from_json(cached)
+            else:
+                todo.append(r)
+        if todo:
+            rc = self.config.register
+            src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
+            weights = np.tile(np.asarray(rc.landmark_weights, np.float64), (len(todo), 1))
+            sizes = np.array([[r.detection.width, r.detection.height] for r in todo], np.float64)
+            settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
+                if rc.refine else None
+            ref_face = self.results[ref.hash].subject.face
+            matrices, _, _ = reg.register_frames(
+                src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
+                boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
+                settings=settings, device=self.device)
+            residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
+            for r, m, res in zip(todo, matrices, residuals):
+                r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
+                self.store.put_json(f"transform:{r.frame.hash}:{fp}", r.transform.to_json())
+        for r in subjects:
             if r.status is not FrameStatus.TURNED:
                 r.status = FrameStatus.ALIGNED
         return ref
