@@ -29,6 +29,7 @@ from .store import Store, fingerprint
 log = logging.getLogger(__name__)
 
 Progress = Callable[[FrameResult], None]
+AUTO_REFERENCE_KEY = "reference:auto:0"
 
 
 class OutputError(ValueError):
@@ -242,9 +243,15 @@ class Pipeline:
                 raise ConfigError("register.reference", f"{r.frame.path.name} has no usable face "
                                   f"({r.error or r.status.value})")
         else:
-            r = next((r for r in self.results.values() if self._usable_for_reference(r)), None)
-            if r is None:
-                return None
+            # Once chosen, the automatic reference stays while it is usable: a photo added later
+            # (even one dated earlier) is registered against it, not the other way round.
+            stored = (self.store.get_json(AUTO_REFERENCE_KEY) or {}).get("hash")
+            r = self.results.get(stored) if stored else None
+            if r is None or not self._usable_for_reference(r):
+                r = next((r for r in self.results.values() if self._usable_for_reference(r)), None)
+                if r is None:
+                    return None
+                self.store.put_json(AUTO_REFERENCE_KEY, {"hash": r.frame.hash})
         canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, self.config.register.long_side)
         return Reference(r.frame.hash, np.asarray(r.subject.face.landmarks), canvas, scale)
 

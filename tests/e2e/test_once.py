@@ -143,3 +143,38 @@ def test_refuses_to_overwrite_a_photo(folder, capsys):
     code, _, err = run(capsys, root, "--once", "--out", root / "week01.jpg")
     assert code == 2 and "refusing" in err
     assert (root / "week01.jpg").read_bytes() == before
+
+
+def test_pin_reregisters_from_cache_and_new_photos_keep_the_reference(tmp_path, capsys, count_detections):
+    root = tmp_path / "p"
+    root.mkdir()
+    for i, (angle, scale, tx, ty) in enumerate(WARPS[:4]):
+        save_with_date(warped_astronaut(similarity(angle, scale, tx + 64, ty + 60)), root / f"w{i}.jpg",
+                       START + timedelta(weeks=i))
+    out = tmp_path / "o.mp4"
+    code, first, _ = run(capsys, root, "--once", "--json", "--out", out)
+    assert code == 0 and sum(count_detections) == 4
+
+    # Pin the last photo: every frame is registered again, from cached detections only.
+    store = Store(root)
+    store.decisions.pin_reference(first[-1]["hash"])
+    store.close()
+    count_detections.clear()
+    code, pinned, err = run(capsys, root, "--once", "--json", "--out", out)
+    assert code == 0 and count_detections == []
+    assert "reference: w3.jpg" in err
+    assert np.allclose(pinned[-1]["transform"], [[1080 / 640, 0, 0], [0, 1080 / 640, 0], [0, 0, 1]], atol=1e-3)
+    assert pinned[0]["transform"] != first[0]["transform"]
+
+    # Unpin; then a photo dated before all others arrives: the stored reference stays.
+    store = Store(root)
+    store.decisions.pin_reference(None)
+    store.close()
+    run(capsys, root, "--once", "--out", out)
+    save_with_date(warped_astronaut(similarity(*WARPS[5][:2], WARPS[5][2] + 64, WARPS[5][3] + 60)),
+                   root / "older.jpg", START - timedelta(weeks=1))
+    count_detections.clear()
+    code, rows, err = run(capsys, root, "--once", "--json", "--out", out)
+    assert code == 0 and sum(count_detections) == 1  # only the new photo is detected
+    assert "reference: w0.jpg" in err
+    assert [r["transform"] for r in rows[1:]] == [r["transform"] for r in first]
