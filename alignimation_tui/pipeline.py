@@ -92,6 +92,7 @@ class Pipeline:
         """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
         and fill each result from the store. Returns results in date order."""
         seen: dict[str, FrameResult] = {}
+        self.results = {}
         for path in list_photos(self.folder, exclude):
             result = self.add_path(path)
             if result is not None:
