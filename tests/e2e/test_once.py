@@ -178,3 +178,21 @@ def test_pin_reregisters_from_cache_and_new_photos_keep_the_reference(tmp_path, 
     assert code == 0 and sum(count_detections) == 1  # only the new photo is detected
     assert "reference: w0.jpg" in err
     assert [r["transform"] for r in rows[1:]] == [r["transform"] for r in first]
+
+
+def test_rescan_after_rename_is_not_a_duplicate(tmp_path):
+    from alignimation_tui.config import Config
+    from alignimation_tui.pipeline import Pipeline
+
+    root = tmp_path / "p"
+    root.mkdir()
+    Image.new("RGB", (64, 48), "red").save(root / "a.jpg")
+    Image.new("RGB", (64, 48), "red").save(root / "copy.jpg")  # the same bytes under two names
+    p = Pipeline(root, Config())
+    assert len(p.scan()) == 1 and any("same photo" in n for n in p.notices)
+    p.notices.clear()
+    (root / "copy.jpg").unlink()
+    (root / "a.jpg").rename(root / "b.jpg")
+    (result,) = p.scan()
+    assert result.frame.path.name == "b.jpg" and p.notices == []
+    p.close()
