@@ -91,13 +91,10 @@ class Pipeline:
     def scan(self, exclude: set[Path] = frozenset()) -> list[FrameResult]:
         """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
         and fill each result from the store. Returns results in date order."""
-        seen: dict[str, FrameResult] = {}
         self.results = {}
         for path in list_photos(self.folder, exclude):
-            result = self.add_path(path)
-            if result is not None:
-                seen[result.frame.hash] = result
-        self.results = dict(sorted(seen.items(), key=lambda kv: kv[1].frame.sort_key))
+            self.add_path(path)
+        self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
         return list(self.results.values())
 
     def add_path(self, path: Path) -> FrameResult | None:

@@ -88,6 +88,10 @@ class RefineSettings:
     iterations: int = 30
     lr: float = 0.02
     batch_size: int = 0  # frames per optimisation; 0 = chosen from free memory
+    # Weight of the plain person mask as an extra channel (body mode). Measured with 1 % keypoint
+    # noise (bench_register): median error 0.11 % of height with it, 0.70 % without, 0.74 % for
+    # the closed form. Face mode's region is only an ellipse over a detected box, so it gets none.
+    mask_channel: float = 1.0
 
 
 def _torch():
@@ -96,10 +100,11 @@ def _torch():
     return torch
 
 
-def gaussian_maps(points, weights, height: int, width: int, sigma: float, region=None):
+def gaussian_maps(points, weights, height: int, width: int, sigma: float, region=None, region_channel: float = 0.0):
     """(B, K, 2) points and (B, K) weights in working pixels -> (B, K, height, width) maps.
     ``sigma``: a number or one per frame (B,). A keypoint with weight 0 (missing) gives an empty
-    channel."""
+    channel. ``region_channel`` > 0 appends the region itself as one more channel, so a person
+    mask's outline (free of keypoint noise) also pulls the fit."""
     torch = _torch()
     pts = torch.nan_to_num(points)
     ys = torch.arange(height, device=pts.device, dtype=pts.dtype).view(1, 1, height, 1)
@@ -107,7 +112,12 @@ def gaussian_maps(points, weights, height: int, width: int, sigma: float, region
     d2 = (xs - pts[..., 0, None, None]) ** 2 + (ys - pts[..., 1, None, None]) ** 2
     sigma = torch.as_tensor(sigma, device=pts.device, dtype=pts.dtype).reshape(-1, 1, 1, 1)
     maps = torch.exp(d2 / (-2.0 * sigma * sigma)) * weights.clamp(min=0).sqrt()[..., None, None]
-    return maps if region is None else maps * region
+    if region is None:
+        return maps
+    maps = maps * region
+    if region_channel > 0:
+        maps = torch.cat([maps, region * region_channel], dim=1)
+    return maps
 
 
 def ellipse_region(boxes, height: int, width: int, softness: float = 0.15):
@@ -216,6 +226,7 @@ def register_frames(points, weights, sizes, ref_points, ref_weights, canvas: tup
         return m0, None, None
 
     n, k, _ = points.shape
+    k += 1 if masks is not None else 0
     dt = torch.float32
     work = settings.work_size
     cw, ch = canvas
@@ -231,8 +242,9 @@ def register_frames(points, weights, sizes, ref_points, ref_weights, canvas: tup
     elif ref_box is not None:
         rb = torch.as_tensor(np.asarray(ref_box, np.float64) * ref_scale * dst_scale, dtype=dt, device=device)
         ref_region = ellipse_region(rb[None], dh, dw)
+    mask_channel = settings.mask_channel if masks is not None else 0.0
     dst_maps = gaussian_maps(dst_t, torch.as_tensor(rw, dtype=dt, device=device)[None], dh, dw,
-                             settings.sigma * work, ref_region)
+                             settings.sigma * work, ref_region, mask_channel)
     present = rw > 0
     centre = torch.as_tensor(dst[present].mean(0) * dst_scale, dtype=dt, device=device)
 
@@ -255,7 +267,7 @@ def register_frames(points, weights, sizes, ref_points, ref_weights, canvas: tup
         # pulls the scale towards matching blob widths instead of keypoints.
         s_work = np.sqrt(np.abs(np.linalg.det(m0[lo:hi, :2, :2]))) * dst_scale / src_scale[lo:hi]
         sigma_src = torch.as_tensor(settings.sigma * work / s_work, dtype=dt, device=device)
-        src_maps = gaussian_maps(pts, w, sh, sw, sigma_src, region)
+        src_maps = gaussian_maps(pts, w, sh, sw, sigma_src, region, mask_channel)
         m, s, e = refine_chunk(torch.as_tensor(m0[lo:hi], dtype=dt, device=device), src_maps, dst_maps,
                                sc, dst_scale, centre, settings)
         out[lo:hi] = m.double().cpu().numpy()

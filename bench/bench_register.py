@@ -70,7 +70,8 @@ def ours(n, w, h, noise, batch, device, rng, settings):
     masks = np.stack([frame_mask(t, work, work, sscale, h) for t in ts])[:, None]
     dh, dw = round(h * sscale), round(w * sscale)
     ref_mask = frame_mask(np.eye(3), dh, dw, sscale, h)[None, None]
-    st = RefineSettings(settings.sigma, settings.work_size, settings.iterations, settings.lr, batch)
+    st = RefineSettings(settings.sigma, settings.work_size, settings.iterations, settings.lr, batch,
+                        settings.mask_channel)
     args = dict(sizes=np.tile([w, h], (n, 1)), ref_points=ref, ref_weights=np.ones(5), canvas=(w, h), ref_scale=1.0,
                 masks=masks, ref_mask=ref_mask, settings=st, device=device)
     register_frames(pts[:min(n, 2)], np.ones((min(n, 2), 5)), **{**args, "sizes": args["sizes"][:2],

@@ -85,3 +85,27 @@ def test_devices_agree():
     m_cpu, _, _ = run(noisy, boxes, device="cpu")
     m_gpu, _, _ = run(noisy, boxes, device="cuda")
     assert np.abs(apply(m_cpu, clean) - apply(m_gpu, clean)).max() < 0.002 * SIZE[1]
+
+
+def silhouette_mask(frame_to_ref, hh, ww, scale):
+    """A head-and-body silhouette (in reference pixels) sampled on a grid of frame pixels * scale."""
+    ys, xs = np.mgrid[0:hh, 0:ww] / scale
+    rx = frame_to_ref[0, 0] * xs + frame_to_ref[0, 1] * ys + frame_to_ref[0, 2]
+    ry = frame_to_ref[1, 0] * xs + frame_to_ref[1, 1] * ys + frame_to_ref[1, 2]
+    m = np.zeros_like(rx)
+    for (cx, cy), (ax, ay) in (((460, 300), (70, 90)), ((460, 560), (130, 220))):
+        m = np.maximum(m, 0.5 * (1 + np.tanh((1 - ((rx - cx) / ax) ** 2 - ((ry - cy) / ay) ** 2) / 0.1)))
+    return m
+
+
+def test_person_masks_pull_noisy_keypoints_to_the_truth():
+    truths, clean, noisy, _ = frames(24, noise=0.01, seed=5)
+    work = RefineSettings().work_size
+    s = work / max(SIZE)
+    masks = np.stack([silhouette_mask(t, work, work, s) for t in truths])[:, None]
+    ref_mask = silhouette_mask(np.eye(3), round(SIZE[1] * s), round(SIZE[0] * s), s)[None, None]
+    m, before, after = register_frames(noisy, np.ones((24, 5)), np.tile(SIZE, (24, 1)), REF, np.ones(5), SIZE, 1.0,
+                                       masks=masks, ref_mask=ref_mask, settings=RefineSettings())
+    m0 = fit_similarity(noisy, REF, np.ones(5))
+    assert (after <= before).all()
+    assert np.median(err_pct(m, clean)) < 0.5 * np.median(err_pct(m0, clean))
