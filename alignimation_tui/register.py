@@ -12,6 +12,7 @@ slight turns move the mouth and nose, and a uniform fit drags the eyes off with 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -77,9 +78,6 @@ def residual_pct(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray, canvas_he
 # parameters seen per frame are kept, so no frame ends worse on the objective than where it
 # started.
 # ------------------------------------------------------------------------------------------------
-
-from dataclasses import dataclass  # noqa: E402
-
 
 @dataclass(frozen=True)
 class RefineSettings:
