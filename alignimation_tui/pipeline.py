@@ -258,6 +258,12 @@ class Pipeline:
         return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.detect_fp,
                            refine=[rc.refine, rc.sigma, rc.work_size, rc.iterations])
 
+    @staticmethod
+    def _transform_key(r: FrameResult, fp: str) -> str:
+        # The chosen face is part of the key: a different choice (identity weights installed,
+        # another min_confidence) must not reuse a transform fitted to another face.
+        return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.face.landmarks)}"
+
     def register(self) -> Reference | None:
         """Register every subject onto the reference's canvas: closed form, then batched semantic
         refinement. Transforms are cached against the reference and the settings, so only new
@@ -269,7 +275,7 @@ class Pipeline:
         fp = self.register_fp(ref)
         todo = []
         for r in subjects:
-            cached = self.store.get_json(f"transform:{r.frame.hash}:{fp}")
+            cached = self.store.get_json(self._transform_key(r, fp))
             if cached is not None:
                 r.transform = Transform.from_json(cached)
             else:
@@ -289,7 +295,7 @@ class Pipeline:
             residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
             for r, m, res in zip(todo, matrices, residuals):
                 r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
-                self.store.put_json(f"transform:{r.frame.hash}:{fp}", r.transform.to_json())
+                self.store.put_json(self._transform_key(r, fp), r.transform.to_json())
         for r in subjects:
             if r.status is not FrameStatus.TURNED:
                 r.status = FrameStatus.ALIGNED
