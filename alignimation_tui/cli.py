@@ -60,6 +60,22 @@ def _models_main(argv: list[str]) -> int:
     return 0
 
 
+def _run_app(folder: Path, config, usage_error) -> int:
+    from .models import DeviceError, ModelError
+
+    try:
+        from .tui.app import AlignimationApp
+    except ImportError as exc:  # Textual is a dependency, but say plainly if it is broken
+        return usage_error(f"the interactive app cannot start ({exc}); use --once")
+    if not sys.stdout.isatty():
+        return usage_error("the interactive app needs a terminal; use --once in scripts")
+    try:
+        AlignimationApp(folder, config).run()
+    except (DeviceError, ModelError) as exc:
+        return usage_error(str(exc))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "models":
@@ -80,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return usage_error(str(exc))
     if not args.once:
-        return usage_error("the interactive app is not available yet in this version; run with --once")
+        return _run_app(args.folder, config, usage_error)
 
     from .headless import run_once
     from .models import DeviceError, ModelError

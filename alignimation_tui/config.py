@@ -100,6 +100,13 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    settle_seconds: float = field(default=1.0, metadata=_between(0.0, 600.0))
+    auto_render: bool = False
+    auto_render_delay: float = field(default=10.0, metadata=_between(0.0, 86400.0))
+
+
+@dataclass(frozen=True)
 class Config:
     mode: str = field(default="face", metadata=_one_of("face"))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda"))
@@ -110,6 +117,7 @@ class Config:
     facing: FacingConfig = field(default_factory=FacingConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}

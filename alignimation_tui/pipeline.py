@@ -94,7 +94,7 @@ class Pipeline:
         self.results = {}
         for path in list_photos(self.folder, exclude):
             self.add_path(path)
-        self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
+        self.sort_results()
         return list(self.results.values())
 
     def add_path(self, path: Path) -> FrameResult | None:
@@ -106,7 +106,13 @@ class Pipeline:
             log.info("skipped %s: %s", path, exc)
             return None
         self.store.put_json(stat_key, record)
-        if frame.hash in self.results and self.results[frame.hash].frame.path != path:
+        for h, r in list(self.results.items()):  # the photo at this path was edited: forget the old one
+            if r.frame.path == path and h != frame.hash:
+                del self.results[h]
+        known = self.results.get(frame.hash)
+        if known is not None and known.frame.path == path:
+            return known  # seen again (a watcher event for a photo already scanned)
+        if known is not None:
             other = self.results[frame.hash].frame.path.name
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
@@ -116,6 +122,39 @@ class Pipeline:
             result.detection = FaceDetection.from_json(cached)
         self.results[frame.hash] = result
         return result
+
+    def remove_path(self, path: Path) -> str | None:
+        """Forget the photo that was at ``path`` (deleted or moved away); returns its hash."""
+        for h, r in list(self.results.items()):
+            if r.frame.path == path:
+                del self.results[h]
+                return h
+        return None
+
+    def sort_results(self) -> None:
+        self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
+
+    def set_verdict(self, content_hash: str, verdict: Verdict) -> None:
+        """Store the person's decision first (it survives a crash), then show it."""
+        self.store.decisions.set_verdict(content_hash, verdict)
+        r = self.results.get(content_hash)
+        if r is not None:
+            r.verdict = verdict
+
+    def pin_reference(self, content_hash: str | None) -> None:
+        """Pin (or with None, unpin) the reference; the next ``register`` re-registers every frame
+        from cached detections."""
+        self.store.decisions.pin_reference(content_hash)
+
+    def process(self, results: list[FrameResult] | None = None, progress: Progress = lambda r: None,
+                cancel: threading.Event | None = None) -> Reference | None:
+        """Detect what lacks detections, then choose subjects and register: what a new photo
+        needs to reach ``aligned``. Cached work is not repeated."""
+        self.detect(results, progress=progress, cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            return self.reference
+        self.select()
+        return self.register()
 
     def needs_detection(self, result: FrameResult) -> bool:
         if result.detection is None:
@@ -201,9 +240,8 @@ class Pipeline:
                 index, distance = choose_by_identity(embeddings[h], identity, cfg.identity.max_distance)
             else:
                 index = choose_by_position(det, anchor)
-            r.transform = None
             if index is None:
-                r.subject = None
+                r.subject = r.transform = None
                 r.status = FrameStatus.NO_SUBJECT
                 r.error = "no face found" if not det.faces else (
                     f"no face matches the subject (closest distance {distance:.2f} > "
@@ -274,10 +312,15 @@ class Pipeline:
             return ref
         fp = self.register_fp(ref)
         todo = []
+        keys = {}
         for r in subjects:
-            cached = self.store.get_json(self._transform_key(r, fp))
+            keys[r.frame.hash] = key = self._transform_key(r, fp)
+            if r.transform is not None and r.extra.get("transform_key") == key:
+                continue  # already loaded for this reference, settings and face
+            cached = self.store.get_json(key)
             if cached is not None:
                 r.transform = Transform.from_json(cached)
+                r.extra["transform_key"] = key
             else:
                 todo.append(r)
         if todo:
@@ -295,7 +338,8 @@ class Pipeline:
             residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
             for r, m, res in zip(todo, matrices, residuals):
                 r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
-                self.store.put_json(self._transform_key(r, fp), r.transform.to_json())
+                self.store.put_json(keys[r.frame.hash], r.transform.to_json())
+                r.extra["transform_key"] = keys[r.frame.hash]
         for r in subjects:
             if r.status is not FrameStatus.TURNED:
                 r.status = FrameStatus.ALIGNED

@@ -1,0 +1,52 @@
+"""Small pictures for the preview pane: the aligned frame, an onion skin with the reference, and
+the original with what was detected drawn on it. Pure Pillow; no Textual here."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .domain import FrameResult
+from .photos import open_photo
+from .render import RenderItem, aligned_frame
+
+LANDMARK_COLOURS = ((80, 220, 255), (80, 220, 255), (255, 220, 60), (255, 90, 160), (255, 90, 160))
+
+
+def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], float]:
+    """The largest size with ``size``'s aspect that fits in ``box``, and the scale factor."""
+    s = min(box[0] / size[0], box[1] / size[1])
+    return (max(1, round(size[0] * s)), max(1, round(size[1] * s))), s
+
+
+def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) -> Image.Image:
+    """The frame warped onto the canvas, at preview size (decoded small, warped once)."""
+    canvas = r.transform.canvas
+    size, s = fit(canvas, box)
+    matrix = np.diag([s, s, 1.0]) @ np.asarray(r.transform.matrix)
+    return aligned_frame(RenderItem(r.frame.path, r.frame.path.name, matrix), size, max_pixels)
+
+
+def onion_skin(frame: Image.Image, reference: Image.Image, alpha: float = 0.5) -> Image.Image:
+    if reference.size != frame.size:
+        reference = reference.resize(frame.size, Image.Resampling.BILINEAR)
+    return Image.blend(frame.convert("RGB"), reference.convert("RGB"), alpha)
+
+
+def detections_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) -> Image.Image:
+    """The upright original, small, with every face box (the subject's in green) and the
+    subject's landmarks drawn."""
+    photo = open_photo(r.frame.path, max_side=max(box) * 2, max_pixels=max_pixels)
+    size, _ = fit(photo.image.size, box)
+    image = photo.image.resize(size, Image.Resampling.BILINEAR)
+    sx, sy = size[0] / photo.width, size[1] / photo.height
+    draw = ImageDraw.Draw(image)
+    chosen = r.subject.face_index if r.subject else None
+    for i, face in enumerate(r.detection.faces if r.detection else ()):
+        x0, y0, x1, y1 = face.box
+        colour = (60, 230, 90) if i == chosen else (200, 200, 200)
+        draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=colour, width=1)
+    if r.subject is not None:
+        rad = max(1.0, min(size) / 60)
+        for (x, y), colour in zip(r.subject.face.landmarks, LANDMARK_COLOURS):
+            draw.ellipse((x * sx - rad, y * sy - rad, x * sx + rad, y * sy + rad), fill=colour)
+    return image

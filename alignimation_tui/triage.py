@@ -1,0 +1,125 @@
+"""What the triage table shows: one plain row per photo, outlier flags, filters and counts.
+
+Pure functions over ``FrameResult``s, so the TUI only displays what this module computes (and the
+tests can check it without a screen). No Textual here.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from .domain import FrameResult, FrameStatus, Verdict
+
+FILTERS = ("all", "flagged", "rejected", "failed")
+# A robust z-score (median / MAD) beyond this marks a value as far from the rest.
+OUTLIER_Z = 3.5
+# ...but a residual under this (% of canvas height) is never worth a look, however the rest are.
+RESIDUAL_FLOOR_PCT = 1.0
+RATIO_FLOOR = 0.1
+
+
+@dataclass(frozen=True)
+class FrameRow:
+    """One table row, already formatted. ``flag`` is a short reason, "" when nothing is odd."""
+
+    hash: str
+    name: str
+    date: str
+    status: str
+    verdict: str
+    eye: str
+    mouth: str
+    confidence: str
+    residual: str
+    flag: str
+    # raw values, for sorting
+    sort_values: tuple = ()
+
+    def cells(self) -> dict[str, str]:
+        return {"name": self.name, "date": self.date, "status": self.status, "verdict": self.verdict,
+                "eye": self.eye, "mouth": self.mouth, "confidence": self.confidence,
+                "residual": self.residual, "flag": self.flag}
+
+
+COLUMNS = (("name", "photo"), ("date", "date"), ("status", "status"), ("verdict", "verdict"),
+           ("eye", "eye"), ("mouth", "mouth"), ("confidence", "conf"), ("residual", "resid %"),
+           ("flag", "flag"))
+
+
+def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:
+    """Keys whose value is far from the median in units of the MAD; differences below ``floor``
+    never count (a tight set would otherwise flag a photo for a hair's difference)."""
+    if len(values) < 5:
+        return set()
+    arr = np.array(list(values.values()), np.float64)
+    med = float(np.median(arr))
+    mad = float(np.median(np.abs(arr - med))) * 1.4826
+    out = set()
+    for key, v in values.items():
+        d = v - med if high_only else abs(v - med)
+        if d > floor and (mad == 0 or d / mad > OUTLIER_Z):
+            out.add(key)
+    return out
+
+
+def outlier_flags(results: list[FrameResult]) -> dict[str, str]:
+    """hash -> reason for frames whose residual or facing scores are far from the rest."""
+    aligned = [r for r in results if r.transform is not None and r.subject is not None]
+    residual = _robust_outliers({r.frame.hash: r.transform.residual_pct for r in aligned},
+                                RESIDUAL_FLOOR_PCT, high_only=True)
+    eye = _robust_outliers({r.frame.hash: r.subject.scores.eye_ratio for r in aligned}, RATIO_FLOOR, False)
+    mouth = _robust_outliers({r.frame.hash: r.subject.scores.mouth_ratio for r in aligned}, RATIO_FLOOR, False)
+    flags = {}
+    for r in aligned:
+        h = r.frame.hash
+        why = [w for w, s in (("residual", residual), ("eyes", eye), ("mouth", mouth)) if h in s]
+        if why:
+            flags[h] = "⚑ " + ",".join(why)
+    return flags
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
+    s = r.subject.scores if r.subject else None
+    conf = r.subject.face.prob if r.subject else None
+    resid = r.transform.residual_pct if r.transform else None
+    status = r.status.value
+    return FrameRow(
+        hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d %H:%M"),
+        status=status, verdict=r.verdict.value,
+        eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
+        confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"),
+        flag=flag or (f"✗ {r.error}" if r.error and r.status is FrameStatus.FAILED else ""),
+        sort_values=(r.frame.path.name.lower(), r.frame.taken_at, status, r.verdict.value,
+                     -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
+                     -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag))
+
+
+def frame_rows(results: list[FrameResult]) -> list[FrameRow]:
+    flags = outlier_flags(results)
+    return [frame_row(r, flags.get(r.frame.hash, "")) for r in results]
+
+
+def is_flagged(row: FrameRow) -> bool:
+    return row.flag.startswith("⚑") or row.status in (FrameStatus.FAILED.value, FrameStatus.NO_SUBJECT.value,
+                                                        FrameStatus.TURNED.value)
+
+
+def matches(row: FrameRow, which: str) -> bool:
+    if which == "flagged":
+        return is_flagged(row)
+    if which == "rejected":
+        return row.verdict == Verdict.REJECTED.value
+    if which == "failed":
+        return row.status == FrameStatus.FAILED.value
+    return True
+
+
+def status_counts(rows: list[FrameRow]) -> dict[str, int]:
+    counts = Counter(r.status for r in rows)
+    return {s.value: counts[s.value] for s in FrameStatus if counts.get(s.value)}

@@ -1,0 +1,382 @@
+"""`alignimation-tui DIR`: the frame table, the preview, keyboard triage, and a watched folder.
+
+The app only drives the pipeline: one thread worker (``Driver``) owns it and posts messages; the
+app shows them. Verdicts are the exception: they are written to the store on the key press, on
+the UI thread, so they are safe the moment the person decides.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from ..config import Config
+from ..domain import Verdict
+from ..photos import PhotoError
+from ..pipeline import Pipeline
+from ..preview import aligned_preview, detections_preview, onion_skin
+from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
+from ..watch import FolderWatcher
+from .driver import Driver, Job
+from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress, RowsChanged,
+                       RowsRemoved)
+from .widgets.halfblock import HalfBlockImage, halfblock_lines
+
+log = logging.getLogger(__name__)
+
+STATUS_STYLES = {"aligned": "green", "turned": "yellow", "no_subject": "magenta", "failed": "red",
+                 "detecting": "cyan", "queued": "dim"}
+VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
+PREVIEW_MODES = ("aligned", "onion", "detections")
+NUMERIC = {"eye", "mouth", "confidence", "residual"}
+
+
+def _cell(column: str, value: str) -> Text | str:
+    if column == "status":
+        return Text(value, style=STATUS_STYLES.get(value, ""))
+    if column == "verdict":
+        return Text(value, style=VERDICT_STYLES.get(value, ""))
+    if column == "flag":
+        return Text(value, style="yellow" if value.startswith("⚑") else "red")
+    if column in NUMERIC:
+        return Text(value, justify="right")
+    return value
+
+
+def _sort_key(column: str):
+    if column in NUMERIC:
+        return lambda v: float(str(v)) if str(v) else -1.0
+    return lambda v: str(v).lower()
+
+
+class AlignimationApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "alignimation"
+    BINDINGS = [
+        Binding("a", "verdict('accepted')", "Accept"),
+        Binding("x", "verdict('rejected')", "Reject"),
+        Binding("u", "verdict('auto')", "Auto"),
+        Binding("p", "pin", "Pin reference"),
+        Binding("w", "render", "Render"),
+        Binding("o", "preview_mode('onion')", "Onion skin"),
+        Binding("l", "preview_mode('detections')", "Landmarks"),
+        Binding("n", "next_flagged(1)", "Next flagged"),
+        Binding("N", "next_flagged(-1)", "Prev flagged", key_display="N"),
+        Binding("f", "cycle_filter", "Filter"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("v", "toggle_preview", "Preview", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, folder: Path, config: Config, *, watch: bool = True):
+        super().__init__()
+        self.folder = Path(folder)
+        self.config = config
+        self.watch_folder = watch
+        self.pipeline = Pipeline(self.folder, config)  # raises DeviceError before any screen appears
+        self.driver: Driver | None = None
+        self.watcher: FolderWatcher | None = None
+        self.rows: dict[str, FrameRow] = {}
+        self.state: PipelineState | None = None
+        self.filter = "all"
+        self.sort_column = "date"
+        self.preview_mode = "aligned"
+        self.render_note = ""
+        self.max_lag = 0.0  # the event loop's worst delay seen, seconds
+        self.lag_events: list[tuple[float, float, str]] = []
+        self._tick_expected = 0.0
+        self.sub_title = str(self.folder)
+
+    # layout -------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
+            for key, label in COLUMNS:
+                table.add_column(label, key=key)
+            yield table
+            with Vertical(id="preview-pane"):
+                yield HalfBlockImage(id="preview")
+                yield Static("", id="preview-caption")
+        yield Static("starting…", id="status-bar")
+        yield Footer()
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#frames", DataTable)
+
+    def on_mount(self) -> None:
+        w = self.config.watch
+        self.driver = Driver(self, self.pipeline, auto_render=w.auto_render, auto_render_delay=w.auto_render_delay)
+        if self.watch_folder:  # started before the first scan, so nothing arriving meanwhile is missed
+            self.watcher = FolderWatcher(self.folder, on_ready=lambda p: self.driver.submit(Job("ready", p)),
+                                         on_deleted=lambda p: self.driver.submit(Job("deleted", p)),
+                                         settle_s=w.settle_seconds)
+            self.watcher.start()
+            self.driver.watcher_pending = lambda: self.watcher.pending
+        self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
+                        exit_on_error=False)
+        self._tick_expected = time.monotonic() + 0.05
+        self.set_interval(0.05, self._tick)
+        self.table.focus()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        lag = now - self._tick_expected
+        self.max_lag = max(self.max_lag, lag)
+        if lag > 0.1:
+            self.lag_events.append((now, lag, self.state.busy if self.state else "?"))
+        self._tick_expected = now + 0.05
+
+    async def action_quit(self) -> None:
+        self._stop_background()
+        self.exit()
+
+    def _stop_background(self) -> None:
+        if self.driver is not None:
+            self.driver.cancel.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    def on_unmount(self) -> None:
+        self._stop_background()
+        self.workers.cancel_all()
+        if self.pipeline is not None:
+            for worker in self.workers:
+                if worker.is_running:  # the thread still holds the store; it stops at the next chunk
+                    return
+            self.pipeline.close()
+
+    # messages from the worker -------------------------------------------------------------------
+    @on(RowsChanged)
+    def show_rows(self, message: RowsChanged) -> None:
+        table = self.table
+        added = False
+        for row in message.rows:
+            old = self.rows.get(row.hash)
+            self.rows[row.hash] = row
+            visible = row.hash in table.rows
+            if not matches(row, self.filter):
+                if visible:
+                    table.remove_row(row.hash)
+                continue
+            if not visible:
+                table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+                added = True
+                continue
+            for key, value in row.cells().items():
+                if old is None or getattr(old, key) != value:
+                    table.update_cell(row.hash, key, _cell(key, value))
+        if added:
+            self._apply_sort()
+        self._update_status()
+        if table.row_count and self._selected_hash() and message.rows:
+            changed = next((r for r in message.rows if r.hash == self._selected_hash()), None)
+            if changed is not None and changed.status in ("aligned", "turned"):
+                self.request_preview()
+
+    @on(RowsRemoved)
+    def drop_rows(self, message: RowsRemoved) -> None:
+        for h in message.hashes:
+            self.rows.pop(h, None)
+            if h in self.table.rows:
+                self.table.remove_row(h)
+        self._update_status()
+
+    @on(PipelineState)
+    def show_state(self, message: PipelineState) -> None:
+        self.state = message
+        self._update_status()
+
+    @on(Notice)
+    def show_notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=12)
+
+    @on(RenderProgress)
+    def show_render_progress(self, message: RenderProgress) -> None:
+        self.render_note = f"rendering {message.done}/{message.total}"
+        self._update_status()
+
+    @on(RenderFinished)
+    def show_render_done(self, message: RenderFinished) -> None:
+        if message.error:
+            self.render_note = "render failed"
+            self.notify(f"render: {message.error}", severity="error", timeout=15)
+        else:
+            self.render_note = f"wrote {message.path} ({message.frames} frames)"
+            self.notify(f"wrote {message.path} ({message.frames} frames)", timeout=15)
+        self._update_status()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            log.error("worker %s failed", event.worker.name, exc_info=error)
+            what = "the pipeline stopped" if event.worker.group == "pipeline" else "preview failed"
+            self.notify(f"{what}: {type(error).__name__}: {error}", severity="error", timeout=30)
+            if event.worker.group == "pipeline":
+                self.render_note = "pipeline stopped (see the message)"
+                self._update_status()
+
+    # status bar -------------------------------------------------------------------------------
+    def _update_status(self) -> None:
+        counts = status_counts(list(self.rows.values()))
+        s = self.state
+        parts = []
+        if s is not None:
+            models = "MTCNN + identity" if s.identity_on else "MTCNN, identity off"
+            parts.append(f"{s.mode} · {s.device} · {models}")
+        parts.append(" ".join(f"{k} {v}" for k, v in counts.items()) or "no photos yet")
+        if s is not None:
+            parts.append(f"queue {s.queue}")
+            parts.append(f"ref {s.reference or '—'}")
+            if s.busy:
+                parts.append(s.busy)
+        parts.append(f"filter {self.filter} · sort {self.sort_column}")
+        if self.render_note:
+            parts.append(self.render_note)
+        self.query_one("#status-bar", Static).update(Text(" │ ".join(parts)))
+
+    # selection and preview ------------------------------------------------------------------
+    def _selected_hash(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        try:
+            return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+
+    @on(DataTable.RowHighlighted, "#frames")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.request_preview()
+
+    def request_preview(self) -> None:
+        h = self._selected_hash()
+        pane = self.query_one("#preview-pane")
+        if h is None or not pane.display:
+            return
+        self._make_preview(h, self.preview_mode, self.query_one("#preview", HalfBlockImage).cell_size)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _make_preview(self, h: str, mode: str, cells: tuple[int, int]) -> None:
+        p = self.pipeline
+        box = (max(1, cells[0]), max(2, cells[1] * 2))
+        r = p.results.get(h)
+        max_px = self.config.scan.max_pixels
+        image, caption = None, ""
+        try:
+            if r is None:
+                caption = "gone"
+            elif mode == "detections":
+                image = detections_preview(r, box, max_px)
+                caption = f"{r.frame.path.name}: {len(r.detection.faces) if r.detection else 0} face(s) detected"
+            elif r.transform is None:
+                caption = f"{r.frame.path.name}: not aligned ({r.error or r.status.value})"
+            else:
+                image = aligned_preview(r, box, max_px)
+                caption = f"{r.frame.path.name}: aligned, residual {r.transform.residual_pct:.2f}%"
+                ref = p.reference
+                if mode == "onion" and ref is not None and ref.hash in p.results:
+                    ref_result = p.results[ref.hash]
+                    if ref_result.transform is not None:
+                        image = onion_skin(image, aligned_preview(ref_result, box, max_px))
+                        caption += f" · onion skin with {ref_result.frame.path.name}"
+        except (PhotoError, OSError) as exc:
+            caption = f"cannot show {r.frame.path.name}: {exc}"
+        lines = [] if image is None else halfblock_lines(image, *cells)
+        if not get_current_worker().is_cancelled:
+            self.post_message(PreviewReady(h, mode, lines, caption))
+
+    @on(PreviewReady)
+    def show_preview(self, message: PreviewReady) -> None:
+        if message.hash != self._selected_hash():
+            return
+        self.query_one("#preview", HalfBlockImage).set_lines(message.lines)
+        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {message.caption}"))
+
+    # actions ----------------------------------------------------------------------------------
+    def action_verdict(self, value: str) -> None:
+        h = self._selected_hash()
+        if h is None or self.pipeline is None:
+            return
+        verdict = Verdict(value)
+        self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+        row = self.rows.get(h)
+        if row is not None:
+            self.show_rows(RowsChanged([replace(row, verdict=verdict.value)]))
+        self.driver.submit(Job("refresh"))  # the kept set (and maybe the reference) changed
+
+    def action_pin(self) -> None:
+        h = self._selected_hash()
+        if h is None:
+            return
+        row = self.rows[h]
+        if row.status not in ("aligned", "turned"):
+            self.notify(f"{row.name} has no usable face; it cannot be the reference", severity="warning")
+            return
+        self.driver.submit(Job("pin", hash=h))
+        self.notify(f"pinned {row.name} as the reference; re-registering from cached detections")
+
+    def action_render(self) -> None:
+        self.render_note = "render queued"
+        self._update_status()
+        self.driver.submit(Job("render"))
+
+    def action_preview_mode(self, mode: str) -> None:
+        self.preview_mode = "aligned" if self.preview_mode == mode else mode
+        self.request_preview()
+
+    def action_toggle_preview(self) -> None:
+        pane = self.query_one("#preview-pane")
+        pane.display = not pane.display
+        self.request_preview()
+
+    def action_next_flagged(self, step: int) -> None:
+        table = self.table
+        n = table.row_count
+        if not n:
+            return
+        start = table.cursor_row
+        for i in range(1, n + 1):
+            index = (start + step * i) % n
+            key = table.coordinate_to_cell_key((index, 0)).row_key.value
+            if key in self.rows and is_flagged(self.rows[key]):
+                table.move_cursor(row=index)
+                return
+        self.notify("no flagged frames", timeout=3)
+
+    def action_cycle_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        table = self.table
+        table.clear()
+        for row in self.rows.values():
+            if matches(row, self.filter):
+                table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+        self._apply_sort()
+        self._update_status()
+
+    def action_cycle_sort(self) -> None:
+        keys = [k for k, _ in COLUMNS]
+        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
+        self._apply_sort()
+        self._update_status()
+
+    @on(DataTable.HeaderSelected, "#frames")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        self.sort_column = event.column_key.value
+        self._apply_sort()
+        self._update_status()
+
+    def _apply_sort(self) -> None:
+        reverse = self.sort_column in ("residual", "flag")  # the worst first
+        self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=reverse)

@@ -1,0 +1,210 @@
+"""The one background worker that owns the pipeline (and so the models and the GPU).
+
+Everything that touches the models or registers frames runs here, in a Textual thread worker, fed
+by a job queue: paths from the folder watcher, pins, renders. It checks for cancellation between
+batches and posts small messages; it never touches widgets.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ConfigError
+from ..domain import FrameStatus
+from ..pipeline import OutputError, Pipeline
+from ..photos import PhotoError
+from ..render import RenderError
+from ..triage import frame_rows
+from .messages import Notice, PipelineState, RenderFinished, RenderProgress, RowsChanged, RowsRemoved
+
+log = logging.getLogger(__name__)
+
+# Photos detected between two table refreshes: small enough that rows turn `aligned` steadily,
+# big enough that detection still runs in batches.
+CHUNK = 8
+
+
+def _lower_priority() -> None:
+    """Nice this thread (and the decode and torch threads it starts, which inherit it) so the
+    event loop always gets the CPU first: the screen stays responsive while detection runs."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: only responsiveness suffers
+        pass
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "ready" | "deleted" | "pin" | "refresh" | "render"
+    path: Path | None = None
+    hash: str | None = None
+
+
+class Driver:
+    def __init__(self, app, pipeline: Pipeline, auto_render: bool = False, auto_render_delay: float = 10.0):
+        self.app = app
+        self.pipeline = pipeline
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.cancel = threading.Event()
+        self.auto_render, self.auto_render_delay = auto_render, auto_render_delay
+        self.busy = ""
+        self.backlog = 0  # photos known but not yet detected
+        self.watcher_pending = lambda: 0
+        self._render_due: float | None = None
+        self._notices_sent = 0
+
+    # called from any thread -------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+
+    def queue_depth(self) -> int:
+        return self.backlog + self.jobs.qsize() + self.watcher_pending()
+
+    # posting ------------------------------------------------------------------------------------
+    def _post(self, message) -> None:
+        self.app.post_message(message)
+
+    def post_state(self) -> None:
+        p = self.pipeline
+        ref = p.reference
+        name = p.results[ref.hash].frame.path.name if ref is not None and ref.hash in p.results else ""
+        self._post(PipelineState(reference=name, queue=self.queue_depth(), busy=self.busy,
+                                 identity_on=p.identity_on, device=str(p.device), mode=p.config.mode))
+
+    def post_rows(self) -> None:
+        self._post(RowsChanged(frame_rows(list(self.pipeline.results.values()))))
+        for text in self.pipeline.notices[self._notices_sent:]:
+            self._post(Notice(text))
+        self._notices_sent = len(self.pipeline.notices)
+        self.post_state()
+
+    # the worker -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """The worker's body: first the folder as it is, then jobs until cancelled."""
+        _lower_priority()
+        p = self.pipeline
+        self.busy = "scanning"
+        self.post_state()
+        p.scan(exclude={p.default_output()})
+        self.post_rows()  # the table fills from the store before any detection
+        self._align_from_cache()
+        self._process([r for r in p.results.values() if p.needs_detection(r)])
+        while not self.cancel.is_set():
+            self.busy = ""
+            self.post_state()
+            try:
+                jobs = [self.jobs.get(timeout=self._wait_time())]
+            except queue.Empty:
+                if self._render_due is not None and time.monotonic() >= self._render_due:
+                    self._render(None)
+                continue
+            while True:  # take everything that is waiting, so a burst is handled in batches
+                try:
+                    jobs.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            self._handle(jobs)
+
+    def _wait_time(self) -> float:
+        if self._render_due is None:
+            return 0.25
+        return max(0.01, min(0.25, self._render_due - time.monotonic()))
+
+    def _handle(self, jobs: list[Job]) -> None:
+        p = self.pipeline
+        removed = []
+        new = []
+        repin = refresh = False
+        renders = [j for j in jobs if j.kind == "render"]
+        for job in jobs:
+            if job.kind == "deleted":
+                h = p.remove_path(job.path)
+                if h is not None:
+                    removed.append(h)
+            elif job.kind == "ready":
+                if not job.path.exists():
+                    continue
+                before = {h for h, r in p.results.items() if r.frame.path == job.path}
+                r = p.add_path(job.path)
+                removed += [h for h in before if h not in p.results]
+                if r is not None and r not in new:
+                    new.append(r)
+            elif job.kind == "pin":
+                p.pin_reference(job.hash)
+                repin = True
+            elif job.kind == "refresh":
+                refresh = True
+        if removed:
+            self._post(RowsRemoved(removed))
+        if new:
+            p.sort_results()
+            self.post_rows()
+            self._process([r for r in new if p.needs_detection(r)] or [])
+            if not any(p.needs_detection(r) for r in new):
+                self._align_from_cache()
+        elif repin or refresh or removed:
+            self.busy = "registering" if repin else "updating"
+            self.post_state()
+            self._align_from_cache()
+        if renders:
+            self._render(renders[-1].path)
+        elif (new or removed) and self.auto_render:
+            self._render_due = time.monotonic() + self.auto_render_delay
+
+    def _align_from_cache(self) -> None:
+        """Choose subjects and register with what is cached; only new transforms are computed."""
+        self.busy = self.busy or "registering"
+        try:
+            self.pipeline.select()
+            self.pipeline.register()
+        except ConfigError as exc:
+            self._post(Notice(str(exc), "error"))
+        self.post_rows()
+
+    def _process(self, todo: list) -> None:
+        """Detect in chunks; after each chunk, choose and register so rows reach `aligned` as we go."""
+        p = self.pipeline
+        self.backlog = len(todo)
+        for start in range(0, len(todo), CHUNK):
+            if self.cancel.is_set():
+                return
+            chunk = todo[start:start + CHUNK]
+            for r in chunk:
+                r.status = FrameStatus.DETECTING
+            self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
+            self.post_rows()
+            p.detect(chunk, cancel=self.cancel)
+            self.backlog = max(0, len(todo) - start - len(chunk))
+            self._align_from_cache()
+        self.backlog = 0
+
+    def _render(self, out: Path | None) -> None:
+        self._render_due = None
+        p = self.pipeline
+        out = out or p.default_output()
+        kept = p.kept()
+        if p.reference is None or not kept:
+            self._post(RenderFinished(str(out), 0, "nothing to render yet: no frame is aligned"))
+            return
+        self.busy = f"rendering {out.name}"
+        self.post_state()
+        total = len(kept)
+        last = [0.0]
+
+        def progress(n: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1 or n == total:
+                last[0] = now
+                self._post(RenderProgress(n, total))
+
+        try:
+            frames = p.render(out, progress=progress)
+        except (OutputError, RenderError, PhotoError, OSError) as exc:
+            self._post(RenderFinished(str(out), 0, str(exc)))
+            return
+        self._post(RenderFinished(str(out), frames))

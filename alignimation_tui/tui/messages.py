@@ -1,0 +1,58 @@
+"""Messages the pipeline worker posts to the app: small values, never live pipeline objects."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+from textual.strip import Strip
+
+from ..triage import FrameRow
+
+
+@dataclass
+class RowsChanged(Message):
+    rows: list[FrameRow]
+
+
+@dataclass
+class RowsRemoved(Message):
+    hashes: list[str]
+
+
+@dataclass
+class PipelineState(Message):
+    """What the status bar shows besides the counts."""
+
+    reference: str  # the reference photo's name, "" while there is none
+    queue: int  # photos waiting for the worker (including ones still being copied)
+    busy: str  # what the worker is doing now, "" when idle
+    identity_on: bool
+    device: str
+    mode: str
+
+
+@dataclass
+class Notice(Message):
+    text: str
+    severity: str = "information"
+
+
+@dataclass
+class RenderProgress(Message):
+    done: int
+    total: int
+
+
+@dataclass
+class RenderFinished(Message):
+    path: str
+    frames: int
+    error: str = ""
+
+
+@dataclass
+class PreviewReady(Message):
+    hash: str
+    mode: str
+    lines: list[Strip]  # the picture, ready to draw (built on the preview worker's thread)
+    caption: str

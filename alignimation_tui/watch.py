@@ -1,0 +1,116 @@
+"""Watching the photo folder: a watchdog observer that only reports paths, never does work.
+
+A new or changed photo is reported through ``on_ready`` only once its size and mtime have stayed
+the same for ``settle_s`` seconds, so a photo still being copied is never read half written.
+Deleted photos go to ``on_deleted`` at once. Both callbacks run on the watcher's threads: they
+must only enqueue (the pipeline worker does the work). No Textual here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .scan import photo_suffixes
+
+log = logging.getLogger(__name__)
+
+
+def _is_photo(path: Path, folder: Path) -> bool:
+    return (path.parent == folder and not path.name.startswith(".")
+            and path.suffix.lower() in photo_suffixes())
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: "FolderWatcher"):
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        kind = event.event_type
+        if kind in ("created", "modified", "closed"):
+            self.watcher._touched(Path(os.fsdecode(event.src_path)))
+        elif kind == "deleted":
+            self.watcher._deleted(Path(os.fsdecode(event.src_path)))
+        elif kind == "moved":
+            self.watcher._deleted(Path(os.fsdecode(event.src_path)))
+            self.watcher._touched(Path(os.fsdecode(event.dest_path)))
+
+
+class FolderWatcher:
+    """Start it before the first scan, so nothing that arrives during the scan is missed."""
+
+    def __init__(self, folder: Path, on_ready: Callable[[Path], None], on_deleted: Callable[[Path], None],
+                 settle_s: float = 1.0, poll_s: float = 0.25):
+        self.folder = Path(folder).absolute()
+        self.on_ready, self.on_deleted = on_ready, on_deleted
+        self.settle_s, self.poll_s = settle_s, poll_s
+        self._pending: dict[Path, tuple[tuple[int, int] | None, float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._observer = Observer()
+        self._observer.schedule(_Handler(self), str(self.folder), recursive=False)
+        self._settler = threading.Thread(target=self._settle_loop, name="watch-settle", daemon=True)
+
+    @property
+    def pending(self) -> int:
+        """Photos seen but still changing (being copied)."""
+        with self._lock:
+            return len(self._pending)
+
+    def start(self) -> None:
+        self._observer.start()
+        self._settler.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._observer.stop()
+        self._observer.join(timeout=5)
+        if self._settler.is_alive():
+            self._settler.join(timeout=5)
+
+    # called on the observer's thread -------------------------------------------------------
+    def _touched(self, path: Path) -> None:
+        if _is_photo(path, self.folder):
+            with self._lock:
+                self._pending[path] = (None, time.monotonic())
+
+    def _deleted(self, path: Path) -> None:
+        if _is_photo(path, self.folder):
+            with self._lock:
+                self._pending.pop(path, None)
+            self.on_deleted(path)
+
+    # the settle thread -------------------------------------------------------------------------
+    def _settle_loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check_pending()
+
+    def check_pending(self) -> None:
+        now = time.monotonic()
+        ready = []
+        with self._lock:
+            for path, (last, since) in list(self._pending.items()):
+                try:
+                    st = path.stat()
+                except OSError:  # gone again before it settled
+                    del self._pending[path]
+                    continue
+                sig = (st.st_size, st.st_mtime_ns)
+                if sig != last:
+                    self._pending[path] = (sig, now)
+                elif st.st_size > 0 and now - since >= self.settle_s:
+                    del self._pending[path]
+                    ready.append(path)
+        for path in ready:
+            try:
+                self.on_ready(path)
+            except Exception:  # a callback bug must not stop the watcher
+                log.exception("watch: callback failed for %s", path)
