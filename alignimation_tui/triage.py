@@ -43,9 +43,10 @@ class FrameRow:
                 "residual": self.residual, "flag": self.flag}
 
 
-COLUMNS = (("name", "photo"), ("date", "date"), ("status", "status"), ("verdict", "verdict"),
-           ("eye", "eye"), ("mouth", "mouth"), ("confidence", "conf"), ("residual", "resid %"),
-           ("flag", "flag"))
+# key, header, fixed width (None: as wide as the content)
+COLUMNS = (("name", "photo", None), ("date", "date", 10), ("status", "status", 10), ("verdict", "verdict", 8),
+           ("eye", "eye", 4), ("mouth", "mouth", 5), ("confidence", "conf", 5), ("residual", "resid%", 6),
+           ("flag", "flag", None))
 
 
 def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:
@@ -90,7 +91,7 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     resid = r.transform.residual_pct if r.transform else None
     status = r.status.value
     return FrameRow(
-        hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d %H:%M"),
+        hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
         eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
         confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"),

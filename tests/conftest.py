@@ -65,3 +65,19 @@ def save_with_date(img: Image.Image, path: Path, when: datetime | None = None, o
         exif[0x0112] = orientation
     img.save(path, quality=95, exif=exif.tobytes())
     return path
+
+
+@pytest.fixture
+def count_detections(monkeypatch):
+    """Counts MTCNN.detect calls (each call gets a batch), to show cached work is not redone."""
+    from facenet_pytorch import MTCNN
+
+    calls = []
+    original = MTCNN.detect
+
+    def counting(self, img, landmarks=False):
+        calls.append(len(img))
+        return original(self, img, landmarks=landmarks)
+
+    monkeypatch.setattr(MTCNN, "detect", counting)
+    return calls

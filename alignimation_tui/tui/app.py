@@ -101,8 +101,8 @@ class AlignimationApp(App):
         yield Header()
         with Horizontal(id="main"):
             table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
-            for key, label in COLUMNS:
-                table.add_column(label, key=key)
+            for key, label, width in COLUMNS:
+                table.add_column(label, key=key, width=width)
             yield table
             with Vertical(id="preview-pane"):
                 yield HalfBlockImage(id="preview")
@@ -176,7 +176,7 @@ class AlignimationApp(App):
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, _cell(key, value))
+                    table.update_cell(row.hash, key, _cell(key, value), update_width=key in ("name", "flag"))
         if added:
             self._apply_sort()
         self._update_status()
@@ -366,7 +366,7 @@ class AlignimationApp(App):
         self._update_status()
 
     def action_cycle_sort(self) -> None:
-        keys = [k for k, _ in COLUMNS]
+        keys = [k for k, _, _ in COLUMNS]
         self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
         self._apply_sort()
         self._update_status()

@@ -36,21 +36,6 @@ def folder(tmp_path_factory):
     return root, truths
 
 
-@pytest.fixture
-def count_detections(monkeypatch):
-    from facenet_pytorch import MTCNN
-
-    calls = []
-    original = MTCNN.detect
-
-    def counting(self, img, landmarks=False):
-        calls.append(len(img))
-        return original(self, img, landmarks=landmarks)
-
-    monkeypatch.setattr(MTCNN, "detect", counting)
-    return calls
-
-
 def run(capsys, *args):
     code = main([*map(str, args)])
     captured = capsys.readouterr()

@@ -1,0 +1,225 @@
+"""The Textual app driven through its Pilot, with the real MTCNN on the CPU and a real watched folder."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+
+from alignimation_tui.config import Config, RenderConfig, WatchConfig
+from alignimation_tui.domain import Verdict
+from alignimation_tui.store import Decisions, Store
+from alignimation_tui.tui.app import AlignimationApp
+from tests.conftest import save_with_date, similarity, warped_astronaut
+
+WARPS = [(0, 1.0, 0, 0), (10, 0.9, 25, -15), (-12, 1.1, -30, 10), (6, 0.85, 35, 25), (-5, 1.15, -15, -20)]
+START = datetime(2024, 3, 1, 9, 0, 0)
+TIMEOUT = 180.0
+
+
+def astronaut_photo(path: Path, index: int, warp=(0, 1.0, 0, 0)) -> Path:
+    angle, scale, tx, ty = warp
+    return save_with_date(warped_astronaut(similarity(angle, scale, tx + 64, ty + 60)), path,
+                          START + timedelta(weeks=index))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("template") / "weekly"
+    root.mkdir()
+    for i, warp in enumerate(WARPS):
+        astronaut_photo(root / f"week{i:02d}.jpg", i, warp)
+    (root / "2024-03-20 broken.jpg").write_bytes(b"not a photo")
+    return root
+
+
+@pytest.fixture
+def folder(template, tmp_path) -> Path:
+    dest = tmp_path / "weekly"
+    shutil.copytree(template, dest)
+    return dest
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return replace(Config(), watch=WatchConfig(settle_seconds=0.2),
+                   render=RenderConfig(output=str(tmp_path / "out" / "timelapse.mp4")))
+
+
+async def until(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def settled(app: AlignimationApp) -> bool:
+    s = app.state
+    return (s is not None and not s.busy and s.queue == 0 and bool(app.rows)
+            and all(r.status not in ("queued", "detecting") for r in app.rows.values()))
+
+
+def cell(app: AlignimationApp, name: str, column: str) -> str:
+    h = next(h for h, r in app.rows.items() if r.name == name)
+    return str(app.table.get_cell(h, column))
+
+
+async def select(pilot, app: AlignimationApp, name: str) -> None:
+    h = next(h for h, r in app.rows.items() if r.name == name)
+    app.table.move_cursor(row=app.table.get_row_index(h))
+    await pilot.pause()
+
+
+def decisions(config: Config, folder: Path) -> Decisions:
+    store = Store(folder, config.store.cache_dir, config.store.data_dir)
+    try:
+        return Decisions(store.decisions.path)
+    finally:
+        store.close()
+
+
+async def test_triage_keys_are_stored_and_survive_reopening(folder, config, count_detections):
+    app = AlignimationApp(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
+        statuses = {r.name: r.status for r in app.rows.values()}
+        assert statuses.pop("2024-03-20 broken.jpg") == "failed"
+        assert set(statuses.values()) == {"aligned"}
+        assert "cannot" in cell(app, "2024-03-20 broken.jpg", "flag") or cell(app, "2024-03-20 broken.jpg", "flag")
+        await select(pilot, app, "week01.jpg")
+        await pilot.press("x")
+        await select(pilot, app, "week02.jpg")
+        await pilot.press("a")
+        # stored on the key press: read back from disk by a separate reader, with the app still open
+        hashes = {r.name: h for h, r in app.rows.items()}
+        stored = decisions(config, folder)
+        assert stored.verdict(hashes["week01.jpg"]) is Verdict.REJECTED
+        assert stored.verdict(hashes["week02.jpg"]) is Verdict.ACCEPTED
+        assert cell(app, "week01.jpg", "verdict") == "rejected"
+        assert cell(app, "week02.jpg", "verdict") == "accepted"
+        await select(pilot, app, "week02.jpg")
+        await pilot.press("u")
+        assert decisions(config, folder).verdict(hashes["week02.jpg"]) is Verdict.AUTO
+        await pilot.press("a")
+        await pilot.press("q")
+    assert count_detections, "the first pass ran the real detector"
+
+    count_detections.clear()
+    (folder / "week01.jpg").rename(folder / "renamed.jpg")  # verdicts follow the content
+    again = AlignimationApp(folder, config)
+    async with again.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(again) and len(again.rows) == 6, "the reopened table")
+        assert cell(again, "renamed.jpg", "verdict") == "rejected"
+        assert cell(again, "week02.jpg", "verdict") == "accepted"
+        assert cell(again, "week03.jpg", "status") == "aligned"
+    assert count_detections == [], "reopening a cached folder must not detect again"
+
+
+async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_path):
+    app = AlignimationApp(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
+        reference = app.state.reference
+        assert reference == "week00.jpg"
+        # A new photo, dated before all others: copied in slowly, in two parts.
+        staging = astronaut_photo(tmp_path / "incoming.jpg", -2, (8, 0.95, 20, 10))
+        data = staging.read_bytes()
+        target = folder / "early.jpg"
+        target.write_bytes(data[: len(data) // 2])
+        await pilot.pause(0.1)
+        await until(pilot, lambda: app.watcher.pending == 1, "the half-written photo to be seen")
+        assert "early.jpg" not in {r.name for r in app.rows.values()}, "a half-written photo was read"
+        with target.open("ab") as fh:
+            fh.write(data[len(data) // 2:])
+        await until(pilot, lambda: any(r.name == "early.jpg" and r.status == "aligned" for r in app.rows.values()),
+                    "the new photo to be aligned")
+        assert app.state.reference == reference, "a new photo is registered against the stored reference"
+        new = next(r for r in app.pipeline.results.values() if r.frame.path.name == "early.jpg")
+        assert new.transform is not None and new.transform.residual_pct < 1.5
+
+        (folder / "week03.jpg").unlink()
+        await until(pilot, lambda: all(r.name != "week03.jpg" for r in app.rows.values()), "the deleted row to go")
+        assert app.table.row_count == 6
+        await pilot.press("q")
+
+
+async def test_pin_reference_reregisters_without_detecting(folder, config, count_detections):
+    app = AlignimationApp(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app), "the first pass")
+        count_detections.clear()
+        before = {h: r.transform.matrix for h, r in app.pipeline.results.items() if r.transform}
+        await select(pilot, app, "week03.jpg")
+        await pilot.press("p")
+        await until(pilot, lambda: settled(app) and app.state.reference == "week03.jpg", "the new reference")
+        after = {h: r.transform.matrix for h, r in app.pipeline.results.items() if r.transform}
+        assert after.keys() == before.keys() and after != before
+        assert count_detections == []
+        assert cell(app, "week03.jpg", "residual") == "0.00"
+        await pilot.press("q")
+    store = Store(folder, config.store.cache_dir, config.store.data_dir)
+    assert store.decisions.reference == next(h for h, r in app.rows.items() if r.name == "week03.jpg")
+    store.close()
+
+
+async def test_render_key_writes_the_animation(folder, config):
+    app = AlignimationApp(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app), "the first pass")
+        await select(pilot, app, "week04.jpg")
+        await pilot.press("x")
+        await pilot.press("w")
+        await until(pilot, lambda: app.render_note.startswith(("wrote", "render failed")), "the render")
+        out = Path(config.render.output)
+        assert app.render_note == f"wrote {out} (4 frames)"
+        await pilot.press("q")
+    assert imageio.get_reader(out).count_frames() == 4
+
+
+async def test_preview_modes_filter_and_flag_navigation(folder, config):
+    app = AlignimationApp(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app), "the first pass")
+        caption = app.query_one("#preview-caption")
+        await select(pilot, app, "week02.jpg")
+        await until(pilot, lambda: str(caption.render()).startswith("[aligned] week02.jpg"), "the aligned preview")
+        preview = app.query_one("#preview")
+        assert preview._lines and any("▀" in s.text for s in preview._lines)
+        await pilot.press("o")
+        await until(pilot, lambda: "onion skin with week00.jpg" in str(caption.render()), "the onion skin")
+        await pilot.press("l")
+        await until(pilot, lambda: "1 face(s) detected" in str(caption.render()), "the landmarks view")
+
+        await pilot.press("f")  # flagged: the broken photo only
+        assert app.filter == "flagged"
+        assert [str(app.table.get_row_at(i)[0]) for i in range(app.table.row_count)] == ["2024-03-20 broken.jpg"]
+        await pilot.press("f", "f", "f")  # rejected, failed, back to all
+        assert app.filter == "all" and app.table.row_count == 6
+        await select(pilot, app, "week00.jpg")
+        await pilot.press("n")
+        assert str(app.table.get_row_at(app.table.cursor_row)[0]) == "2024-03-20 broken.jpg"
+        await pilot.press("q")
+
+
+def test_main_screen_snapshot(template, tmp_path, snap_compare):
+    folder = tmp_path / "weekly"
+    shutil.copytree(template, folder)
+    config = replace(Config(), watch=WatchConfig(settle_seconds=0.2))
+    app = AlignimationApp(folder, config, watch=False)
+
+    async def ready(pilot):
+        await until(pilot, lambda: settled(app), "the first pass")
+        await select(pilot, app, "week02.jpg")
+        caption = app.query_one("#preview-caption")
+        await until(pilot, lambda: str(caption.render()).startswith("[aligned] week02.jpg"), "the preview")
+        app.clear_notifications()
+        app.sub_title = "weekly"  # not the temporary path
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(130, 34), run_before=ready)
