@@ -1,0 +1,45 @@
+"""Rows, outlier flags and filters the table shows, without a screen."""
+from datetime import datetime
+from pathlib import Path
+
+from alignimation_tui.domain import (Face, FaceDetection, FacingScores, Frame, FrameResult, FrameStatus, Subject,
+                                     Transform, Verdict)
+from alignimation_tui.triage import frame_rows, is_flagged, matches, outlier_flags, status_counts
+
+FACE = Face((0, 0, 10, 10), 0.99, ((1, 1), (2, 1), (1.5, 2), (1, 3), (2, 3)))
+
+
+def result(i: int, residual: float | None = 0.2, eye: float = 0.95, status=FrameStatus.ALIGNED,
+           verdict=Verdict.AUTO, error=None) -> FrameResult:
+    frame = Frame(Path(f"p{i:02d}.jpg"), f"h{i}", datetime(2024, 1, 1 + i), "exif", 100)
+    r = FrameResult(frame, status=status, verdict=verdict, error=error)
+    if residual is not None:
+        r.detection = FaceDetection(10, 10, (FACE,))
+        r.subject = Subject(0, FACE, FacingScores(eye, 0.9, 2.0), None)
+        r.transform = Transform(((1, 0, 0), (0, 1, 0), (0, 0, 1)), (10, 10), residual)
+    return r
+
+
+def test_outliers_are_far_from_the_rest_and_above_a_floor():
+    results = [result(i, 0.2 + 0.01 * i) for i in range(10)]
+    assert outlier_flags(results) == {}
+    results.append(result(10, residual=3.5))
+    results.append(result(11, eye=0.45))
+    results.append(result(12, residual=0.9))  # far in MADs, but under the 1 % floor: not worth a look
+    flags = outlier_flags(results)
+    assert flags == {"h10": "⚑ residual", "h11": "⚑ eyes"}
+
+
+def test_rows_filters_and_counts():
+    results = [result(i) for i in range(6)]
+    results += [result(6, None, status=FrameStatus.FAILED, error="cannot open: truncated"),
+                result(7, verdict=Verdict.REJECTED), result(8, status=FrameStatus.TURNED)]
+    rows = frame_rows(results)
+    by = {r.hash: r for r in rows}
+    assert by["h6"].flag == "✗ cannot open: truncated" and by["h6"].eye == "" and by["h6"].residual == ""
+    assert by["h0"].date == "2024-01-01" and by["h0"].residual == "0.20" and by["h0"].confidence == "0.990"
+    assert [r.hash for r in rows if is_flagged(r)] == ["h6", "h8"]
+    assert [r.hash for r in rows if matches(r, "rejected")] == ["h7"]
+    assert [r.hash for r in rows if matches(r, "failed")] == ["h6"]
+    assert len([r for r in rows if matches(r, "all")]) == 9
+    assert status_counts(rows) == {"aligned": 7, "turned": 1, "failed": 1}
