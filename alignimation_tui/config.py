@@ -53,6 +53,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class ScanConfig:
     max_pixels: int = field(default=120_000_000, metadata=_between(1, 10**10))
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)

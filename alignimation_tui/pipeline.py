@@ -23,7 +23,7 @@ from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform,
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import RenderItem, write_animation
-from .scan import list_photos, photo_suffixes, read_frame
+from .scan import link_problem, list_photos, photo_suffixes, read_frame, unreadable_frame
 from .store import Store, fingerprint
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class Pipeline:
         self.device = choose_device(config.device)
         self.results: dict[str, FrameResult] = {}
         self.reference: Reference | None = None
-        self.notices: list[str] = []
+        self.notices: list[str] = list(self.store.warnings)
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
@@ -99,12 +99,17 @@ class Pipeline:
 
     def add_path(self, path: Path) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished."""
+        problem = link_problem(path, self.folder, self.config.scan.follow_symlinks)
+        if problem is not None:
+            return self._unreadable(path, problem)
         stat_key = f"stat:{path.resolve()}"
         try:
             frame, record = read_frame(path, self.store.get_json(stat_key))
-        except OSError as exc:
-            log.info("skipped %s: %s", path, exc)
+        except FileNotFoundError:
+            log.info("skipped %s: gone before it could be read", path)
             return None
+        except OSError as exc:
+            return self._unreadable(path, f"cannot read the file: {exc.strerror or exc}")
         self.store.put_json(stat_key, record)
         for h, r in list(self.results.items()):  # the photo at this path was edited: forget the old one
             if r.frame.path == path and h != frame.hash:
@@ -120,6 +125,16 @@ class Pipeline:
         cached = self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")
         if cached is not None:
             result.detection = FaceDetection.from_json(cached)
+        self.results[frame.hash] = result
+        return result
+
+    def _unreadable(self, path: Path, reason: str) -> FrameResult:
+        frame = unreadable_frame(path)
+        for h, r in list(self.results.items()):
+            if r.frame.path == path and h != frame.hash:
+                del self.results[h]
+        result = FrameResult(frame=frame, status=FrameStatus.FAILED, error=reason,
+                             verdict=self.store.decisions.verdict(frame.hash), extra={"unreadable": True})
         self.results[frame.hash] = result
         return result
 
@@ -157,6 +172,8 @@ class Pipeline:
         return self.register()
 
     def needs_detection(self, result: FrameResult) -> bool:
+        if result.extra.get("unreadable"):
+            return False
         if result.detection is None:
             return True
         if self.identity_on and result.detection.faces:

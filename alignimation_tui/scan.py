@@ -54,14 +54,46 @@ def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
             if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in suffixes:
                 continue
             try:
-                if not entry.is_file():
+                if entry.is_symlink():  # kept even when broken or looping: it gets a failed row saying why
+                    if entry.is_dir():
+                        continue
+                elif not entry.is_file():
                     continue
             except OSError:
-                continue
+                pass
             path = Path(entry.path)
             if path.resolve() not in excluded:
                 found.append(path)
     return sorted(found)
+
+
+def link_problem(path: Path, folder: Path, follow_outside: bool) -> str | None:
+    """Why a symbolic link must not be read as a photo, or None (not a link, or a fine one)."""
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return f"a symbolic link to a file that does not exist ({os.readlink(path)})"
+    except (OSError, RuntimeError):
+        return "a symbolic link that loops back on itself"
+    root = Path(folder).resolve()
+    if not follow_outside and root not in target.parents:
+        return (f"a symbolic link to a file outside the folder ({target}); set scan.follow_symlinks = true "
+                "to use it")
+    return None
+
+
+def unreadable_frame(path: Path) -> Frame:
+    """A stand-in Frame for a path that cannot be read (keyed by the path, as there are no bytes)."""
+    try:
+        mtime = path.lstat().st_mtime
+    except OSError:
+        mtime = 0.0
+    when = name_date(path.name)
+    return Frame(path=path, hash="path-" + hashlib.blake2b(str(path).encode(), digest_size=12).hexdigest(),
+                 taken_at=when or datetime.fromtimestamp(mtime), date_source="name" if when else "mtime",
+                 file_size=0)
 
 
 def content_hash(path: Path) -> str:

@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import tempfile
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,23 @@ class SafeDisk(diskcache.Disk):
                 log.warning("cache: ignored an entry pointing outside the cache directory")
                 raise UnsafeCacheEntry("cache entry points outside the cache directory")
         return super().fetch(mode, filename, value, read)
+
+
+def cache_problem(db: Path) -> str | None:
+    """Why the cache database cannot be used, or None when it is sound (or not there yet)."""
+    if not db.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows != [("ok",)]:
+        return "; ".join(str(r[0]) for r in rows[:3])
+    return None
 
 
 def folder_key(folder: Path) -> str:
@@ -143,10 +162,28 @@ class Store:
             Path(platformdirs.user_cache_dir(APP_NAME)) / "folders" / key)
         data_root = Path(data_dir).expanduser() if data_dir else (
             Path(platformdirs.user_data_dir(APP_NAME)) / "folders" / key)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none",
-                                     size_limit=2**40)
+        self.warnings: list[str] = []  # plain sentences for the person (e.g. a cache rebuilt)
+        self.cache = self._open_cache()
         self.decisions = Decisions(data_root / "decisions.json")
+
+    def _open_cache(self) -> diskcache.Cache:
+        """Open the cache; a damaged one (a crash mid-write on a bad disk, a truncated copy) is
+        moved aside and rebuilt: it only holds what can be computed again."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        problem = cache_problem(self.cache_dir / diskcache.core.DBNAME)
+        if problem is None:
+            try:
+                return diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none", size_limit=2**40)
+            except sqlite3.DatabaseError as exc:
+                problem = str(exc)
+        aside = self.cache_dir.with_name(f"{self.cache_dir.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(self.cache_dir, aside)
+        self.cache_dir.mkdir(parents=True)
+        message = (f"the cache was damaged ({problem}); it was moved to {aside} and a new one started. "
+                   "Your verdicts are kept apart and are safe; detections are redone as needed.")
+        log.warning("cache: %s", message)
+        self.warnings.append(message)
+        return diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none", size_limit=2**40)
 
     def close(self) -> None:
         self.cache.close()

@@ -57,6 +57,7 @@ class Driver:
         self.watcher_pending = lambda: 0
         self._render_due: float | None = None
         self._notices_sent = 0
+        self._posted: dict = {}
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -77,7 +78,12 @@ class Driver:
                                  identity_on=p.identity_on, device=str(p.device), mode=p.config.mode))
 
     def post_rows(self) -> None:
-        self._post(RowsChanged(frame_rows(list(self.pipeline.results.values()))))
+        """Post the rows that changed since the last post (all of them the first time)."""
+        rows = frame_rows(list(self.pipeline.results.values()))
+        changed = [r for r in rows if self._posted.get(r.hash) != r]
+        self._posted = {r.hash: r for r in rows}
+        if changed:
+            self._post(RowsChanged(changed))
         for text in self.pipeline.notices[self._notices_sent:]:
             self._post(Notice(text))
         self._notices_sent = len(self.pipeline.notices)
