@@ -7,6 +7,7 @@ settings) is not run again. Nothing here prints; callers get progress through ca
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,7 +381,7 @@ class Pipeline:
         return Path.cwd() / f"{self.folder.resolve().name or 'photos'}-timelapse.mp4"
 
     def check_output(self, out: Path) -> None:
-        photos = {r.frame.path.resolve() for r in self.results.values()}
+        photos = {Path(os.path.realpath(r.frame.path)) for r in self.results.values()}
         if out.resolve() in photos or (out.resolve().parent == self.folder.resolve()
                                        and out.suffix.lower() in photo_suffixes()):
             raise OutputError(f"refusing to write {out}: it would overwrite or add a photo in the folder")

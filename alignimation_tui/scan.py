@@ -47,7 +47,7 @@ def photo_suffixes() -> set[str]:
 def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
     """Photo files directly inside ``folder``: no hidden files, no sub-folders, none of ``exclude``."""
     suffixes = photo_suffixes()
-    excluded = {p.resolve() for p in exclude}
+    excluded = {Path(os.path.realpath(p)) for p in exclude}
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -62,7 +62,7 @@ def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
             except OSError:
                 pass
             path = Path(entry.path)
-            if path.resolve() not in excluded:
+            if Path(os.path.realpath(path)) not in excluded:
                 found.append(path)
     return sorted(found)
 
