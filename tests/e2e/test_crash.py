@@ -146,6 +146,8 @@ async def test_kill_9_during_the_app_keeps_the_verdict(folder, tmp_path, count_d
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_damaged_cache_is_moved_aside_and_rebuilt_and_verdicts_survive(damage, folder, tmp_path, capsys):
+    for extra in sorted(folder.iterdir())[4:]:  # four photos are enough here
+        extra.unlink()
     out = tmp_path / "out.gif"
     assert main([str(folder), "--once", "--out", str(out)]) == 0
     store = Store(folder)
@@ -168,7 +170,7 @@ def test_damaged_cache_is_moved_aside_and_rebuilt_and_verdicts_survive(damage, f
     assert "cache was damaged" in captured.err
     by_hash = {d["hash"]: d for d in map(json.loads, captured.out.splitlines())}
     assert by_hash[rejected]["verdict"] == "rejected"
-    assert sum(d["status"] == "aligned" for d in by_hash.values()) == N
+    assert sum(d["status"] == "aligned" for d in by_hash.values()) == 4
     aside = [p for p in cache_dir.parent.iterdir() if p.name.startswith(cache_dir.name + ".damaged-")]
     assert len(aside) == 1 and (aside[0] / "cache.db").exists(), "the damaged cache is kept for a look"
 
