@@ -1,0 +1,121 @@
+"""Incremental work stays incremental.
+
+(a) The time to bring one new photo to `aligned` (add, detect, choose, register: what the app's
+    worker does when the watcher reports a photo) in a folder with 0 and with --cached cached
+    photos, as a ratio (target <= 1.5).
+(b) The time to open the app on --open cached frames until the table is full (target < 2 s).
+
+Synthetic photos: the astronaut on varied backgrounds at 320x240, so the setup (detecting them
+all once) takes a minute or two on a CPU. Last line: one JSON object.
+
+    .venv/bin/python bench/bench_incremental.py [--cached 500] [--open 1000] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.conftest import save_with_date, similarity, warped_astronaut  # noqa: E402
+
+
+def photo(path: Path, rng, day: int) -> Path:
+    m = similarity(rng.uniform(-12, 12), rng.uniform(0.8, 1.2), 64 + rng.uniform(-40, 40), 60 + rng.uniform(-40, 40))
+    img = warped_astronaut(m).resize((320, 240))
+    return save_with_date(img, path, datetime(2020, 1, 1) + timedelta(days=day))
+
+
+def make_folder(folder: Path, n: int, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        photo(folder / f"p{i:04d}.jpg", rng, i)
+    return folder
+
+
+def one_new_photo_seconds(folder: Path, repeat: int, seed: int) -> list[float]:
+    from alignimation_tui.config import Config
+    from alignimation_tui.pipeline import Pipeline
+
+    pipeline = Pipeline(folder, Config())
+    try:
+        pipeline.scan()
+        pipeline.process()  # everything cached (or computed now, before timing)
+        pipeline.detector()  # the app's worker has its models loaded already
+        rng = np.random.default_rng(seed)
+        times = []
+        for k in range(repeat):
+            path = photo(folder / f"new{k}.jpg", rng, 5000 + k)
+            started = time.perf_counter()
+            r = pipeline.add_path(path)
+            pipeline.sort_results()
+            pipeline.process([r])
+            times.append(time.perf_counter() - started)
+            assert r.status.value == "aligned", (r.status, r.error)
+        return times
+    finally:
+        pipeline.close()
+
+
+async def open_app_seconds(folder: Path) -> tuple[float, int]:
+    from alignimation_tui.config import Config
+    from alignimation_tui.tui.app import AlignimationApp
+
+    started = time.perf_counter()
+    app = AlignimationApp(folder, Config())
+    async with app.run_test(size=(160, 45)) as pilot:
+        n = sum(1 for _ in folder.iterdir())
+        while not (len(app.rows) == n and app.table.row_count == n
+                   and all(r.status not in ("queued", "detecting") for r in app.rows.values())):
+            await pilot.pause(0.01)
+        seconds = time.perf_counter() - started
+        await pilot.press("q")
+    return seconds, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cached", type=int, default=500)
+    ap.add_argument("--open", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.environ["XDG_CACHE_HOME"] = str(root / "cache")
+        os.environ["XDG_DATA_HOME"] = str(root / "data")
+        empty = make_folder(root / "empty", 1, 1)  # just the reference
+        full = make_folder(root / "full", args.cached, 2)
+        t0 = time.perf_counter()
+        small = one_new_photo_seconds(empty, args.repeat, 10)
+        large = one_new_photo_seconds(full, args.repeat, 10)
+        setup = time.perf_counter() - t0
+        ratio = statistics.median(large) / statistics.median(small)
+        print(f"one new photo to aligned: {statistics.median(small) * 1000:.0f} ms with 1 photo, "
+              f"{statistics.median(large) * 1000:.0f} ms with {args.cached} cached  ->  ratio {ratio:.2f} "
+              f"(median of {args.repeat}; setup {setup:.0f} s)")
+
+        big = make_folder(root / "big", args.open, 3)
+        t0 = time.perf_counter()
+        asyncio.run(open_app_seconds(big))  # first open: detects everything (setup, not timed)
+        first = time.perf_counter() - t0
+        seconds, n = asyncio.run(open_app_seconds(big))
+        print(f"open the app on {n} cached frames until the table is full: {seconds:.2f} s "
+              f"(first open, detecting all: {first:.0f} s)")
+    print(json.dumps({"new_photo_ms_0": round(statistics.median(small) * 1000, 1),
+                      "new_photo_ms_cached": round(statistics.median(large) * 1000, 1), "cached": args.cached,
+                      "ratio": round(ratio, 2), "open_seconds": round(seconds, 2), "open_frames": n}))
+
+
+if __name__ == "__main__":
+    main()
