@@ -19,7 +19,7 @@ from tests.conftest import save_with_date, similarity, warped_astronaut
 
 WARPS = [(0, 1.0, 0, 0), (10, 0.9, 25, -15), (-12, 1.1, -30, 10), (6, 0.85, 35, 25), (-5, 1.15, -15, -20)]
 START = datetime(2024, 3, 1, 9, 0, 0)
-TIMEOUT = 180.0
+TIMEOUT = 300.0
 
 
 def astronaut_photo(path: Path, index: int, warp=(0, 1.0, 0, 0)) -> Path:
@@ -122,6 +122,7 @@ async def test_triage_keys_are_stored_and_survive_reopening(folder, config, coun
 
 
 async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_path):
+    config = replace(config, watch=replace(config.watch, auto_render=True, auto_render_delay=0.5))
     app = AlignimationApp(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
@@ -142,6 +143,10 @@ async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_pa
         assert app.state.reference == reference, "a new photo is registered against the stored reference"
         new = next(r for r in app.pipeline.results.values() if r.frame.path.name == "early.jpg")
         assert new.transform is not None and new.transform.residual_pct < 1.5
+
+        # auto-render (debounced) after the change
+        await until(pilot, lambda: app.render_note.startswith("wrote"), "the automatic render")
+        assert Path(config.render.output).exists()
 
         (folder / "week03.jpg").unlink()
         await until(pilot, lambda: all(r.name != "week03.jpg" for r in app.rows.values()), "the deleted row to go")
