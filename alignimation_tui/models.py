@@ -27,6 +27,7 @@ class ModelFile:
     subdir: str  # under TORCH_HOME
     url: str
     ships_with_package: bool = False
+    hash_prefix: str | None = None  # torchvision's file names carry the start of their sha256
 
     @property
     def path(self) -> Path:
@@ -50,7 +51,38 @@ FACE_DETECTOR = ModelFile(
     name="face detector (MTCNN)", filename="pnet.pt, rnet.pt, onet.pt", subdir="",
     url="(ships inside facenet-pytorch)", ships_with_package=True,
 )
-ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER)
+# torchvision's COCO weights, where torch.hub puts them. The URLs are those of
+# MaskRCNN_ResNet50_FPN_Weights.COCO_V1 and KeypointRCNN_ResNet50_FPN_Weights.COCO_V1 (a test checks
+# they still match), written out so that listing models needs no torchvision import.
+PERSON_SEGMENTER = ModelFile(
+    name="person segmenter (Mask R-CNN, COCO)",
+    filename="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    subdir="hub/checkpoints",
+    url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    hash_prefix="bf2d0c1e",
+)
+KEYPOINT_DETECTOR = ModelFile(
+    name="keypoint detector (Keypoint R-CNN, COCO)",
+    filename="keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+    subdir="hub/checkpoints",
+    url="https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+    hash_prefix="fc266e95",
+)
+ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER, PERSON_SEGMENTER, KEYPOINT_DETECTOR)
+BODY_MODELS = (PERSON_SEGMENTER, KEYPOINT_DETECTOR)
+
+
+def required_models(mode: str) -> tuple[ModelFile, ...]:
+    """Weights a run in ``mode`` cannot do without (the face embedder is optional: see identity)."""
+    return BODY_MODELS if mode == "body" else ()
+
+
+def require_models(mode: str) -> None:
+    """Raise ModelError naming every missing file, its folder and its URL. Touches nothing."""
+    missing = [m for m in required_models(mode) if not m.present()]
+    if missing:
+        raise ModelError(f"{mode} mode needs weights that are not installed: "
+                         + " ".join(m.missing_message() for m in missing))
 
 
 def choose_device(wanted: str = "auto") -> str:
@@ -88,6 +120,40 @@ def load_face_embedder(device: str):
     return model.eval().to(device)
 
 
+def _load_rcnn(model: ModelFile, build, device: str, long_side: int, **kwargs):
+    """Build a torchvision R-CNN without any weights (``weights_backbone=None`` too, or torchvision
+    fetches the ImageNet backbone), then load the full COCO state dict from ``model.path``. The
+    input transform is set so a photo decoded at ``long_side`` pixels is used at that size (the
+    default would enlarge it to 800 px on the short side)."""
+    import torch
+
+    if not model.path.is_file():
+        raise ModelError(model.missing_message())
+    net = build(weights=None, weights_backbone=None, min_size=long_side, max_size=long_side, **kwargs)
+    try:
+        state = torch.load(model.path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as exc:  # a damaged, truncated or foreign file
+        raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
+                         f"`alignimation-tui models --download`, or download {model.url} again.") from None
+    return net.eval().to(device)
+
+
+def load_person_segmenter(device: str, long_side: int = 800):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    # 91 COCO classes; a few detections per photo are plenty to find the people.
+    return _load_rcnn(PERSON_SEGMENTER, maskrcnn_resnet50_fpn, device, long_side, num_classes=91,
+                      box_detections_per_img=20)
+
+
+def load_keypoint_detector(device: str, long_side: int = 800):
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn
+
+    return _load_rcnn(KEYPOINT_DETECTOR, keypointrcnn_resnet50_fpn, device, long_side, num_classes=2,
+                      num_keypoints=17, box_detections_per_img=10)
+
+
 def describe_models() -> list[dict]:
     rows = []
     for m in ALL_MODELS:
@@ -108,8 +174,8 @@ def download_missing(progress: bool = True) -> list[str]:
             continue
         m.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            download_url_to_file(m.url, str(m.path), progress=progress)
-        except OSError as exc:
+            download_url_to_file(m.url, str(m.path), hash_prefix=m.hash_prefix, progress=progress)
+        except (OSError, RuntimeError) as exc:  # offline (URLError), HTTP error, wrong hash
             m.path.unlink(missing_ok=True)
             raise ModelError(f"could not download {m.filename} from {m.url}: {exc}. "
                              f"Put the file in {m.path.parent} by hand.") from None
