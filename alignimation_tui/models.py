@@ -129,7 +129,8 @@ def _load_rcnn(model: ModelFile, build, device: str, long_side: int, **kwargs):
 
     if not model.path.is_file():
         raise ModelError(model.missing_message())
-    net = build(weights=None, weights_backbone=None, min_size=long_side, max_size=long_side, **kwargs)
+    net = _freeze_batch_norm(build(weights=None, weights_backbone=None, min_size=long_side, max_size=long_side,
+                                   **kwargs))
     try:
         state = torch.load(model.path, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
@@ -137,6 +138,22 @@ def _load_rcnn(model: ModelFile, build, device: str, long_side: int, **kwargs):
         raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
                          f"`alignimation-tui models --download`, or download {model.url} again.") from None
     return net.eval().to(device)
+
+
+def _freeze_batch_norm(module):
+    """Built without weights, torchvision uses trainable BatchNorm2d in the backbone; built with
+    them (what the COCO files were saved from), FrozenBatchNorm2d. Swap to the latter so the model
+    is the one the weights belong to (same buffers, no ``num_batches_tracked``)."""
+    import torch
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            setattr(module, name, frozen)
+        else:
+            _freeze_batch_norm(child)
+    return module
 
 
 def load_person_segmenter(device: str, long_side: int = 800):
@@ -164,20 +181,47 @@ def describe_models() -> list[dict]:
     return rows
 
 
-def download_missing(progress: bool = True) -> list[str]:
-    """Fetch missing weights with torch.hub's downloader; raise ModelError when offline."""
-    from torch.hub import download_url_to_file
+def download(model: ModelFile, progress: bool = True, timeout: float = 30.0) -> None:
+    """Fetch one weights file into its folder with a progress bar; the file appears only when it
+    is complete (and its sha256 starts with ``hash_prefix``). Raises ModelError, never leaves a part."""
+    import hashlib
+    import tempfile
+    import urllib.request
 
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    folder = model.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{model.filename}.", suffix=".partial")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(model.url, timeout=timeout) as response, \
+                Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         disable=not progress, transient=False) as bar:
+            length = response.headers.get("Content-Length")
+            task = bar.add_task(model.filename, total=int(length) if length else None)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(task, advance=len(chunk))
+        if model.hash_prefix and not digest.hexdigest().startswith(model.hash_prefix):
+            raise ModelError(f"downloaded {model.filename} from {model.url}, but its sha256 "
+                             f"({digest.hexdigest()[:12]}...) does not start with {model.hash_prefix}; not kept")
+        os.replace(tmp, model.path)
+    except OSError as exc:  # offline (URLError), HTTP errors, disk full
+        raise ModelError(f"could not download {model.filename} from {model.url}: {exc}. "
+                         f"Download it by hand into {folder}.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download_missing(progress: bool = True) -> list[str]:
+    """Fetch every missing weights file; raise ModelError (naming file, URL and folder) when one
+    cannot be fetched, offline for instance. Files fetched before the failure are kept."""
     fetched = []
     for m in ALL_MODELS:
-        if m.present():
-            continue
-        m.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download_url_to_file(m.url, str(m.path), hash_prefix=m.hash_prefix, progress=progress)
-        except (OSError, RuntimeError) as exc:  # offline (URLError), HTTP error, wrong hash
-            m.path.unlink(missing_ok=True)
-            raise ModelError(f"could not download {m.filename} from {m.url}: {exc}. "
-                             f"Put the file in {m.path.parent} by hand.") from None
-        fetched.append(str(m.path))
+        if not m.present():
+            download(m, progress)
+            fetched.append(str(m.path))
     return fetched
