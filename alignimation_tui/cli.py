@@ -54,10 +54,11 @@ def _models_main(argv: list[str]) -> int:
         except ModelError as exc:
             Console(stderr=True).print(f"[red]error:[/] {exc}")
             return 1
-    table = Table("model", "present", "path", "size")
+    table = Table("model", "present", "size")
+    table.add_column("path", overflow="fold")
     for row in describe_models():
-        table.add_row(row["model"], "yes" if row["present"] else "[red]missing[/]", row["path"],
-                      "" if row["size_mb"] is None else f"{row['size_mb']} MB")
+        table.add_row(row["model"], "yes" if row["present"] else "[red]missing[/]",
+                      "" if row["size_mb"] is None else f"{row['size_mb']} MB", row["path"])
     console.print(table)
     return 0
 

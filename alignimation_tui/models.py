@@ -120,26 +120,6 @@ def load_face_embedder(device: str):
     return model.eval().to(device)
 
 
-def _load_rcnn(model: ModelFile, build, device: str, long_side: int, **kwargs):
-    """Build a torchvision R-CNN without any weights (``weights_backbone=None`` too, or torchvision
-    fetches the ImageNet backbone), then load the full COCO state dict from ``model.path``. The
-    input transform is set so a photo decoded at ``long_side`` pixels is used at that size (the
-    default would enlarge it to 800 px on the short side)."""
-    import torch
-
-    if not model.path.is_file():
-        raise ModelError(model.missing_message())
-    net = _freeze_batch_norm(build(weights=None, weights_backbone=None, min_size=long_side, max_size=long_side,
-                                   **kwargs))
-    try:
-        state = torch.load(model.path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-    except Exception as exc:  # a damaged, truncated or foreign file
-        raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
-                         f"`alignimation-tui models --download`, or download {model.url} again.") from None
-    return net.eval().to(device)
-
-
 def _freeze_batch_norm(module):
     """Built without weights, torchvision uses trainable BatchNorm2d in the backbone; built with
     them (what the COCO files were saved from), FrozenBatchNorm2d. Swap to the latter so the model
@@ -149,26 +129,58 @@ def _freeze_batch_norm(module):
 
     for name, child in module.named_children():
         if isinstance(child, torch.nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            setattr(module, name, frozen)
+            setattr(module, name, FrozenBatchNorm2d(child.num_features, eps=child.eps))
         else:
             _freeze_batch_norm(child)
     return module
 
 
-def load_person_segmenter(device: str, long_side: int = 800):
+def build_person_segmenter(long_side: int = 800):
+    """Mask R-CNN (ResNet-50 FPN, 91 COCO classes) with no weights at all: ``weights=None`` and
+    ``weights_backbone=None``, or torchvision fetches the ImageNet backbone. The input transform
+    keeps a photo decoded at ``long_side`` at that size (the default would enlarge it to 800 px
+    on the short side). A few detections per photo are plenty to find the people."""
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    # 91 COCO classes; a few detections per photo are plenty to find the people.
-    return _load_rcnn(PERSON_SEGMENTER, maskrcnn_resnet50_fpn, device, long_side, num_classes=91,
-                      box_detections_per_img=20)
+    return _freeze_batch_norm(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
+                                                    min_size=long_side, max_size=long_side,
+                                                    box_detections_per_img=20))
+
+
+def build_keypoint_detector(long_side: int = 800):
+    """Keypoint R-CNN (ResNet-50 FPN, person + 17 COCO keypoints) with no weights; as above."""
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn
+
+    return _freeze_batch_norm(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
+                                                        num_keypoints=17, min_size=long_side,
+                                                        max_size=long_side, box_detections_per_img=10))
+
+
+def _load_weights(model: ModelFile, build, device: str):
+    """The network from ``build()``, holding the full state dict from ``model.path``; ModelError
+    names what to do when the file is missing or unreadable. Built on the meta device and then
+    given the file's tensors, so no time goes into random initialisation."""
+    import torch
+
+    if not model.path.is_file():
+        raise ModelError(model.missing_message())
+    try:
+        state = torch.load(model.path, map_location="cpu", weights_only=True)
+        with torch.device("meta"):
+            net = build()
+        net.load_state_dict(state, strict=True, assign=True)
+    except Exception as exc:  # a damaged, truncated or foreign file
+        raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
+                         f"`alignimation-tui models --download`, or download {model.url} again.") from None
+    return net.eval().to(device)
+
+
+def load_person_segmenter(device: str, long_side: int = 800):
+    return _load_weights(PERSON_SEGMENTER, lambda: build_person_segmenter(long_side), device)
 
 
 def load_keypoint_detector(device: str, long_side: int = 800):
-    from torchvision.models.detection import keypointrcnn_resnet50_fpn
-
-    return _load_rcnn(KEYPOINT_DETECTOR, keypointrcnn_resnet50_fpn, device, long_side, num_classes=2,
-                      num_keypoints=17, box_detections_per_img=10)
+    return _load_weights(KEYPOINT_DETECTOR, lambda: build_keypoint_detector(long_side), device)
 
 
 def describe_models() -> list[dict]:

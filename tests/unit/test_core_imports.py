@@ -4,7 +4,8 @@ import sys
 CORE = ["alignimation_tui.cli", "alignimation_tui.config", "alignimation_tui.domain", "alignimation_tui.photos",
         "alignimation_tui.scan", "alignimation_tui.store", "alignimation_tui.models", "alignimation_tui.register",
         "alignimation_tui.render", "alignimation_tui.pipeline", "alignimation_tui.headless",
-        "alignimation_tui.detect.face", "alignimation_tui.detect.facing", "alignimation_tui.detect.identity"]
+        "alignimation_tui.detect.face", "alignimation_tui.detect.facing", "alignimation_tui.detect.identity",
+        "alignimation_tui.detect.body", "alignimation_tui.body_pipeline", "alignimation_tui.background"]
 
 
 def test_core_runs_without_textual():
