@@ -111,6 +111,39 @@ def test_outputs_become_people_in_original_pixels_with_their_masks():
     assert det.persons[0].box == (472.0, 48.0, 752.0, 552.0) and det.persons[0].keypoints[0] == (200.0, 160.0)
 
 
+def test_body_run_end_to_end_with_random_weights(with_weights, tmp_path, capsys, monkeypatch):
+    """``--once --mode body`` through the real detector: detections and masks reach the store, a
+    second run takes them from there. (Random weights: where the people are is meaningless, so
+    every detection is accepted and only the plumbing is checked.)"""
+    import json
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, angle in enumerate((0, 10)):
+        Image.fromarray(astronaut()).rotate(angle).resize((200, 150)).save(photos / f"p{i}.jpg")
+    config = tmp_path / "c.toml"
+    config.write_text("[body]\ndetect_size = 128\nmin_person_score = 0.0\nmin_keypoint_score = -100.0\n"
+                      "background = \"white\"\n[register]\nlong_side = 160\n")
+    calls = []
+    original = BodyDetector.detect
+    monkeypatch.setattr(BodyDetector, "detect", lambda self, p: calls.append(len(p)) or original(self, p))
+    threads = torch.get_num_threads()
+    out = tmp_path / "out.gif"
+    args = [str(photos), "--once", "--mode", "body", "--json", "--device", "cpu", "--config", str(config),
+            "--out", str(out)]
+    try:
+        torch.set_num_threads(1)
+        code = main(args)
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert code == 0 and calls == [2] and out.exists()
+        assert {r["status"] for r in rows} == {"aligned"} and all(r["persons"] > 0 for r in rows)
+        assert all(r["side"] in ("left", "right") and r["faces"] is None for r in rows)
+        code = main(args)
+        assert code == 0 and calls == [2]  # the second run detects nothing
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_damaged_weights_are_a_clear_error(with_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     bad = models.PERSON_SEGMENTER.path
