@@ -116,10 +116,9 @@ class Pipeline:
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
         result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
-        cached = None if self.body else self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")
         if self.body:
             result.detection = body_pipeline.cached_detection(self, frame.hash)
-        if cached is not None:
+        elif (cached := self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")) is not None:
             result.detection = FaceDetection.from_json(cached)
         self.results[frame.hash] = result
         return result
@@ -247,6 +246,8 @@ class Pipeline:
         return r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED
 
     def choose_reference(self) -> Reference | None:
+        if self.body:
+            return body_pipeline.choose_reference(self)
         named = self._named_reference_hash()
         if named is not None:
             r = self.results[named]

@@ -72,7 +72,7 @@ def time_baseline(pics, device, repeat):
 
     seg = _freeze_batch_norm(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)).eval().to(device)
     kp = _freeze_batch_norm(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None)).eval().to(device)
-    tensors = [torch.from_numpy(np.asarray(p.image)).permute(2, 0, 1).float().div(255).to(device) for p in pics]
+    tensors = [torch.from_numpy(np.array(p.image)).permute(2, 0, 1).float().div(255).to(device) for p in pics]
     with torch.inference_mode():
         seg(tensors[:1]), kp(tensors[:1])  # warm-up
         best = float("inf")
