@@ -81,8 +81,8 @@ def require_models(mode: str) -> None:
     """Raise ModelError naming every missing file, its folder and its URL. Touches nothing."""
     missing = [m for m in required_models(mode) if not m.present()]
     if missing:
-        raise ModelError(f"{mode} mode needs weights that are not installed: "
-                         + " ".join(m.missing_message() for m in missing))
+        raise ModelError(f"{mode} mode needs weights that are not installed:\n"
+                         + "\n".join(f"  * {m.missing_message()}" for m in missing))
 
 
 def choose_device(wanted: str = "auto") -> str:
