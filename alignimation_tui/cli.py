@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=Path, metavar="DIR", help="also write every aligned frame into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run (default: auto)")
+    p.add_argument("--mode", choices=("face", "body"), help="register by face landmarks or by the person's "
+                   "mask and body keypoints (default: face)")
     return p
 
 
@@ -52,10 +54,11 @@ def _models_main(argv: list[str]) -> int:
         except ModelError as exc:
             Console(stderr=True).print(f"[red]error:[/] {exc}")
             return 1
-    table = Table("model", "present", "path", "size")
+    table = Table("model", "present", "size")
+    table.add_column("path", overflow="fold")
     for row in describe_models():
-        table.add_row(row["model"], "yes" if row["present"] else "[red]missing[/]", row["path"],
-                      "" if row["size_mb"] is None else f"{row['size_mb']} MB")
+        table.add_row(row["model"], "yes" if row["present"] else "[red]missing[/]",
+                      "" if row["size_mb"] is None else f"{row['size_mb']} MB", row["path"])
     console.print(table)
     return 0
 
@@ -92,14 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         return usage_error(f"{args.folder} is not a folder")
     try:
-        config = with_overrides(load_config(args.config or _default_config_path()), device=args.device)
+        config = with_overrides(load_config(args.config or _default_config_path()), device=args.device, mode=args.mode)
     except ConfigError as exc:
+        return usage_error(str(exc))
+    from .models import DeviceError, ModelError, require_models
+
+    try:  # before anything is created or written: no cache folder, no output
+        require_models(config.mode)
+    except ModelError as exc:
         return usage_error(str(exc))
     if not args.once:
         return _run_app(args.folder, config, usage_error)
 
     from .headless import run_once
-    from .models import DeviceError, ModelError
     from .pipeline import OutputError
     from .render import RenderError
 

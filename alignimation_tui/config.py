@@ -44,6 +44,29 @@ def _thresholds(v: list) -> str | None:
     return None
 
 
+BODY_PARTS = ("nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+
+
+def _body_parts(v: list) -> str | None:
+    if not v or any(p not in BODY_PARTS for p in v) or len(set(v)) != len(v):
+        return f"must be a list of distinct keypoints from {', '.join(BODY_PARTS)}"
+    return None
+
+
+def _body_weights(v: list) -> str | None:
+    if not v or any(not isinstance(x, (int, float)) or isinstance(x, bool) or x < 0 for x in v) or sum(v) <= 0:
+        return "must be a list of non-negative numbers, not all zero, one per keypoint"
+    return None
+
+
+def _background(v: str) -> str | None:
+    if v in ("keep", "white", "black", "blur"):
+        return None
+    if len(v) == 7 and v[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in v[1:]):
+        return None
+    return f"must be 'keep', 'white', 'black', 'blur' or a colour '#rrggbb', got {v!r}"
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     cache_dir: str = ""
@@ -108,8 +131,27 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class BodyConfig:
+    detect_size: int = field(default=800, metadata=_between(128, 4096))
+    batch_size: int = field(default=4, metadata=_between(1, 256))
+    mask_size: int = field(default=256, metadata=_between(64, 1024))
+    min_person_score: float = field(default=0.7, metadata=_between(0.0, 1.0))
+    keypoints: list = field(default_factory=lambda: ["ear", "shoulder", "hip"], metadata=_check(_body_parts))
+    keypoint_weights: list = field(default_factory=lambda: [1.0, 1.0, 1.0], metadata=_check(_body_weights))
+    side: str = field(default="auto", metadata=_one_of("auto", "left", "right"))
+    min_keypoint_score: float = field(default=2.0, metadata=_between(-100.0, 100.0))
+    background: str = field(default="keep", metadata=_check(_background))
+    feather_px: float = field(default=6.0, metadata=_between(0.0, 200.0))
+
+    def __post_init__(self):
+        if len(self.keypoint_weights) != len(self.keypoints):
+            raise ConfigError("body.keypoint_weights", f"needs one weight per keypoint ({len(self.keypoints)}: "
+                              f"{', '.join(self.keypoints)}), got {len(self.keypoint_weights)}")
+
+
+@dataclass(frozen=True)
 class Config:
-    mode: str = field(default="face", metadata=_one_of("face"))
+    mode: str = field(default="face", metadata=_one_of("face", "body"))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda"))
     store: StoreConfig = field(default_factory=StoreConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -119,6 +161,7 @@ class Config:
     register: RegisterConfig = field(default_factory=RegisterConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    body: BodyConfig = field(default_factory=BodyConfig)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}

@@ -131,8 +131,8 @@ class FrameResult:
     frame: Frame
     status: FrameStatus = FrameStatus.QUEUED
     verdict: Verdict = Verdict.AUTO
-    detection: FaceDetection | None = None
-    subject: Subject | None = None
+    detection: FaceDetection | BodyDetection | None = None
+    subject: Subject | BodySubject | None = None
     transform: Transform | None = None
     error: str | None = None
     extra: dict = field(default_factory=dict)
@@ -145,3 +145,64 @@ class FrameResult:
         if self.verdict is Verdict.ACCEPTED:
             return True
         return self.status is FrameStatus.ALIGNED
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person found in body mode, in pixels of the upright original. ``keypoints``: the 17 COCO
+    keypoints (x, y); ``keypoint_scores``: Keypoint R-CNN's score for each (a heatmap logit: higher
+    is surer; about 2 and above is a confident point). ``mask_index``: this person's soft mask in the
+    stored mask array, or -1 when Mask R-CNN found no matching person."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    keypoints: tuple[tuple[float, float], ...]
+    keypoint_scores: tuple[float, ...]
+    mask_index: int = -1
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def to_json(self) -> dict:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4),
+                "keypoints": [[round(x, 2), round(y, 2)] for x, y in self.keypoints],
+                "keypoint_scores": [round(s, 3) for s in self.keypoint_scores], "mask_index": self.mask_index}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Person":
+        return cls(tuple(float(v) for v in d["box"]), float(d["score"]),
+                   tuple((float(x), float(y)) for x, y in d["keypoints"]),
+                   tuple(float(s) for s in d["keypoint_scores"]), int(d["mask_index"]))
+
+
+@dataclass(frozen=True)
+class BodyDetection:
+    """Every person in one photo (most confident first) and the upright size of that photo."""
+
+    width: int
+    height: int
+    persons: tuple[Person, ...]
+
+    def to_json(self) -> dict:
+        return {"width": self.width, "height": self.height, "persons": [p.to_json() for p in self.persons]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "BodyDetection":
+        return cls(int(d["width"]), int(d["height"]), tuple(Person.from_json(p) for p in d["persons"]))
+
+
+@dataclass(frozen=True)
+class BodySubject:
+    """The person chosen in one photo (body mode) and the keypoints that register it.
+
+    ``points``: (x, y) per configured keypoint on the chosen ``side``, NaN where it is missing or
+    below the score threshold; ``weights``: the configured weight, 0 where it is missing."""
+
+    person_index: int
+    person: Person
+    side: str  # "left" or "right"
+    points: tuple[tuple[float, float], ...]
+    weights: tuple[float, ...]
+    match_cost: float  # how far from the reference's person (0 = same place, size and outline)

@@ -20,7 +20,8 @@ EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
 
 
 def frame_json(r: FrameResult) -> dict:
-    s = r.subject.scores if r.subject else None
+    s = getattr(r.subject, "scores", None)
+    people = getattr(r.detection, "persons", None)  # body mode
     return {
         "path": str(r.frame.path),
         "hash": r.frame.hash,
@@ -29,12 +30,13 @@ def frame_json(r: FrameResult) -> dict:
         "status": r.status.value,
         "verdict": r.verdict.value,
         "scores": {"eye_ratio": s.eye_ratio, "mouth_ratio": s.mouth_ratio, "yaw_deg": s.yaw_deg} if s else None,
-        "confidence": r.subject.face.prob if r.subject else None,
-        "faces": len(r.detection.faces) if r.detection else None,
-        "identity_distance": r.subject.identity_distance if r.subject else None,
+        "confidence": (r.subject.person.score if people is not None else r.subject.face.prob) if r.subject else None,
+        "faces": len(r.detection.faces) if r.detection and people is None else None,
+        "identity_distance": getattr(r.subject, "identity_distance", None),
         "residual_pct": r.transform.residual_pct if r.transform else None,
         "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
         "error": r.error,
+        **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
     }
 
 
@@ -94,7 +96,8 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
             sys.stdout.flush()
         _summary(console, pipeline, out, written, time.perf_counter() - started)
         if not written:
-            console.print("[red]nothing could be aligned[/]: no photo has a usable face")
+            subject = "person" if config.mode == "body" else "face"
+            console.print(f"[red]nothing could be aligned[/]: no photo has a usable {subject}")
             return EXIT_NOTHING_ALIGNED
         return EXIT_OK
     finally:

@@ -27,6 +27,7 @@ class ModelFile:
     subdir: str  # under TORCH_HOME
     url: str
     ships_with_package: bool = False
+    hash_prefix: str | None = None  # torchvision's file names carry the start of their sha256
 
     @property
     def path(self) -> Path:
@@ -50,7 +51,38 @@ FACE_DETECTOR = ModelFile(
     name="face detector (MTCNN)", filename="pnet.pt, rnet.pt, onet.pt", subdir="",
     url="(ships inside facenet-pytorch)", ships_with_package=True,
 )
-ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER)
+# torchvision's COCO weights, where torch.hub puts them. The URLs are those of
+# MaskRCNN_ResNet50_FPN_Weights.COCO_V1 and KeypointRCNN_ResNet50_FPN_Weights.COCO_V1 (a test checks
+# they still match), written out so that listing models needs no torchvision import.
+PERSON_SEGMENTER = ModelFile(
+    name="person segmenter (Mask R-CNN, COCO)",
+    filename="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    subdir="hub/checkpoints",
+    url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    hash_prefix="bf2d0c1e",
+)
+KEYPOINT_DETECTOR = ModelFile(
+    name="keypoint detector (Keypoint R-CNN, COCO)",
+    filename="keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+    subdir="hub/checkpoints",
+    url="https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
+    hash_prefix="fc266e95",
+)
+ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER, PERSON_SEGMENTER, KEYPOINT_DETECTOR)
+BODY_MODELS = (PERSON_SEGMENTER, KEYPOINT_DETECTOR)
+
+
+def required_models(mode: str) -> tuple[ModelFile, ...]:
+    """Weights a run in ``mode`` cannot do without (the face embedder is optional: see identity)."""
+    return BODY_MODELS if mode == "body" else ()
+
+
+def require_models(mode: str) -> None:
+    """Raise ModelError naming every missing file, its folder and its URL. Touches nothing."""
+    missing = [m for m in required_models(mode) if not m.present()]
+    if missing:
+        raise ModelError(f"{mode} mode needs weights that are not installed:\n"
+                         + "\n".join(f"  * {m.missing_message()}" for m in missing))
 
 
 def choose_device(wanted: str = "auto") -> str:
@@ -88,6 +120,69 @@ def load_face_embedder(device: str):
     return model.eval().to(device)
 
 
+def _freeze_batch_norm(module):
+    """Built without weights, torchvision uses trainable BatchNorm2d in the backbone; built with
+    them (what the COCO files were saved from), FrozenBatchNorm2d. Swap to the latter so the model
+    is the one the weights belong to (same buffers, no ``num_batches_tracked``)."""
+    import torch
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features, eps=child.eps))
+        else:
+            _freeze_batch_norm(child)
+    return module
+
+
+def build_person_segmenter(long_side: int = 800):
+    """Mask R-CNN (ResNet-50 FPN, 91 COCO classes) with no weights at all: ``weights=None`` and
+    ``weights_backbone=None``, or torchvision fetches the ImageNet backbone. The input transform
+    keeps a photo decoded at ``long_side`` at that size (the default would enlarge it to 800 px
+    on the short side). A few detections per photo are plenty to find the people."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    return _freeze_batch_norm(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
+                                                    min_size=long_side, max_size=long_side,
+                                                    box_detections_per_img=20))
+
+
+def build_keypoint_detector(long_side: int = 800):
+    """Keypoint R-CNN (ResNet-50 FPN, person + 17 COCO keypoints) with no weights; as above."""
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn
+
+    return _freeze_batch_norm(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
+                                                        num_keypoints=17, min_size=long_side,
+                                                        max_size=long_side, box_detections_per_img=10))
+
+
+def _load_weights(model: ModelFile, build, device: str):
+    """The network from ``build()``, holding the full state dict from ``model.path``; ModelError
+    names what to do when the file is missing or unreadable. Built on the meta device and then
+    given the file's tensors, so no time goes into random initialisation."""
+    import torch
+
+    if not model.path.is_file():
+        raise ModelError(model.missing_message())
+    try:
+        state = torch.load(model.path, map_location="cpu", weights_only=True)
+        with torch.device("meta"):
+            net = build()
+        net.load_state_dict(state, strict=True, assign=True)
+    except Exception as exc:  # a damaged, truncated or foreign file
+        raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
+                         f"`alignimation-tui models --download`, or download {model.url} again.") from None
+    return net.eval().to(device)
+
+
+def load_person_segmenter(device: str, long_side: int = 800):
+    return _load_weights(PERSON_SEGMENTER, lambda: build_person_segmenter(long_side), device)
+
+
+def load_keypoint_detector(device: str, long_side: int = 800):
+    return _load_weights(KEYPOINT_DETECTOR, lambda: build_keypoint_detector(long_side), device)
+
+
 def describe_models() -> list[dict]:
     rows = []
     for m in ALL_MODELS:
@@ -98,20 +193,47 @@ def describe_models() -> list[dict]:
     return rows
 
 
-def download_missing(progress: bool = True) -> list[str]:
-    """Fetch missing weights with torch.hub's downloader; raise ModelError when offline."""
-    from torch.hub import download_url_to_file
+def download(model: ModelFile, progress: bool = True, timeout: float = 30.0) -> None:
+    """Fetch one weights file into its folder with a progress bar; the file appears only when it
+    is complete (and its sha256 starts with ``hash_prefix``). Raises ModelError, never leaves a part."""
+    import hashlib
+    import tempfile
+    import urllib.request
 
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    folder = model.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{model.filename}.", suffix=".partial")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(model.url, timeout=timeout) as response, \
+                Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         disable=not progress, transient=False) as bar:
+            length = response.headers.get("Content-Length")
+            task = bar.add_task(model.filename, total=int(length) if length else None)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(task, advance=len(chunk))
+        if model.hash_prefix and not digest.hexdigest().startswith(model.hash_prefix):
+            raise ModelError(f"downloaded {model.filename} from {model.url}, but its sha256 "
+                             f"({digest.hexdigest()[:12]}...) does not start with {model.hash_prefix}; not kept")
+        os.replace(tmp, model.path)
+    except OSError as exc:  # offline (URLError), HTTP errors, disk full
+        raise ModelError(f"could not download {model.filename} from {model.url}: {exc}. "
+                         f"Download it by hand into {folder}.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download_missing(progress: bool = True) -> list[str]:
+    """Fetch every missing weights file; raise ModelError (naming file, URL and folder) when one
+    cannot be fetched, offline for instance. Files fetched before the failure are kept."""
     fetched = []
     for m in ALL_MODELS:
-        if m.present():
-            continue
-        m.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download_url_to_file(m.url, str(m.path), progress=progress)
-        except OSError as exc:
-            m.path.unlink(missing_ok=True)
-            raise ModelError(f"could not download {m.filename} from {m.url}: {exc}. "
-                             f"Put the file in {m.path.parent} by hand.") from None
-        fetched.append(str(m.path))
+        if not m.present():
+            download(m, progress)
+            fetched.append(str(m.path))
     return fetched

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import body_pipeline
 from . import register as reg
 from .config import Config, ConfigError
 from .detect import face as face_mod
@@ -57,6 +58,10 @@ class Pipeline:
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
+
+    @property
+    def body(self) -> bool:
+        return self.config.mode == "body"
 
     # fingerprints ------------------------------------------------------------------------------
     @property
@@ -123,8 +128,9 @@ class Pipeline:
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
         result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
-        cached = self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")
-        if cached is not None:
+        if self.body:
+            result.detection = body_pipeline.cached_detection(self, frame.hash)
+        elif (cached := self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")) is not None:
             result.detection = FaceDetection.from_json(cached)
         self.results[frame.hash] = result
         return result
@@ -175,6 +181,8 @@ class Pipeline:
     def needs_detection(self, result: FrameResult) -> bool:
         if result.extra.get("unreadable"):
             return False
+        if self.body:
+            return body_pipeline.needs_detection(self, result)
         if result.detection is None:
             return True
         if self.identity_on and result.detection.faces:
@@ -186,6 +194,8 @@ class Pipeline:
                cancel: threading.Event | None = None) -> int:
         """Detect faces (and embeddings when identity matching is on) for results that lack them.
         Broken photos become ``failed`` with the reason. Returns how many photos were decoded."""
+        if self.body:
+            return body_pipeline.detect(self, results, progress, cancel)
         todo = [r for r in (results if results is not None else self.results.values()) if self.needs_detection(r)]
         if not todo:
             return 0
@@ -233,6 +243,8 @@ class Pipeline:
 
     def select(self) -> None:
         """Choose the subject's face in every detected photo and score how frontal it is."""
+        if self.body:
+            return body_pipeline.select(self)
         cfg = self.config
         usable = {h: r for h, r in self.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
         dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
@@ -290,6 +302,8 @@ class Pipeline:
         return r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED
 
     def choose_reference(self) -> Reference | None:
+        if self.body:
+            return body_pipeline.choose_reference(self)
         named = self._named_reference_hash()
         if named is not None:
             r = self.results[named]
@@ -324,6 +338,8 @@ class Pipeline:
         """Register every subject onto the reference's canvas: closed form, then batched semantic
         refinement. Transforms are cached against the reference and the settings, so only new
         frames are registered; a new reference re-registers all from cached detections."""
+        if self.body:
+            return body_pipeline.register(self)
         self.reference = ref = self.choose_reference()
         subjects = [r for r in self.results.values() if r.subject is not None]
         if ref is None or not subjects:
@@ -393,7 +409,10 @@ class Pipeline:
         self.check_output(out)
         if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
             raise OutputError("refusing to write aligned frames into the photo folder itself")
-        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix)) for r in self.kept()]
+        kept = self.kept()
+        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix)) for r in kept]
+        if self.body:
+            items = body_pipeline.render_items(self, kept, items)
         rc = self.config.render
         return write_animation(items, self.reference.canvas, out, fps=rc.fps, quality=rc.quality,
                                gif_max_width=rc.gif_max_width, max_pixels=self.config.scan.max_pixels,

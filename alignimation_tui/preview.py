@@ -40,13 +40,25 @@ def detections_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) ->
     image = photo.image.resize(size, Image.Resampling.BILINEAR)
     sx, sy = size[0] / photo.width, size[1] / photo.height
     draw = ImageDraw.Draw(image)
-    chosen = r.subject.face_index if r.subject else None
-    for i, face in enumerate(r.detection.faces if r.detection else ()):
-        x0, y0, x1, y1 = face.box
+    boxes, chosen, points = detected_shapes(r)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
         colour = (60, 230, 90) if i == chosen else (200, 200, 200)
         draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=colour, width=1)
-    if r.subject is not None:
-        rad = max(1.0, min(size) / 60)
-        for (x, y), colour in zip(r.subject.face.landmarks, LANDMARK_COLOURS):
+    rad = max(1.0, min(size) / 60)
+    for i, (x, y) in enumerate(points):
+        if np.isfinite(x) and np.isfinite(y):
+            colour = LANDMARK_COLOURS[i] if len(points) == 5 else (255, 220, 60)
             draw.ellipse((x * sx - rad, y * sy - rad, x * sx + rad, y * sy + rad), fill=colour)
     return image
+
+
+def detected_shapes(r: FrameResult) -> tuple[list, int | None, list]:
+    """Boxes of every face (or person, in body mode), the subject's index, and its points."""
+    det, subject = r.detection, r.subject
+    if det is None:
+        return [], None, []
+    if hasattr(det, "faces"):
+        return ([f.box for f in det.faces], subject.face_index if subject else None,
+                list(subject.face.landmarks) if subject else [])
+    return ([p.box for p in det.persons], subject.person_index if subject else None,
+            list(subject.points) if subject else [])

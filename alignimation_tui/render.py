@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from .background import replace_background
 from .photos import open_photo, upright_size
 
 VIDEO_SUFFIXES = {".mp4", ".gif"}
@@ -28,6 +29,10 @@ class RenderItem:
     path: Path
     name: str
     matrix: np.ndarray  # 3x3, upright original pixels -> canvas pixels
+    # Body mode's background removal: the person's uint8 soft mask over the upright original.
+    mask: np.ndarray | None = None
+    background: str = "keep"
+    feather_px: float = 0.0
 
 
 def _scale_of(matrix: np.ndarray) -> float:
@@ -41,8 +46,12 @@ def aligned_frame(item: RenderItem, canvas: tuple[int, int], max_pixels: int) ->
     sx, sy = photo.scale_xy
     to_canvas = item.matrix @ np.diag([1 / sx, 1 / sy, 1.0])  # decoded pixels -> canvas
     inv = np.linalg.inv(to_canvas)
-    return photo.image.transform(canvas, Image.Transform.AFFINE, data=tuple(inv[:2].ravel()),
-                                 resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    frame = photo.image.transform(canvas, Image.Transform.AFFINE, data=tuple(inv[:2].ravel()),
+                                  resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    if item.mask is not None and item.background != "keep":
+        frame = replace_background(frame, item.mask, item.matrix, (photo.width, photo.height),
+                                   item.background, item.feather_px)
+    return frame
 
 
 def stream_frames(items: Iterable[RenderItem], canvas: tuple[int, int], max_pixels: int) -> Iterator[Image.Image]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .domain import FrameResult, FrameStatus, Verdict
+from .domain import FacingScores, FrameResult, FrameStatus, Verdict
 
 FILTERS = ("all", "flagged", "rejected", "failed")
 # A robust z-score (median / MAD) beyond this marks a value as far from the rest.
@@ -70,8 +70,9 @@ def outlier_flags(results: list[FrameResult]) -> dict[str, str]:
     aligned = [r for r in results if r.transform is not None and r.subject is not None]
     residual = _robust_outliers({r.frame.hash: r.transform.residual_pct for r in aligned},
                                 RESIDUAL_FLOOR_PCT, high_only=True)
-    eye = _robust_outliers({r.frame.hash: r.subject.scores.eye_ratio for r in aligned}, RATIO_FLOOR, False)
-    mouth = _robust_outliers({r.frame.hash: r.subject.scores.mouth_ratio for r in aligned}, RATIO_FLOOR, False)
+    faces = [r for r in aligned if _scores(r) is not None]  # body mode has no facing scores
+    eye = _robust_outliers({r.frame.hash: _scores(r).eye_ratio for r in faces}, RATIO_FLOOR, False)
+    mouth = _robust_outliers({r.frame.hash: _scores(r).mouth_ratio for r in faces}, RATIO_FLOOR, False)
     flags = {}
     for r in aligned:
         h = r.frame.hash
@@ -85,9 +86,22 @@ def _num(v: float | None, fmt: str) -> str:
     return "" if v is None else format(v, fmt)
 
 
+def _scores(r: FrameResult) -> FacingScores | None:
+    return getattr(r.subject, "scores", None)
+
+
+def _confidence(r: FrameResult) -> float | None:
+    """The face's detection probability, or in body mode the person's detection score."""
+    if r.subject is None:
+        return None
+    if hasattr(r.subject, "face"):
+        return r.subject.face.prob
+    return r.subject.person.score
+
+
 def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
-    s = r.subject.scores if r.subject else None
-    conf = r.subject.face.prob if r.subject else None
+    s = _scores(r)
+    conf = _confidence(r)
     resid = r.transform.residual_pct if r.transform else None
     status = r.status.value
     return FrameRow(

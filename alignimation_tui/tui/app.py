@@ -23,7 +23,7 @@ from ..config import Config
 from ..domain import Verdict
 from ..photos import PhotoError
 from ..pipeline import Pipeline
-from ..preview import aligned_preview, detections_preview, onion_skin
+from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
 from ..watch import FolderWatcher
 from .driver import Driver, Job
@@ -279,7 +279,9 @@ class AlignimationApp(App):
                 caption = "gone"
             elif mode == "detections":
                 image = detections_preview(r, box, max_px)
-                caption = f"{r.frame.path.name}: {len(r.detection.faces) if r.detection else 0} face(s) detected"
+                boxes, _, _ = detected_shapes(r)
+                what = "person(s)" if self.config.mode == "body" else "face(s)"
+                caption = f"{r.frame.path.name}: {len(boxes)} {what} detected"
             elif r.transform is None:
                 caption = f"{r.frame.path.name}: not aligned ({r.error or r.status.value})"
             else:

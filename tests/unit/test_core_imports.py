@@ -6,7 +6,8 @@ CORE = ["alignimation_tui.cli", "alignimation_tui.config", "alignimation_tui.dom
         "alignimation_tui.scan", "alignimation_tui.store", "alignimation_tui.models", "alignimation_tui.register",
         "alignimation_tui.render", "alignimation_tui.pipeline", "alignimation_tui.headless",
         "alignimation_tui.detect.face", "alignimation_tui.detect.facing", "alignimation_tui.detect.identity",
-        "alignimation_tui.triage", "alignimation_tui.watch", "alignimation_tui.preview"]
+        "alignimation_tui.triage", "alignimation_tui.watch", "alignimation_tui.preview",
+        "alignimation_tui.detect.body", "alignimation_tui.body_pipeline", "alignimation_tui.background"]
 
 
 def test_core_runs_without_textual():
