@@ -233,7 +233,10 @@ class AlignimationApp(App):
         s = self.state
         parts = []
         if s is not None:
-            models = "MTCNN + identity" if s.identity_on else "MTCNN, identity off"
+            if s.mode == "body":
+                models = "Mask R-CNN + Keypoint R-CNN"
+            else:
+                models = "MTCNN + identity" if s.identity_on else "MTCNN, identity off"
             parts.append(f"{s.mode} · {s.device} · {models}")
         parts.append(" ".join(f"{k} {v}" for k, v in counts.items()) or "no photos yet")
         if s is not None:
