@@ -44,28 +44,33 @@ def make_folder(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def one_new_photo_seconds(folder: Path, repeat: int, seed: int) -> list[float]:
+def new_photo_seconds(folders: list[Path], repeat: int, seed: int) -> list[list[float]]:
+    """Per folder, the seconds to bring each of ``repeat`` new photos to aligned. The folders take
+    turns, so a change in the machine's load hits them alike."""
     from alignimation_tui.config import Config
     from alignimation_tui.pipeline import Pipeline
 
-    pipeline = Pipeline(folder, Config())
+    pipelines = [Pipeline(folder, Config()) for folder in folders]
     try:
-        pipeline.scan()
-        pipeline.process()  # everything cached (or computed now, before timing)
-        pipeline.detector()  # the app's worker has its models loaded already
+        for pipeline in pipelines:
+            pipeline.scan()
+            pipeline.process()  # everything cached (or computed now, before timing)
+            pipeline.detector()  # the app's worker has its models loaded already
         rng = np.random.default_rng(seed)
-        times = []
+        times: list[list[float]] = [[] for _ in folders]
         for k in range(repeat):
-            path = photo(folder / f"new{k}.jpg", rng, 5000 + k)
-            started = time.perf_counter()
-            r = pipeline.add_path(path)
-            pipeline.sort_results()
-            pipeline.process([r])
-            times.append(time.perf_counter() - started)
-            assert r.status.value == "aligned", (r.status, r.error)
+            for pipeline, spent in zip(pipelines, times):
+                path = photo(pipeline.folder / f"new{k}.jpg", rng, 5000 + k)
+                started = time.perf_counter()
+                r = pipeline.add_path(path)
+                pipeline.sort_results()
+                pipeline.process([r])
+                spent.append(time.perf_counter() - started)
+                assert r.status.value == "aligned", (r.status, r.error)
         return times
     finally:
-        pipeline.close()
+        for pipeline in pipelines:
+            pipeline.close()
 
 
 async def open_app_seconds(folder: Path) -> tuple[float, int]:
@@ -97,8 +102,7 @@ def main() -> None:
         empty = make_folder(root / "empty", 1, 1)  # just the reference
         full = make_folder(root / "full", args.cached, 2)
         t0 = time.perf_counter()
-        small = one_new_photo_seconds(empty, args.repeat, 10)
-        large = one_new_photo_seconds(full, args.repeat, 10)
+        small, large = new_photo_seconds([empty, full], args.repeat, 10)
         setup = time.perf_counter() - t0
         ratio = statistics.median(large) / statistics.median(small)
         print(f"one new photo to aligned: {statistics.median(small) * 1000:.0f} ms with 1 photo, "
