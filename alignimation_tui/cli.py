@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run headless: detect, align, render, exit")
     p.add_argument("--config", type=Path, help="TOML config (default: ~/.config/alignimation-tui/config.toml "
                    "if present; see sample_config.toml)")
-    p.add_argument("--out", type=Path, help="animation to write, .mp4 or .gif (default: ./FOLDER-timelapse.mp4)")
+    p.add_argument("--render-only", action="store_true",
+                   help="render again from what is stored (no detection, no registration; implies --once); "
+                   "photos with nothing stored are named and left out")
+    p.add_argument("--out", type=Path, help="animation to write, .mp4, .gif or .webp (default: ./FOLDER-timelapse.mp4)")
     p.add_argument("--frames", type=Path, metavar="DIR", help="also write every aligned frame into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run (default: auto)")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         config = with_overrides(load_config(args.config or _default_config_path()), device=args.device)
     except ConfigError as exc:
         return usage_error(str(exc))
-    if not args.once:
+    if not (args.once or args.render_only):
         return usage_error("the interactive app is not available yet in this version; run with --once")
 
     from .headless import run_once
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from .render import RenderError
 
     try:
-        return run_once(args.folder, config, args.out, args.frames, args.json)
+        return run_once(args.folder, config, args.out, args.frames, args.json, render_only=args.render_only)
     except (ConfigError, DeviceError, OutputError, ModelError) as exc:
         return usage_error(str(exc))
     except RenderError as exc:
