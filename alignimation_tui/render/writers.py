@@ -6,10 +6,14 @@ leaves a half-written animation under the real name.
 
 * MP4: H.264 through imageio-ffmpeg (libx264, CRF ``quality``, yuv420p, even sizes); repeats are
   real frames at the constant rate.
-* GIF: scaled to ``max_width``, each frame with its own 256-colour palette (median cut over the
-  frame with its centre counted twice, where the aligned subject is, so skin tones get colours),
-  Floyd-Steinberg dithering; a repeat becomes one frame with a longer delay. Written frame by
-  frame with Pillow's GIF encoder (``Image.save(save_all=True)`` keeps every frame in memory).
+* GIF: scaled to ``max_width``, each frame with its own 256-colour palette by median cut, with
+  Floyd-Steinberg dithering; a repeat becomes one frame with a longer delay. Measured on face
+  photos (astronaut and samples, 480 px), mean error in the central quarter where the face is:
+  median cut 2.6 levels, fast octree 3.3, a palette weighted towards the centre then mapped with
+  ``quantize(palette=...)`` 3.3-3.6 (Pillow's mapping to a given palette is the weak step).
+  Median cut costs more (0.1-0.5 s a frame here), which the small default width keeps in check.
+  Written frame by frame with Pillow's GIF encoder (``Image.save(save_all=True)`` keeps every
+  frame in memory until the end).
 * WebP: animated WebP through imageio-ffmpeg (libwebp_anim); libwebp merges repeated frames into
   one longer frame.
 """
@@ -67,17 +71,10 @@ class WebpWriter(_Ffmpeg):
 
 
 def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
-    """Scaled down to ``max_width`` and reduced to 256 colours chosen with the centre counted twice."""
+    """Scaled down to ``max_width``; 256 colours chosen for this frame alone (median cut)."""
     if img.width > max_width:
         img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.Resampling.LANCZOS)
-    img = img.convert("RGB")
-    w, h = img.size
-    centre = img.crop((w // 4, h // 4, w - w // 4, h - h // 4))
-    sample = Image.new("RGB", (w, h + centre.height))
-    sample.paste(img, (0, 0))
-    sample.paste(centre, (0, h))
-    palette = sample.quantize(256, method=Image.Quantize.MEDIANCUT)
-    return img.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+    return img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
 
 
 class GifWriter:

@@ -217,3 +217,18 @@ def test_failed_render_leaves_no_file(tmp_path):
         write_animation(items, CANVAS, out, RenderSettings())
     assert not out.exists() and not list(tmp_path.glob(".x.mp4*"))
     assert not sidecar_path(out).exists()
+
+
+def test_gif_keeps_skin_tones(tmp_path):
+    """The astronaut's face after the GIF palette stays within a few levels of the original
+    (a coarse 64-colour palette is off by about 9)."""
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    out = tmp_path / "a.gif"
+    write_animation([RenderItem(path, path.name, np.eye(3))], (512, 512), out, RenderSettings(gif_max_width=512))
+    with Image.open(out) as gif:
+        got = np.asarray(gif.convert("RGB"), float)
+    face = (slice(80, 180), slice(180, 270))
+    assert np.abs(got[face] - data.astronaut()[face]).mean() < 6
