@@ -31,6 +31,9 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class RenderItem:
+    """One kept photo. Body mode can add its soft person mask here (e.g. ``mask: np.ndarray | None``
+    at registration resolution) and apply it in ``frame.compose`` before ``composite``."""
+
     path: Path
     name: str
     matrix: np.ndarray  # 3x3, upright original pixels -> canvas pixels
