@@ -232,3 +232,30 @@ def test_gif_keeps_skin_tones(tmp_path):
         got = np.asarray(gif.convert("RGB"), float)
     face = (slice(80, 180), slice(180, 270))
     assert np.abs(got[face] - data.astronaut()[face]).mean() < 6
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[render]\ncrop = 'tight'\n", "render.crop", "must be one of"),
+    ("[render]\nfill = 'purple'\n", "render.fill", "#rrggbb"),
+    ("[render]\ncrossfade = -1\n", "render.crossfade", "between"),
+    ("[render.caption]\nformat = 'week {wek}'\n", "render.caption.format", "not a valid caption format"),
+    ("[render.caption]\nposition = 'middle'\n", "render.caption.position", "must be one of"),
+])
+def test_render_config_errors_name_the_key(tmp_path, text, key, words):
+    from alignimation_tui.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_render_settings_from_config(tmp_path):
+    from alignimation_tui.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[render]\nfill = '#102030'\ncrossfade = 2\n[render.caption]\nformat = '%Y'\nsize = 0.1\n")
+    s = RenderSettings.from_config(load_config(path))
+    assert s.fill == "#102030" and s.crossfade == 2 and s.caption == CaptionStyle("%Y", "bottom-left", 0.1)
+    assert RenderSettings.from_config(load_config(None)).caption is None
