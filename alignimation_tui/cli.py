@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run headless: detect, align, render, exit")
     p.add_argument("--config", type=Path, help="TOML config (default: ~/.config/alignimation-tui/config.toml "
                    "if present; see sample_config.toml)")
-    p.add_argument("--out", type=Path, help="animation to write, .mp4 or .gif (default: ./FOLDER-timelapse.mp4)")
+    p.add_argument("--render-only", action="store_true",
+                   help="render again from what is stored (no detection, no registration; implies --once); "
+                   "photos with nothing stored are named and left out")
+    p.add_argument("--out", type=Path, help="animation to write, .mp4, .gif or .webp (default: ./FOLDER-timelapse.mp4)")
     p.add_argument("--frames", type=Path, metavar="DIR", help="also write every aligned frame into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run (default: auto)")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         require_models(config.mode)
     except ModelError as exc:
         return usage_error(str(exc))
-    if not args.once:
+    if not (args.once or args.render_only):
         return _run_app(args.folder, config, usage_error)
 
     from .headless import run_once
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from .render import RenderError
 
     try:
-        return run_once(args.folder, config, args.out, args.frames, args.json)
+        return run_once(args.folder, config, args.out, args.frames, args.json, render_only=args.render_only)
     except (ConfigError, DeviceError, OutputError, ModelError) as exc:
         return usage_error(str(exc))
     except RenderError as exc:

@@ -5,6 +5,7 @@ A missing file means defaults. Any problem raises ConfigError naming the key (``
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -115,12 +116,47 @@ class RegisterConfig:
     batch_size: int = field(default=0, metadata=_between(0, 100000))
 
 
+def _fill(v: str) -> str | None:
+    if v in ("black", "white", "blur") or re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+        return None
+    return f"must be 'black', 'white', 'blur' or a colour '#rrggbb', got {v!r}"
+
+
+def _caption_format(v: str) -> str | None:
+    from datetime import datetime
+
+    try:
+        datetime(2024, 1, 2).strftime(v.format(index=1, count=1, name="x", date=datetime(2024, 1, 2), days=1, weeks=0))
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        return (f"is not a valid caption format ({exc}); use strftime codes like %Y-%m-%d and "
+                "{index} {count} {name} {date} {days} {weeks}")
+    return None
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    format: str = field(default="", metadata=_check(_caption_format))
+    position: str = field(default="bottom-left", metadata=_one_of(
+        "bottom-left", "bottom", "bottom-right", "top-left", "top", "top-right"))
+    size: float = field(default=0.05, metadata=_between(0.01, 0.5))
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     output: str = ""
     fps: float = field(default=8.0, metadata=_between(0.1, 120.0))
     quality: int = field(default=20, metadata=_between(0, 51))
     gif_max_width: int = field(default=480, metadata=_between(16, 8192))
+    webp_quality: int = field(default=80, metadata=_between(0, 100))
+    crop: str = field(default="canvas", metadata=_one_of("canvas", "shared"))
+    fill: str = field(default="black", metadata=_check(_fill))
+    duration: float = field(default=0.0, metadata=_between(0.0, 86400.0))
+    hold_first: float = field(default=0.0, metadata=_between(0.0, 3600.0))
+    hold_last: float = field(default=0.0, metadata=_between(0.0, 3600.0))
+    crossfade: int = field(default=0, metadata=_between(0, 120))
+    smoothing: int = field(default=0, metadata=_between(0, 1000))
+    sidecar: bool = True
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
 
 
 @dataclass(frozen=True)

@@ -65,24 +65,51 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     if pipeline.reference is not None:
         console.print(f"reference: {pipeline.results[pipeline.reference.hash].frame.path.name}, canvas "
                       f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}")
-    if out is not None and written:
+    done = pipeline.last_render
+    if out is not None and written and done is not None:
+        w, h = done.size
+        extra = f", sidecar {done.sidecar.name}" if done.sidecar else ""
+        console.print(f"[green]wrote {out}[/] ({written} photos, {done.frames} frames, {w}x{h}, "
+                      f"{_megabytes(done.bytes)}{extra})")
+    elif out is not None and written:
         console.print(f"[green]wrote {out}[/] ({written} frames)")
 
 
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
 def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | None = None,
-             as_json: bool = False) -> int:
+             as_json: bool = False, render_only: bool = False) -> int:
+    """``render_only``: no detection, no registration; photos with nothing stored are named and left
+    out, and when nothing at all is stored the run exits 2 saying so."""
     console = Console(stderr=True)
     started = time.perf_counter()
     pipeline = Pipeline(folder, config)
     try:
         out = out or pipeline.default_output()
         with _progress(console) as bar:
-            results = pipeline.scan(exclude={out})
-            pipeline.check_output(out)
-            task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
-            pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=r.frame.path.name))
-            pipeline.select()
-            pipeline.register()
+            if render_only:
+                missing = pipeline.restore(exclude={out})
+                pipeline.check_output(out)
+                for line in missing[:20]:
+                    console.print(f"[yellow]left out[/] {line}")
+                if len(missing) > 20:
+                    console.print(f"  … and {len(missing) - 20} more")
+                if missing:
+                    console.print(f"[yellow]{len(missing)} photo(s) left out[/]: run without --render-only to "
+                                  "detect and align them")
+                if not pipeline.kept():
+                    console.print("[red]nothing stored to render[/]: run once without --render-only first "
+                                  "(with the same config)")
+                    return EXIT_USAGE
+            else:
+                results = pipeline.scan(exclude={out})
+                pipeline.check_output(out)
+                task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
+                pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=r.frame.path.name))
+                pipeline.select()
+                pipeline.register()
             for notice in pipeline.notices:
                 console.print(f"[cyan]note:[/] {notice}")
             kept = pipeline.kept()
@@ -90,6 +117,8 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
             if kept:
                 task = bar.add_task("rendering", total=len(kept), name=out.name)
                 written = pipeline.render(out, frames_dir, progress=lambda n: bar.update(task, completed=n))
+                for notice in pipeline.last_render.notices:
+                    console.print(f"[cyan]note:[/] {notice}")
         if as_json:
             for r in pipeline.results.values():
                 sys.stdout.write(json.dumps(frame_json(r)) + "\n")

@@ -24,7 +24,7 @@ from .detect.identity import anchor_face, choose_by_identity, choose_by_position
 from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
-from .render import RenderItem, write_animation
+from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import link_problem, list_photos, photo_suffixes, read_frame, unreadable_frame
 from .store import Store, fingerprint
 
@@ -58,6 +58,7 @@ class Pipeline:
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
+        self.last_render: RenderResult | None = None
 
     @property
     def body(self) -> bool:
@@ -334,10 +335,11 @@ class Pipeline:
         # another min_confidence) must not reuse a transform fitted to another face.
         return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.face.landmarks)}"
 
-    def register(self) -> Reference | None:
+    def register(self, compute: bool = True) -> Reference | None:
         """Register every subject onto the reference's canvas: closed form, then batched semantic
         refinement. Transforms are cached against the reference and the settings, so only new
-        frames are registered; a new reference re-registers all from cached detections."""
+        frames are registered; a new reference re-registers all from cached detections.
+        ``compute=False`` (``--render-only``) only reads stored transforms."""
         if self.body:
             return body_pipeline.register(self)
         self.reference = ref = self.choose_reference()
@@ -357,6 +359,10 @@ class Pipeline:
                 r.extra["transform_key"] = key
             else:
                 todo.append(r)
+        if not compute:
+            for r in todo:
+                r.error = "no stored transform"
+            todo = []
         if todo:
             rc = self.config.register
             src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
@@ -375,9 +381,24 @@ class Pipeline:
                 self.store.put_json(keys[r.frame.hash], r.transform.to_json())
                 r.extra["transform_key"] = keys[r.frame.hash]
         for r in subjects:
-            if r.status is not FrameStatus.TURNED:
+            if r.status is not FrameStatus.TURNED and r.transform is not None:
                 r.status = FrameStatus.ALIGNED
         return ref
+
+    def restore(self, exclude: set[Path] = frozenset()) -> list[str]:
+        """``--render-only``: results from the store alone (cached detections and transforms), with no
+        detection and no registration. Returns one sentence per photo that lacks something; those
+        photos are left out of the render."""
+        self.scan(exclude)
+        self.select()
+        self.register(compute=False)
+        missing = []
+        for r in self.results.values():
+            if r.detection is None:
+                missing.append(f"{r.frame.path.name}: no stored detection (new, changed or unreadable photo)")
+            elif r.subject is not None and r.transform is None and r.verdict is not Verdict.REJECTED:
+                missing.append(f"{r.frame.path.name}: no stored transform for the current reference and settings")
+        return missing
 
     # render ------------------------------------------------------------------------------------
     def kept(self) -> list[FrameResult]:
@@ -401,8 +422,8 @@ class Pipeline:
         if out.resolve() in photos or (out.resolve().parent == self.folder.resolve()
                                        and out.suffix.lower() in photo_suffixes()):
             raise OutputError(f"refusing to write {out}: it would overwrite or add a photo in the folder")
-        if out.suffix.lower() not in (".mp4", ".gif"):
-            raise OutputError(f"output {out} must end in .mp4 or .gif")
+        if out.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise OutputError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
 
     def render(self, out: Path, frames_dir: Path | None = None,
                progress: Callable[[int], None] = lambda n: None) -> int:
@@ -410,13 +431,18 @@ class Pipeline:
         if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         kept = self.kept()
-        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix)) for r in kept]
+        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix), hash=r.frame.hash,
+                            taken_at=r.frame.taken_at,
+                            size=(r.detection.width, r.detection.height) if r.detection else None,
+                            info={"verdict": r.verdict.value, "status": r.status.value,
+                                  "residual_pct": r.transform.residual_pct})
+                 for r in kept]
         if self.body:
             items = body_pipeline.render_items(self, kept, items)
-        rc = self.config.render
-        return write_animation(items, self.reference.canvas, out, fps=rc.fps, quality=rc.quality,
-                               gif_max_width=rc.gif_max_width, max_pixels=self.config.scan.max_pixels,
-                               frames_dir=frames_dir, progress=progress)
+        self.last_render = write_animation(items, self.reference.canvas, out, RenderSettings.from_config(self.config),
+                                           frames_dir=frames_dir, progress=progress)
+        self.notices.extend(self.last_render.notices)
+        return self.last_render.photos
 
     def close(self) -> None:
         self.store.close()

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 
 from .domain import FrameResult
 from .photos import open_photo
-from .render import RenderItem, aligned_frame
+from .render import compose
 
 LANDMARK_COLOURS = ((80, 220, 255), (80, 220, 255), (255, 220, 60), (255, 90, 160), (255, 90, 160))
 
@@ -23,7 +23,8 @@ def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) -> Im
     canvas = r.transform.canvas
     size, s = fit(canvas, box)
     matrix = np.diag([s, s, 1.0]) @ np.asarray(r.transform.matrix)
-    return aligned_frame(RenderItem(r.frame.path, r.frame.path.name, matrix), size, max_pixels)
+    photo_size = (r.detection.width, r.detection.height) if r.detection else None
+    return compose(r.frame.path, matrix, size, "black", max_pixels, photo_size)
 
 
 def onion_skin(frame: Image.Image, reference: Image.Image, alpha: float = 0.5) -> Image.Image:

@@ -1,0 +1,228 @@
+"""From render items to a finished animation: plan the geometry and the timing, then stream.
+
+At most two composed pictures are alive at a time (the current photo and the next, for a
+crossfade), plus the one or two being composed ahead in a worker thread while the encoder works.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..background import replace_background
+from ..photos import decode_ahead, upright_size
+from .frame import CaptionStyle, caption_text, compose, draw_caption
+from .geometry import coverage, shared_crop, smooth_matrices
+from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, write_json_atomic
+from .timing import Timing, plan_timing
+from .writers import OUTPUT_SUFFIXES, open_writer
+
+# Below this share of the canvas, a shared crop gets a notice naming the photo that limits it.
+SMALL_CROP = 0.5
+
+
+class RenderError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RenderItem:
+    """One kept photo. In body mode with a background other than "keep", ``mask`` is the person's
+    uint8 soft mask over the upright original; the background is replaced after the warp."""
+
+    path: Path
+    name: str
+    matrix: np.ndarray  # 3x3, upright original pixels -> canvas pixels
+    hash: str = ""
+    taken_at: datetime | None = None
+    size: tuple[int, int] | None = None  # upright original size; read from the file when None
+    info: dict = field(default_factory=dict)  # verdict, status, residual_pct...: copied to the sidecar
+    mask: np.ndarray | None = None
+    background: str = "keep"
+    feather_px: float = 0.0
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    fps: float = 8.0
+    quality: int = 20
+    gif_max_width: int = 480
+    webp_quality: int = 80
+    crop: str = "canvas"  # "canvas" | "shared"
+    fill: str = "black"  # black | white | blur | #rrggbb
+    caption: CaptionStyle | None = None
+    duration: float = 0.0
+    hold_first: float = 0.0
+    hold_last: float = 0.0
+    crossfade: int = 0
+    smoothing: int = 0
+    sidecar: bool = True
+    max_pixels: int = 120_000_000
+
+    @classmethod
+    def from_config(cls, config) -> "RenderSettings":
+        rc = config.render
+        cap = rc.caption
+        return cls(fps=rc.fps, quality=rc.quality, gif_max_width=rc.gif_max_width, webp_quality=rc.webp_quality,
+                   crop=rc.crop, fill=rc.fill,
+                   caption=CaptionStyle(cap.format, cap.position, cap.size) if cap.format else None,
+                   duration=rc.duration, hold_first=rc.hold_first, hold_last=rc.hold_last,
+                   crossfade=rc.crossfade, smoothing=rc.smoothing, sidecar=rc.sidecar,
+                   max_pixels=config.scan.max_pixels)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every photo goes on the output picture."""
+
+    matrices: list[np.ndarray]  # upright original -> output pixels
+    size: tuple[int, int]
+    crop: tuple[int, int, int, int] | None  # x, y, width, height on the registration canvas
+    notices: list[str]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    out: Path
+    photos: int
+    frames: int  # frames in the animation (MP4: at the constant rate; GIF/WebP: distinct pictures)
+    size: tuple[int, int]
+    bytes: int
+    sidecar: Path | None
+    notices: list[str]
+
+
+def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: RenderSettings) -> Layout:
+    matrices = smooth_matrices([np.asarray(i.matrix, np.float64) for i in items], settings.smoothing, canvas)
+    if settings.crop != "shared":
+        return Layout(matrices, canvas, None, [])
+    sizes = [i.size or upright_size(i.path) for i in items]
+    crop = shared_crop(matrices, sizes, canvas)
+    if crop is None:
+        worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
+        raise RenderError(f"the photos have no area in common on the canvas ({items[worst].name} covers the "
+                          "least of it); use render.crop = \"canvas\"")
+    notices = []
+    share = crop.width * crop.height / (canvas[0] * canvas[1])
+    if share < SMALL_CROP:
+        worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
+        notices.append(f"the area every photo covers is {share:.0%} of the canvas; {items[worst].name} covers "
+                       "the least of it (reject it, or use render.crop = \"canvas\")")
+    return Layout([crop.shift @ m for m in matrices], (crop.width, crop.height),
+                  (crop.x, crop.y, crop.width, crop.height), notices)
+
+
+def _captions(items: list[RenderItem], style: CaptionStyle | None) -> list[str]:
+    if style is None:
+        return [""] * len(items)
+    first = next((i.taken_at for i in items if i.taken_at is not None), None)
+    return [caption_text(style.format, index=k + 1, count=len(items), taken_at=i.taken_at, first=first,
+                         name=i.name) for k, i in enumerate(items)]
+
+
+def frame_file_name(index: int, item: RenderItem) -> str:
+    return f"{index:05d}_{Path(item.name).stem}.jpg"
+
+
+def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
+                    frames_dir: Path | None = None, progress: Callable[[int], None] = lambda n: None,
+                    workers: int = 2) -> RenderResult:
+    """Write ``items`` (in date order) to ``out`` (.mp4, .gif or .webp), optionally every aligned
+    photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done."""
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise RenderError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
+    if not items:
+        raise RenderError("no frames to render")
+    layout = plan_layout(items, canvas, settings)
+    timing = plan_timing(len(items), settings.fps, settings.duration, settings.hold_first,
+                         settings.hold_last, settings.crossfade)
+    captions = _captions(items, settings.caption)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+
+    def picture(k: int) -> Image.Image:
+        item = items[k]
+        img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size)
+        if item.mask is not None and item.background != "keep":
+            img = replace_background(img, item.mask, layout.matrices[k], item.size or upright_size(item.path),
+                                     item.background, item.feather_px)
+        if settings.caption is not None:
+            draw_caption(img, captions[k], settings.caption)
+        return img
+
+    def pictures() -> Iterator[Image.Image]:
+        for k, img, error in decode_ahead(list(range(len(items))), picture, workers, ahead=workers):
+            if error is not None:
+                raise RenderError(f"{items[k].name}: {error}")
+            if frames_dir is not None:
+                img.save(frames_dir / frame_file_name(k + 1, items[k]), quality=92)
+            progress(k + 1)
+            yield img
+
+    writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
+                         webp_quality=settings.webp_quality, gif_max_width=settings.gif_max_width)
+    distinct = 0
+    try:
+        source = pictures()
+        current, following, index = next(source), None, 0
+        for step in timing.steps():
+            if step.a != index:  # moved on to the next photo
+                current, following, index = following if following is not None else next(source), None, step.a
+            if step.b is None:
+                writer.add(current, step.repeat)
+            else:
+                if following is None:
+                    following = next(source)
+                writer.add(Image.blend(current, following, step.alpha), step.repeat)
+            distinct += 1
+        source.close()
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+    sidecar = None
+    if settings.sidecar:
+        data = sidecar_data(items, layout, timing, settings, out, captions, frames_dir)
+        sidecar = sidecar_path(out)
+        write_json_atomic(sidecar, data)
+        if frames_dir is not None:
+            write_json_atomic(frames_dir / FRAMES_SIDECAR, data)
+    frames = timing.frames if out.suffix.lower() == ".mp4" else distinct
+    return RenderResult(out, len(items), frames, layout.size, os.path.getsize(out), sidecar, layout.notices)
+
+
+def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settings: RenderSettings, out: Path,
+                 captions: list[str], frames_dir: Path | None) -> dict:
+    cap = settings.caption
+    return {
+        "version": SIDECAR_VERSION,
+        "output": str(out),
+        "size": list(layout.size),
+        "crop": list(layout.crop) if layout.crop else None,
+        "fps": timing.fps,
+        "frames_total": timing.frames,
+        "seconds": round(timing.seconds, 3),
+        "settings": {"crop": settings.crop, "fill": settings.fill, "smoothing": settings.smoothing,
+                     "crossfade": settings.crossfade, "hold_first": settings.hold_first,
+                     "hold_last": settings.hold_last, "duration": settings.duration,
+                     "caption": None if cap is None else {"format": cap.format, "position": cap.position,
+                                                          "size": cap.size}},
+        "frames": [{
+            "index": k + 1,
+            "path": str(item.path),
+            "hash": item.hash,
+            "date": item.taken_at.isoformat() if item.taken_at else None,
+            "transform": [[float(v) for v in row] for row in layout.matrices[k]],
+            "canvas": list(layout.size),
+            **item.info,
+            "caption": captions[k] or None,
+            "file": frame_file_name(k + 1, item) if frames_dir is not None else None,
+        } for k, item in enumerate(items)],
+    }

@@ -1,0 +1,45 @@
+"""The sidecar: a JSON file beside every render saying exactly what went into it.
+
+Written next to the animation as ``NAME.SUFFIX.json`` (``timelapse.mp4`` -> ``timelapse.mp4.json``,
+so an MP4 and a GIF of the same name do not share one), and as ``sidecar.json`` inside a frames
+folder. Per frame: path, content hash, date, the 3x3 transform from the upright original to the
+output (smoothing and crop included), the output size, verdict, status, residual and caption.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIDECAR_VERSION = 1
+FRAMES_SIDECAR = "sidecar.json"
+
+
+def sidecar_path(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_sidecar(path: Path) -> dict:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("version") != SIDECAR_VERSION:
+        raise ValueError(f"{path}: unknown sidecar version {data.get('version')!r}")
+    for frame in data["frames"]:
+        frame["transform"] = np.asarray(frame["transform"], np.float64)
+    return data

@@ -1,0 +1,261 @@
+"""Rendering on real files with real encoders (ffmpeg through imageio-ffmpeg, Pillow's GIF)."""
+from datetime import datetime, timedelta
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from PIL import Image
+
+from alignimation_tui.config import ConfigError
+from alignimation_tui.render import (CaptionStyle, RenderItem, RenderSettings, read_sidecar, sidecar_path,
+                                     write_animation)
+from alignimation_tui.render.frame import caption_text
+from alignimation_tui.render.geometry import shared_crop, smooth_matrices
+from alignimation_tui.render.timing import plan_timing
+from tests.conftest import similarity
+
+CANVAS = (320, 240)
+START = datetime(2024, 3, 1, 10, 0)
+
+
+def bright_photo(seed: int, size=(320, 240)) -> Image.Image:
+    """A photo with no dark pixel anywhere: a gradient plus a little texture, all values >= 70."""
+    w, h = size
+    x, y = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    rng = np.random.default_rng(seed)
+    rgb = np.stack([120 + 100 * x, 120 + 100 * y, 200 - 60 * x * y], -1) + rng.uniform(-30, 30, (h, w, 3))
+    return Image.fromarray(rgb.clip(70, 255).astype(np.uint8))
+
+
+def make_items(tmp_path, warps, size=(320, 240)):
+    items = []
+    for i, (angle, scale, tx, ty) in enumerate(warps):
+        path = tmp_path / f"p{i:02d}.jpg"
+        bright_photo(i, size).save(path, quality=95)
+        m = similarity(angle, scale, tx, ty, centre=(size[0] / 2, size[1] / 2))
+        items.append(RenderItem(path, path.name, m, hash=f"h{i}", taken_at=START + timedelta(weeks=i),
+                                size=size, info={"verdict": "auto", "status": "aligned"}))
+    return items
+
+
+WARPS = [(0, 1.0, 0, 0), (8, 1.1, 12, -6), (-10, 0.95, -10, 8), (5, 1.05, 6, 10), (-4, 1.0, -8, -8)]
+
+
+def frames_of_mp4(path):
+    reader = imageio.get_reader(path)
+    try:
+        return [np.asarray(f) for f in reader]
+    finally:
+        reader.close()
+
+
+def test_timing_counts():
+    t = plan_timing(5, fps=10, hold_first=0.5, hold_last=1.0, crossfade=3)
+    assert (t.distinct, t.hold_first, t.hold_last, t.frames) == (5 + 4 * 3, 5, 10, 17 + 15)
+    steps = list(t.steps())
+    assert len(steps) == t.distinct and sum(s.repeat for s in steps) == t.frames
+    assert steps[0].repeat == 6 and steps[-1].repeat == 11
+    assert [round(s.alpha, 2) for s in steps[1:4]] == [0.25, 0.5, 0.75]
+    # duration sets the rate: 17 moving frames in 4 - 1.5 s of movement
+    d = plan_timing(5, fps=8, duration=4.0, hold_first=0.5, hold_last=1.0, crossfade=3)
+    assert d.fps == pytest.approx(17 / 2.5) and d.seconds == pytest.approx(4.0, abs=0.1)
+    with pytest.raises(ConfigError, match="render.duration"):
+        plan_timing(5, fps=8, duration=1.0, hold_first=0.5, hold_last=0.5)
+    with pytest.raises(ConfigError, match="too short"):
+        plan_timing(500, fps=8, duration=2.0)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif", ".webp"])
+def test_frame_counts_with_crossfade_and_holds(tmp_path, suffix):
+    items = make_items(tmp_path, WARPS)
+    out = tmp_path / f"anim{suffix}"
+    s = RenderSettings(fps=10, crossfade=2, hold_first=0.3, hold_last=0.5, gif_max_width=200)
+    result = write_animation(items, CANVAS, out, s)
+    distinct = 5 + 4 * 2
+    if suffix == ".mp4":
+        frames = frames_of_mp4(out)
+        assert len(frames) == result.frames == distinct + 3 + 5
+        assert frames[0].shape == (240, 320, 3)
+        assert np.array_equal(frames[0], frames[3])  # the held first photo
+    else:
+        with Image.open(out) as im:
+            assert im.n_frames == result.frames == distinct  # holds are longer frames
+            durations = []
+            for k in range(im.n_frames):
+                im.seek(k)
+                im.load()
+                durations.append(im.info["duration"])
+            assert im.width <= (200 if suffix == ".gif" else 320)
+        assert durations[0] == pytest.approx(400, abs=10) and durations[-1] == pytest.approx(600, abs=10)
+        assert sum(durations) == pytest.approx(1000 * (distinct + 8) / 10, abs=20)
+    assert not list(tmp_path.glob(".*partial*"))
+    assert result.bytes == out.stat().st_size > 0
+
+
+def test_crossfade_blends_consecutive_photos(tmp_path):
+    items = make_items(tmp_path, WARPS[:2])
+    out = tmp_path / "a.mp4"
+    write_animation(items, CANVAS, out, RenderSettings(fps=10, crossfade=1, quality=0))
+    a, mid, b = (f.astype(float) for f in frames_of_mp4(out))
+    assert np.abs(mid - (a + b) / 2).mean() < 3 < np.abs(a - b).mean()
+
+
+def test_shared_crop_has_no_black_border(tmp_path):
+    items = make_items(tmp_path, WARPS)
+    canvas_dir, shared_dir = tmp_path / "canvas", tmp_path / "shared"
+    write_animation(items, CANVAS, tmp_path / "c.mp4", RenderSettings(), frames_dir=canvas_dir)
+    result = write_animation(items, CANVAS, tmp_path / "s.mp4", RenderSettings(crop="shared"), frames_dir=shared_dir)
+    w, h = result.size
+    assert w % 2 == 0 and h % 2 == 0 and w * h < CANVAS[0] * CANVAS[1]
+    assert abs(w / h - CANVAS[0] / CANVAS[1]) < 0.05
+    dark = lambda p: int((np.asarray(Image.open(p)).max(axis=-1) < 40).sum())  # noqa: E731
+    assert sum(dark(p) for p in sorted(canvas_dir.glob("*.jpg"))) > 1000  # the warps do leave borders
+    for path in sorted(shared_dir.glob("*.jpg")):
+        assert Image.open(path).size == (w, h)
+        assert dark(path) == 0, path.name
+    data = read_sidecar(sidecar_path(tmp_path / "s.mp4"))
+    assert data["size"] == [w, h] and data["crop"][2:] == [w, h]
+
+
+def test_shared_crop_geometry():
+    ident = np.eye(3)
+    assert shared_crop([ident], [CANVAS], CANVAS).width >= CANVAS[0] - 4
+    shifted = np.array([[1, 0, 100.0], [0, 1, 0], [0, 0, 1]])
+    crop = shared_crop([ident, shifted], [CANVAS, CANVAS], CANVAS)
+    assert crop.x >= 100 and crop.x + crop.width <= CANVAS[0]
+    far = np.array([[1, 0, 1000.0], [0, 1, 0], [0, 0, 1]])
+    assert shared_crop([ident, far], [CANVAS, CANVAS], CANVAS) is None
+
+
+def test_fill_colour_and_blur(tmp_path):
+    items = make_items(tmp_path, [(0, 0.6, 0, 0)])  # a small photo in the middle of the canvas
+    for fill, check in (("#ff0000", lambda px: px[:, :, 0].min() > 230 and px[:, :, 1].max() < 25),
+                        ("blur", lambda px: px.min() > 40 and px.std() > 1)):
+        frames = tmp_path / fill.strip("#")
+        write_animation(items, CANVAS, tmp_path / "x.mp4", RenderSettings(fill=fill), frames_dir=frames)
+        px = np.asarray(Image.open(next(frames.glob("*.jpg"))))[:20]  # the top border
+        assert check(px.astype(int)), fill
+
+
+def test_caption_text():
+    when, first = datetime(2024, 3, 15), datetime(2024, 3, 1)
+    assert caption_text("%Y-%m-%d", index=3, count=9, taken_at=when, first=first, name="a.jpg") == "2024-03-15"
+    assert caption_text("week {weeks} ({index}/{count})", index=3, count=9, taken_at=when, first=first,
+                        name="a.jpg") == "week 2 (3/9)"
+    assert caption_text("{name} {date:%b}", index=1, count=1, taken_at=when, first=first,
+                        name="100%.jpg") == "100%.jpg Mar"
+
+
+def test_caption_pixels_present(tmp_path):
+    path = tmp_path / "grey.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(path)
+    items = [RenderItem(path, path.name, np.eye(3), taken_at=START)]
+    plain, captioned = tmp_path / "plain", tmp_path / "cap"
+    write_animation(items, CANVAS, tmp_path / "a.gif", RenderSettings(), frames_dir=plain)
+    style = CaptionStyle("%Y-%m-%d", "bottom-left", 0.1)
+    write_animation(items, CANVAS, tmp_path / "b.gif", RenderSettings(caption=style), frames_dir=captioned)
+    a = np.asarray(Image.open(next(plain.glob("*.jpg")))).astype(int)
+    b = np.asarray(Image.open(next(captioned.glob("*.jpg")))).astype(int)
+    changed = np.abs(a - b).max(axis=-1) > 60
+    ys, xs = np.nonzero(changed)
+    assert len(ys) > 200  # white text with a dark outline
+    assert ys.min() > 240 * 0.7 and xs.max() < 320 * 0.6  # bottom left
+    assert (b[changed].min(axis=-1) > 220).any() and (b[changed].max(axis=-1) < 40).any()
+    assert read_sidecar(sidecar_path(tmp_path / "b.gif"))["frames"][0]["caption"] == "2024-03-01"
+
+
+def test_smoothing():
+    rng = np.random.default_rng(1)
+    base = similarity(3, 1.2, 10, -5, centre=(160, 120))
+    jittered = [similarity(rng.normal(0, 1.5), 1 + rng.normal(0, 0.02), rng.normal(0, 4), rng.normal(0, 4),
+                           centre=(160, 120)) @ base for _ in range(30)]
+    assert all(np.allclose(a, b) for a, b in zip(smooth_matrices(jittered, 0, CANVAS), jittered))
+    same = smooth_matrices([base] * 5, 3, CANVAS)
+    assert all(np.allclose(m, base) for m in same)
+
+    def spread(ms):  # how far the canvas centre's preimage wanders, in photo pixels
+        pts = np.array([(np.linalg.inv(m) @ [160, 120, 1])[:2] for m in ms])
+        return np.linalg.norm(pts - pts.mean(0), axis=1).mean()
+
+    smoothed = smooth_matrices(jittered, 7, CANVAS)
+    assert spread(smoothed) < 0.5 * spread(jittered)
+    # each result is still a similarity (no shear)
+    for m in smoothed:
+        a = m[:2, :2]
+        assert np.isclose(a[0, 0], a[1, 1]) and np.isclose(a[0, 1], -a[1, 0])
+
+
+def test_sidecar_lists_every_frame(tmp_path):
+    items = make_items(tmp_path, WARPS[:3])
+    out = tmp_path / "t.webp"
+    write_animation(items, CANVAS, out, RenderSettings(smoothing=3), frames_dir=tmp_path / "f")
+    data = read_sidecar(tmp_path / "t.webp.json")
+    assert (tmp_path / "t.webp.json").read_text() == (tmp_path / "f" / "sidecar.json").read_text()
+    assert [f["path"] for f in data["frames"]] == [str(i.path) for i in items]
+    assert [f["hash"] for f in data["frames"]] == ["h0", "h1", "h2"]
+    assert data["frames"][1]["date"] == (START + timedelta(weeks=1)).isoformat()
+    assert {f["verdict"] for f in data["frames"]} == {"auto"} and data["frames"][0]["canvas"] == [320, 240]
+    assert data["frames"][0]["file"] == "00001_p00.jpg" and (tmp_path / "f" / "00001_p00.jpg").is_file()
+    # the stored transform is the one used (smoothed here), and re-rendering from it is exact
+    from alignimation_tui.render import compose
+
+    first = data["frames"][0]
+    again = compose(items[0].path, first["transform"], tuple(first["canvas"]), "black", 10**9)
+    again.save(tmp_path / "again.jpg", quality=92)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.jpg")),
+                          np.asarray(Image.open(tmp_path / "f" / "00001_p00.jpg")))
+    assert not np.allclose(first["transform"], items[0].matrix)  # smoothing moved it
+
+
+def test_failed_render_leaves_no_file(tmp_path):
+    items = make_items(tmp_path, WARPS[:3])
+    items[2].path.write_bytes(b"not a photo any more")
+    out = tmp_path / "x.mp4"
+    from alignimation_tui.render import RenderError
+
+    with pytest.raises(RenderError, match="p02.jpg"):
+        write_animation(items, CANVAS, out, RenderSettings())
+    assert not out.exists() and not list(tmp_path.glob(".x.mp4*"))
+    assert not sidecar_path(out).exists()
+
+
+def test_gif_keeps_skin_tones(tmp_path):
+    """The astronaut's face after the GIF palette stays within a few levels of the original
+    (a coarse 64-colour palette is off by about 9)."""
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    out = tmp_path / "a.gif"
+    write_animation([RenderItem(path, path.name, np.eye(3))], (512, 512), out, RenderSettings(gif_max_width=512))
+    with Image.open(out) as gif:
+        got = np.asarray(gif.convert("RGB"), float)
+    face = (slice(80, 180), slice(180, 270))
+    assert np.abs(got[face] - data.astronaut()[face]).mean() < 6
+
+
+@pytest.mark.parametrize("text, key, words", [
+    ("[render]\ncrop = 'tight'\n", "render.crop", "must be one of"),
+    ("[render]\nfill = 'purple'\n", "render.fill", "#rrggbb"),
+    ("[render]\ncrossfade = -1\n", "render.crossfade", "between"),
+    ("[render.caption]\nformat = 'week {wek}'\n", "render.caption.format", "not a valid caption format"),
+    ("[render.caption]\nposition = 'middle'\n", "render.caption.position", "must be one of"),
+])
+def test_render_config_errors_name_the_key(tmp_path, text, key, words):
+    from alignimation_tui.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_render_settings_from_config(tmp_path):
+    from alignimation_tui.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[render]\nfill = '#102030'\ncrossfade = 2\n[render.caption]\nformat = '%Y'\nsize = 0.1\n")
+    s = RenderSettings.from_config(load_config(path))
+    assert s.fill == "#102030" and s.crossfade == 2 and s.caption == CaptionStyle("%Y", "bottom-left", 0.1)
+    assert RenderSettings.from_config(load_config(None)).caption is None
