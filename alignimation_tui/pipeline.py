@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[FrameResult], None]
 AUTO_REFERENCE_KEY = "reference:auto:0"
+_END = object()
+# Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
+# (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
+DETECT_DECODE_SLACK = 0.05
 
 
 class OutputError(ValueError):
@@ -56,6 +62,30 @@ class Pipeline:
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
+        # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
+        # detector waited for a decoded photo), for benchmarks and profiling.
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_lock = threading.Lock()
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        with self._stage_lock:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_seconds(stage, time.perf_counter() - started)
+
+    def _timed_iter(self, items: Iterator, stage: str) -> Iterator:
+        while True:
+            with self.timed(stage):
+                item = next(items, _END)
+            if item is _END:
+                return
+            yield item
 
     # fingerprints ------------------------------------------------------------------------------
     @property
@@ -77,7 +107,7 @@ class Pipeline:
         if self._detector is None:
             d = self.config.detect
             mtcnn = load_face_detector(self.device, d.min_face_size, d.thresholds)
-            self._detector = face_mod.FaceDetector(mtcnn, batch_size=d.batch_size)
+            self._detector = face_mod.FaceDetector(mtcnn, batch_size=face_mod.batch_size_for(d.batch_size, self.device))
         return self._detector
 
     def embedder(self) -> face_mod.FaceEmbedder | None:
@@ -92,8 +122,9 @@ class Pipeline:
         """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
         and fill each result from the store. Returns results in date order."""
         self.results = {}
-        for path in list_photos(self.folder, exclude):
-            self.add_path(path)
+        with self.timed("scan"):
+            for path in list_photos(self.folder, exclude):
+                self.add_path(path)
         self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
         return list(self.results.values())
 
@@ -134,38 +165,45 @@ class Pipeline:
             return 0
         d = self.config.detect
         detector, embedder = self.detector(), self.embedder()
+        batch_size = detector.batch_size
 
         def decode(r: FrameResult):
-            return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels)
+            with self.timed("decode"):
+                return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels,
+                                  slack=DETECT_DECODE_SLACK)
 
         batch: list[tuple[FrameResult, object]] = []
         decoded = 0
 
         def flush() -> None:
             need = [(r, p) for r, p in batch if r.detection is None]
-            for (r, _), det in zip(need, detector.detect([p for _, p in need])):
+            with self.timed("detect"):
+                found = detector.detect([p for _, p in need]) if need else []
+            for (r, _), det in zip(need, found):
                 r.detection = det
                 self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
             for r, p in batch:
                 if embedder is not None:
-                    vectors = embedder.embed(p, r.detection)
+                    with self.timed("embed"):
+                        vectors = embedder.embed(p, r.detection)
                     self.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors)
                 r.status, r.error = FrameStatus.QUEUED, None
                 progress(r)
             batch.clear()
 
-        for r, photo, error in decode_ahead(todo, decode, d.decode_workers, ahead=2 * d.batch_size):
-            if cancel is not None and cancel.is_set():
-                break
-            decoded += 1
-            if error is not None:
-                r.status, r.error = FrameStatus.FAILED, error
-                progress(r)
-                continue
-            r.status = FrameStatus.DETECTING
-            batch.append((r, photo))
-            if len(batch) >= d.batch_size:
-                flush()
+        with closing(decode_ahead(todo, decode, d.decode_workers, ahead=2 * batch_size)) as decoding:
+            for r, photo, error in self._timed_iter(decoding, "decode_wait"):
+                if cancel is not None and cancel.is_set():
+                    break
+                decoded += 1
+                if error is not None:
+                    r.status, r.error = FrameStatus.FAILED, error
+                    progress(r)
+                    continue
+                r.status = FrameStatus.DETECTING
+                batch.append((r, photo))
+                if len(batch) >= batch_size:
+                    flush()
         flush()
         return decoded
 
@@ -176,6 +214,10 @@ class Pipeline:
 
     def select(self) -> None:
         """Choose the subject's face in every detected photo and score how frontal it is."""
+        with self.timed("select"):
+            self._select()
+
+    def _select(self) -> None:
         cfg = self.config
         usable = {h: r for h, r in self.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
         dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
@@ -268,6 +310,10 @@ class Pipeline:
         """Register every subject onto the reference's canvas: closed form, then batched semantic
         refinement. Transforms are cached against the reference and the settings, so only new
         frames are registered; a new reference re-registers all from cached detections."""
+        with self.timed("register"):
+            return self._register()
+
+    def _register(self) -> Reference | None:
         self.reference = ref = self.choose_reference()
         subjects = [r for r in self.results.values() if r.subject is not None]
         if ref is None or not subjects:
@@ -333,9 +379,10 @@ class Pipeline:
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix)) for r in self.kept()]
         rc = self.config.render
-        return write_animation(items, self.reference.canvas, out, fps=rc.fps, quality=rc.quality,
-                               gif_max_width=rc.gif_max_width, max_pixels=self.config.scan.max_pixels,
-                               frames_dir=frames_dir, progress=progress)
+        with self.timed("render"):
+            return write_animation(items, self.reference.canvas, out, fps=rc.fps, quality=rc.quality,
+                                   gif_max_width=rc.gif_max_width, max_pixels=self.config.scan.max_pixels,
+                                   frames_dir=frames_dir, progress=progress)
 
     def close(self) -> None:
         self.store.close()

@@ -11,13 +11,22 @@ from ..photos import Decoded
 DETECTOR_ID = "mtcnn/facenet-pytorch-2.5.3"
 EMBEDDER_ID = "inception-resnet-v1/vggface2"
 EMBED_SIZE = 160
+# detect.batch_size = 0: photos per MTCNN batch by device. A GPU wants wide batches; on a CPU a
+# batch buys little (the convolutions already use every core) and costs memory.
+AUTO_BATCH = {"cuda": 32, "cpu": 4}
+
+
+def batch_size_for(configured: int, device: str) -> int:
+    return configured if configured > 0 else AUTO_BATCH.get(str(device).split(":")[0], 4)
 
 
 class FaceDetector:
-    """Wraps facenet-pytorch's MTCNN. Inputs are decoded photos; outputs are in upright original
-    pixels. Photos of the same decoded size go through MTCNN as one batch. Every face MTCNN
-    reports is kept (largest first); confidence filtering happens when choosing the subject, so
-    changing it needs no new detection."""
+    """MTCNN (facenet-pytorch's networks and settings) on letterboxed batches. Inputs are decoded
+    photos; outputs are in upright original pixels. Photos of any size share a batch: each sits at
+    the top-left of a padded tensor and keeps its own pyramid and borders (see mtcnn_batch), so it
+    gets the same faces as alone. Landscape and portrait photos are batched apart, so little of a
+    batch is padding. Every face MTCNN reports is kept (largest first); confidence filtering happens
+    when choosing the subject, so changing it needs no new detection."""
 
     def __init__(self, mtcnn, batch_size: int):
         self.mtcnn = mtcnn
@@ -26,31 +35,37 @@ class FaceDetector:
 
     def detect(self, photos: list[Decoded]) -> list[FaceDetection]:
         results: list[FaceDetection | None] = [None] * len(photos)
-        order = sorted(range(len(photos)), key=lambda i: photos[i].image.size)
-        for _, same_size in groupby(order, key=lambda i: photos[i].image.size):
-            idx = list(same_size)
+        sizes = [p.image.size for p in photos]
+        portrait = lambda i: sizes[i][1] > sizes[i][0]  # noqa: E731
+        order = sorted(range(len(photos)), key=lambda i: (portrait(i), sizes[i]))
+        for _, group in groupby(order, key=portrait):
+            idx = list(group)
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start:start + self.batch_size]
-                for i, found in zip(chunk, self._detect_same_size([photos[i] for i in chunk])):
+                for i, found in zip(chunk, self.detect_letterboxed([photos[i] for i in chunk])):
                     results[i] = found
         return results  # type: ignore[return-value]
 
-    def _detect_same_size(self, photos: list[Decoded]) -> list[FaceDetection]:
+    def detect_letterboxed(self, photos: list[Decoded]) -> list[FaceDetection]:
+        """One MTCNN pass over ``photos`` padded into one tensor."""
+        import torch
+
+        from .mtcnn_batch import detect_batch
+
         self.calls += len(photos)
-        batch = np.stack([np.asarray(p.image) for p in photos])
-        boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+        sizes = np.array([p.image.size for p in photos], np.int64)
+        width, height = sizes.max(axis=0)
+        batch = np.zeros((len(photos), height, width, 3), np.uint8)
+        for k, p in enumerate(photos):
+            batch[k, :p.image.height, :p.image.width] = np.asarray(p.image)
+        tensor = torch.from_numpy(batch).to(self.mtcnn.device).permute(0, 3, 1, 2).float()
         out = []
-        for photo, b, p, pts in zip(photos, boxes, probs, points):
+        for photo, (boxes, points) in zip(photos, detect_batch(tensor, sizes, self.mtcnn)):
             sx, sy = photo.scale_xy
-            faces = []
-            if b is not None:
-                for box, prob, lm in zip(np.asarray(b, np.float64), np.asarray(p, np.float64),
-                                         np.asarray(pts, np.float64)):
-                    faces.append(Face(
-                        box=(box[0] / sx, box[1] / sy, box[2] / sx, box[3] / sy),
-                        prob=float(prob),
-                        landmarks=tuple((float(x / sx), float(y / sy)) for x, y in lm),
-                    ))
+            faces = [Face(box=(float(b[0] / sx), float(b[1] / sy), float(b[2] / sx), float(b[3] / sy)),
+                          prob=float(b[4]),
+                          landmarks=tuple((float(x / sx), float(y / sy)) for x, y in lm))
+                     for b, lm in zip(boxes.astype(np.float64), points.astype(np.float64))]
             faces.sort(key=lambda f: -f.size)
             out.append(FaceDetection(photo.width, photo.height, tuple(faces)))
         return out

@@ -38,16 +38,16 @@ def folder(tmp_path_factory):
 
 @pytest.fixture
 def count_detections(monkeypatch):
-    from facenet_pytorch import MTCNN
+    from alignimation_tui.detect.face import FaceDetector
 
     calls = []
-    original = MTCNN.detect
+    original = FaceDetector.detect_letterboxed  # every MTCNN pass goes through here
 
-    def counting(self, img, landmarks=False):
-        calls.append(len(img))
-        return original(self, img, landmarks=landmarks)
+    def counting(self, photos):
+        calls.append(len(photos))
+        return original(self, photos)
 
-    monkeypatch.setattr(MTCNN, "detect", counting)
+    monkeypatch.setattr(FaceDetector, "detect_letterboxed", counting)
     return calls
 
 
