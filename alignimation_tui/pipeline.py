@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -165,7 +165,7 @@ class Pipeline:
             return 0
         d = self.config.detect
         detector, embedder = self.detector(), self.embedder()
-        batch_size = detector.batch_size
+        batch_size = detector.per_call
 
         def decode(r: FrameResult):
             with self.timed("decode"):
@@ -334,10 +334,12 @@ class Pipeline:
             settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
                 if rc.refine else None
             ref_face = self.results[ref.hash].subject.face
-            matrices, _, _ = reg.register_frames(
-                src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
-                boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
-                settings=settings, device=self.device)
+            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH).
+            with face_mod.torch_threads(1) if self.device == "cpu" else nullcontext():
+                matrices, _, _ = reg.register_frames(
+                    src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
+                    boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
+                    settings=settings, device=self.device)
             residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
             for r, m, res in zip(todo, matrices, residuals):
                 r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))

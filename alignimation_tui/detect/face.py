@@ -1,6 +1,9 @@
 """MTCNN face detection (every face: box, probability, 5 landmarks) and face embeddings."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import groupby
 
 import numpy as np
@@ -11,13 +14,32 @@ from ..photos import Decoded
 DETECTOR_ID = "mtcnn/facenet-pytorch-2.5.3"
 EMBEDDER_ID = "inception-resnet-v1/vggface2"
 EMBED_SIZE = 160
-# detect.batch_size = 0: photos per MTCNN batch by device. A GPU wants wide batches; on a CPU a
-# batch buys little (the convolutions already use every core) and costs memory.
-AUTO_BATCH = {"cuda": 32, "cpu": 4}
+# detect.batch_size = 0: photos per MTCNN batch by device. A GPU wants wide batches. On a CPU,
+# batching buys little; there each core detects its own small batch with one torch thread, which
+# also stays fast when other programs load the machine (several torch threads on a busy 2-core
+# machine spend most of their time waiting for each other).
+AUTO_BATCH = {"cuda": 32, "cpu": 2}
 
 
 def batch_size_for(configured: int, device: str) -> int:
-    return configured if configured > 0 else AUTO_BATCH.get(str(device).split(":")[0], 4)
+    return configured if configured > 0 else AUTO_BATCH.get(str(device).split(":")[0], 2)
+
+
+def cpu_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run torch ops with ``n`` intra-op threads inside the block, then restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class FaceDetector:
@@ -25,25 +47,44 @@ class FaceDetector:
     photos; outputs are in upright original pixels. Photos of any size share a batch: each sits at
     the top-left of a padded tensor and keeps its own pyramid and borders (see mtcnn_batch), so it
     gets the same faces as alone. Landscape and portrait photos are batched apart, so little of a
-    batch is padding. Every face MTCNN reports is kept (largest first); confidence filtering happens
-    when choosing the subject, so changing it needs no new detection."""
+    batch is padding. On a CPU, ``workers`` batches run side by side, one torch thread each. Every
+    face MTCNN reports is kept (largest first); confidence filtering happens when choosing the
+    subject, so changing it needs no new detection."""
 
-    def __init__(self, mtcnn, batch_size: int):
+    def __init__(self, mtcnn, batch_size: int, workers: int | None = None):
         self.mtcnn = mtcnn
         self.batch_size = batch_size
+        on_cpu = str(mtcnn.device).startswith("cpu")
+        self.workers = workers or (cpu_workers() if on_cpu else 1)
         self.calls = 0  # images passed to MTCNN, for tests and benchmarks
+
+    @property
+    def per_call(self) -> int:
+        """How many photos to hand ``detect`` at once to keep every worker busy."""
+        return self.batch_size * self.workers
 
     def detect(self, photos: list[Decoded]) -> list[FaceDetection]:
         results: list[FaceDetection | None] = [None] * len(photos)
         sizes = [p.image.size for p in photos]
         portrait = lambda i: sizes[i][1] > sizes[i][0]  # noqa: E731
         order = sorted(range(len(photos)), key=lambda i: (portrait(i), sizes[i]))
+        chunks = []
         for _, group in groupby(order, key=portrait):
             idx = list(group)
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start:start + self.batch_size]
-                for i, found in zip(chunk, self.detect_letterboxed([photos[i] for i in chunk])):
-                    results[i] = found
+            chunks += [idx[start:start + self.batch_size] for start in range(0, len(idx), self.batch_size)]
+        self.calls += len(photos)
+        run = lambda chunk: self.detect_letterboxed([photos[i] for i in chunk])  # noqa: E731
+        if self.workers > 1 and len(chunks) > 1:
+            import torch
+
+            with torch_threads(torch.get_num_threads() // self.workers), \
+                    ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="detect") as pool:
+                found = list(pool.map(run, chunks))
+        else:
+            found = [run(chunk) for chunk in chunks]
+        for chunk, dets in zip(chunks, found):
+            for i, det in zip(chunk, dets):
+                results[i] = det
         return results  # type: ignore[return-value]
 
     def detect_letterboxed(self, photos: list[Decoded]) -> list[FaceDetection]:
@@ -52,7 +93,6 @@ class FaceDetector:
 
         from .mtcnn_batch import detect_batch
 
-        self.calls += len(photos)
         sizes = np.array([p.image.size for p in photos], np.int64)
         width, height = sizes.max(axis=0)
         batch = np.zeros((len(photos), height, width, 3), np.uint8)

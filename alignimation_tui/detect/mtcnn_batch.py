@@ -50,8 +50,9 @@ def _stage1(imgs: torch.Tensor, sizes: np.ndarray, mtcnn) -> tuple[torch.Tensor,
         lh = [int(int(sizes[i][1]) * s + 1) for i in members]
         lw = [int(int(sizes[i][0]) * s + 1) for i in members]
         same = all(int(sizes[i][0]) == W and int(sizes[i][1]) == H for i in members)
-        if same:
-            data = interpolate(imgs[members], size=(lh[0], lw[0]), mode="area")
+        if same:  # (no copy of the batch when every photo takes part)
+            src = imgs if len(members) == len(imgs) else imgs[members]
+            data = interpolate(src, size=(lh[0], lw[0]), mode="area")
         else:
             data = torch.zeros((len(members), 3, max(lh), max(lw)), dtype=imgs.dtype, device=device)
             for j, i in enumerate(members):
@@ -128,7 +129,7 @@ def _crops(integrals: list[torch.Tensor], boxes: torch.Tensor, inds: torch.Tenso
         a, c = ys[sel][:, :, None], ye[sel][:, :, None]
         d, e = xs[sel][:, None, :], xe[sel][:, None, :]
         total = s[:, c, e] - s[:, a, e] - s[:, c, d] + s[:, a, d]  # (3, n, out, out)
-        crops[sel] = (total / ((c - a) * (e - d))).permute(1, 0, 2, 3).float()
+        crops[sel] = (total.float() / ((c - a) * (e - d)).float()).permute(1, 0, 2, 3)
     return crops, ok
 
 
@@ -159,12 +160,13 @@ def detect_batch(imgs: torch.Tensor, sizes: np.ndarray, mtcnn) -> list[tuple[np.
                              boxes[:, 4]], dim=1)
         boxes = _rerec(boxes)
 
-        # Summed-area tables in float64: exact sums of 8-bit pixels, one photo at a time.
+        # Summed-area tables of the 8-bit pixels, in integers (exact), one photo at a time.
         integrals = {}
         for i in inds.unique().tolist():
             w, h = int(sizes[i][0]), int(sizes[i][1])
-            s = torch.zeros((3, h + 1, w + 1), dtype=torch.float64, device=device)
-            s[:, 1:, 1:] = imgs[i, :, :h, :w].double().cumsum(1).cumsum(2)
+            dt = torch.int32 if 255 * w * h < 2**31 else torch.int64
+            s = torch.zeros((3, h + 1, w + 1), dtype=dt, device=device)
+            s[:, 1:, 1:] = imgs[i, :, :h, :w].to(dt).cumsum(1, dtype=dt).cumsum(2, dtype=dt)
             integrals[i] = s
 
         crops, ok = _crops(integrals, boxes, inds, sizes, 24)
