@@ -74,12 +74,15 @@ class FaceDetector:
             chunks += [idx[start:start + self.batch_size] for start in range(0, len(idx), self.batch_size)]
         self.calls += len(photos)
         run = lambda chunk: self.detect_letterboxed([photos[i] for i in chunk])  # noqa: E731
-        if self.workers > 1 and len(chunks) > 1:
+        if self.workers > 1:
             import torch
 
-            with torch_threads(torch.get_num_threads() // self.workers), \
-                    ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="detect") as pool:
-                found = list(pool.map(run, chunks))
+            with torch_threads(torch.get_num_threads() // self.workers):
+                if len(chunks) > 1:
+                    with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="detect") as pool:
+                        found = list(pool.map(run, chunks))
+                else:
+                    found = [run(chunk) for chunk in chunks]
         else:
             found = [run(chunk) for chunk in chunks]
         for chunk, dets in zip(chunks, found):
