@@ -92,7 +92,7 @@ class Pipeline:
     def detect_fp(self) -> str:
         d = self.config.detect
         return fingerprint(model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size,
-                           thresholds=d.thresholds)
+                           thresholds=d.thresholds, decode_slack=DETECT_DECODE_SLACK)
 
     @property
     def embed_fp(self) -> str:
