@@ -1,6 +1,7 @@
 """MTCNN face detection (every face: box, probability, 5 landmarks) and face embeddings."""
 from __future__ import annotations
 
+import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,6 +41,23 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+_malloc_trim = None
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by the last batch back to the OS. glibc keeps freed blocks in per-thread
+    arenas, and with decode and detect threads the peak RSS would otherwise creep up with the
+    number of photos. A few milliseconds; a no-op where there is no glibc."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 class FaceDetector:
@@ -88,6 +106,8 @@ class FaceDetector:
         for chunk, dets in zip(chunks, found):
             for i, det in zip(chunk, dets):
                 results[i] = det
+        del found
+        release_freed_memory()
         return results  # type: ignore[return-value]
 
     def detect_letterboxed(self, photos: list[Decoded]) -> list[FaceDetection]:
