@@ -86,32 +86,15 @@ def detect(p: "Pipeline", results: list[FrameResult] | None, progress: Callable[
     def decode(r: FrameResult):
         return open_photo(r.frame.path, max_side=b.detect_size, max_pixels=p.config.scan.max_pixels)
 
-    batch: list = []
-    decoded = 0
-
-    def flush() -> None:
+    def flush(batch: list) -> None:
         for (r, _), (found, masks) in zip(batch, det.detect([photo for _, photo in batch])):
             p.store.put_json(f"body:{r.frame.hash}:{fp}", found.to_json())
             p.store.put_array(f"bodymask:{r.frame.hash}:{fp}", masks)
             state(p).masks[r.frame.hash] = masks
             r.detection, r.status, r.error = found, FrameStatus.QUEUED, None
             progress(r)
-        batch.clear()
 
-    for r, photo, error in decode_ahead(todo, decode, p.config.detect.decode_workers, ahead=2 * b.batch_size):
-        if cancel is not None and cancel.is_set():
-            break
-        decoded += 1
-        if error is not None:
-            r.status, r.error = FrameStatus.FAILED, error
-            progress(r)
-            continue
-        r.status = FrameStatus.DETECTING
-        batch.append((r, photo))
-        if len(batch) >= b.batch_size:
-            flush()
-    flush()
-    return decoded
+    return p.decode_in_batches(todo, decode, b.batch_size, flush, progress, cancel)
 
 
 # select -----------------------------------------------------------------------------------------

@@ -83,10 +83,10 @@ class ScanConfig:
 @dataclass(frozen=True)
 class DetectConfig:
     size: int = field(default=1024, metadata=_between(64, 8192))
-    min_face_size: int = field(default=20, metadata=_between(8, 4096))
+    min_face_size: int = field(default=40, metadata=_between(8, 4096))
     thresholds: list = field(default_factory=lambda: [0.6, 0.7, 0.7], metadata=_check(_thresholds))
     min_confidence: float = field(default=0.9, metadata=_between(0.0, 1.0))
-    batch_size: int = field(default=8, metadata=_between(1, 1024))
+    batch_size: int = field(default=0, metadata=_between(0, 1024))
     decode_workers: int = field(default=2, metadata=_between(1, 64))
 
 

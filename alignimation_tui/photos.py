@@ -99,11 +99,23 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000) -> Decoded:
+def _dct_scale(long_side: int, target: int, slack: float) -> int:
+    """The largest JPEG DCT reduction (1, 2, 4 or 8) whose long side is still at least
+    ``target * (1 - slack)``."""
+    for s in (8, 4, 2):
+        if long_side // s >= target * (1.0 - slack):
+            return s
+    return 1
+
+
+def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000,
+               slack: float = 0.0) -> Decoded:
     """Decode ``path`` upright, at most ``max_side`` pixels on the long side (None: full size).
 
     JPEGs are decoded at a reduced DCT scale when that still covers ``max_side``, so a 12 MP photo
-    costs a fraction of a full decode. Never enlarges.
+    costs a fraction of a full decode. With ``slack`` > 0 a DCT scale that falls short of
+    ``max_side`` by at most that fraction is taken as it is (4032 px -> 1008 px, not 2016 px resized
+    to 1024 px: a quarter of the decoding and no resize). Never enlarges.
     """
     try:
         img = Image.open(path)
@@ -123,8 +135,9 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
         long_side = max(w, h)
         target = long_side if max_side is None else min(max_side, long_side)
         if img.format == "JPEG" and target < long_side:
-            ratio = target / long_side
-            img.draft("RGB", (max(1, int(w * ratio)), max(1, int(h * ratio))))
+            scale = _dct_scale(long_side, target, slack)
+            if scale > 1:
+                img.draft("RGB", (max(1, w // scale), max(1, h // scale)))
         try:
             img.load()
             upright = ImageOps.exif_transpose(img)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[FrameResult], None]
 AUTO_REFERENCE_KEY = "reference:auto:0"
+_END = object()
+# Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
+# (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
+DETECT_DECODE_SLACK = 0.05
 
 
 class OutputError(ValueError):
@@ -59,6 +65,30 @@ class Pipeline:
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
         self.last_render: RenderResult | None = None
+        # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
+        # detector waited for a decoded photo), for benchmarks and profiling.
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_lock = threading.Lock()
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        with self._stage_lock:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_seconds(stage, time.perf_counter() - started)
+
+    def _timed_iter(self, items: Iterator, stage: str) -> Iterator:
+        while True:
+            with self.timed(stage):
+                item = next(items, _END)
+            if item is _END:
+                return
+            yield item
 
     @property
     def body(self) -> bool:
@@ -69,7 +99,7 @@ class Pipeline:
     def detect_fp(self) -> str:
         d = self.config.detect
         return fingerprint(model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size,
-                           thresholds=d.thresholds)
+                           thresholds=d.thresholds, decode_slack=DETECT_DECODE_SLACK)
 
     @property
     def embed_fp(self) -> str:
@@ -84,7 +114,7 @@ class Pipeline:
         if self._detector is None:
             d = self.config.detect
             mtcnn = load_face_detector(self.device, d.min_face_size, d.thresholds)
-            self._detector = face_mod.FaceDetector(mtcnn, batch_size=d.batch_size)
+            self._detector = face_mod.FaceDetector(mtcnn, batch_size=face_mod.batch_size_for(d.batch_size, self.device))
         return self._detector
 
     def embedder(self) -> face_mod.FaceEmbedder | None:
@@ -99,8 +129,9 @@ class Pipeline:
         """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
         and fill each result from the store. Returns results in date order."""
         self.results = {}
-        for path in list_photos(self.folder, exclude):
-            self.add_path(path)
+        with self.timed("scan"):
+            for path in list_photos(self.folder, exclude):
+                self.add_path(path)
         self.sort_results()
         return list(self.results.values())
 
@@ -202,39 +233,55 @@ class Pipeline:
             return 0
         d = self.config.detect
         detector, embedder = self.detector(), self.embedder()
+        batch_size = detector.per_call
 
         def decode(r: FrameResult):
-            return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels)
+            with self.timed("decode"):
+                return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels,
+                                  slack=DETECT_DECODE_SLACK)
 
-        batch: list[tuple[FrameResult, object]] = []
-        decoded = 0
-
-        def flush() -> None:
+        def flush(batch: list[tuple[FrameResult, object]]) -> None:
             need = [(r, p) for r, p in batch if r.detection is None]
-            for (r, _), det in zip(need, detector.detect([p for _, p in need])):
+            with self.timed("detect"):
+                found = detector.detect([p for _, p in need]) if need else []
+            for (r, _), det in zip(need, found):
                 r.detection = det
                 self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
             for r, p in batch:
                 if embedder is not None:
-                    vectors = embedder.embed(p, r.detection)
+                    with self.timed("embed"):
+                        vectors = embedder.embed(p, r.detection)
                     self.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors)
                 r.status, r.error = FrameStatus.QUEUED, None
                 progress(r)
-            batch.clear()
 
-        for r, photo, error in decode_ahead(todo, decode, d.decode_workers, ahead=2 * d.batch_size):
-            if cancel is not None and cancel.is_set():
-                break
-            decoded += 1
-            if error is not None:
-                r.status, r.error = FrameStatus.FAILED, error
-                progress(r)
-                continue
-            r.status = FrameStatus.DETECTING
-            batch.append((r, photo))
-            if len(batch) >= d.batch_size:
-                flush()
-        flush()
+        return self.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+
+    def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
+                          flush: Callable[[list], None], progress: Progress,
+                          cancel: threading.Event | None) -> int:
+        """Decode ``todo`` ahead on the decode threads (bounded) and hand ``flush`` batches of
+        ``(result, photo)``; a photo that cannot be decoded becomes ``failed`` with the reason.
+        Stops early when ``cancel`` is set. Returns how many photos were decoded."""
+        batch: list[tuple[FrameResult, object]] = []
+        decoded = 0
+        workers = self.config.detect.decode_workers
+        with closing(decode_ahead(todo, decode, workers, ahead=2 * batch_size)) as decoding:
+            for r, photo, error in self._timed_iter(decoding, "decode_wait"):
+                if cancel is not None and cancel.is_set():
+                    break
+                decoded += 1
+                if error is not None:
+                    r.status, r.error = FrameStatus.FAILED, error
+                    progress(r)
+                    continue
+                r.status = FrameStatus.DETECTING
+                batch.append((r, photo))
+                if len(batch) >= batch_size:
+                    flush(batch)
+                    batch = []
+        if batch:
+            flush(batch)
         return decoded
 
     # select ------------------------------------------------------------------------------------
@@ -246,6 +293,10 @@ class Pipeline:
         """Choose the subject's face in every detected photo and score how frontal it is."""
         if self.body:
             return body_pipeline.select(self)
+        with self.timed("select"):
+            self._select()
+
+    def _select(self) -> None:
         cfg = self.config
         usable = {h: r for h, r in self.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
         dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
@@ -342,6 +393,10 @@ class Pipeline:
         ``compute=False`` (``--render-only``) only reads stored transforms."""
         if self.body:
             return body_pipeline.register(self)
+        with self.timed("register"):
+            return self._register(compute)
+
+    def _register(self, compute: bool = True) -> Reference | None:
         self.reference = ref = self.choose_reference()
         subjects = [r for r in self.results.values() if r.subject is not None]
         if ref is None or not subjects:
@@ -371,10 +426,12 @@ class Pipeline:
             settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
                 if rc.refine else None
             ref_face = self.results[ref.hash].subject.face
-            matrices, _, _ = reg.register_frames(
-                src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
-                boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
-                settings=settings, device=self.device)
+            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH).
+            with face_mod.torch_threads(1) if self.device == "cpu" else nullcontext():
+                matrices, _, _ = reg.register_frames(
+                    src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
+                    boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
+                    settings=settings, device=self.device)
             residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
             for r, m, res in zip(todo, matrices, residuals):
                 r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
@@ -439,8 +496,10 @@ class Pipeline:
                  for r in kept]
         if self.body:
             items = body_pipeline.render_items(self, kept, items)
-        self.last_render = write_animation(items, self.reference.canvas, out, RenderSettings.from_config(self.config),
-                                           frames_dir=frames_dir, progress=progress)
+        with self.timed("render"):
+            self.last_render = write_animation(items, self.reference.canvas, out,
+                                               RenderSettings.from_config(self.config),
+                                               frames_dir=frames_dir, progress=progress)
         self.notices.extend(self.last_render.notices)
         return self.last_render.photos
 

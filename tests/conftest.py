@@ -69,15 +69,16 @@ def save_with_date(img: Image.Image, path: Path, when: datetime | None = None, o
 
 @pytest.fixture
 def count_detections(monkeypatch):
-    """Counts MTCNN.detect calls (each call gets a batch), to show cached work is not redone."""
-    from facenet_pytorch import MTCNN
+    """Counts the photos each MTCNN pass gets (every pass goes through detect_letterboxed), to show
+    cached work is not redone."""
+    from alignimation_tui.detect.face import FaceDetector
 
     calls = []
-    original = MTCNN.detect
+    original = FaceDetector.detect_letterboxed
 
-    def counting(self, img, landmarks=False):
-        calls.append(len(img))
-        return original(self, img, landmarks=landmarks)
+    def counting(self, photos):
+        calls.append(len(photos))
+        return original(self, photos)
 
-    monkeypatch.setattr(MTCNN, "detect", counting)
+    monkeypatch.setattr(FaceDetector, "detect_letterboxed", counting)
     return calls
