@@ -18,7 +18,7 @@ from .config import ConfigError
 from .detect import body as body_mod
 from .domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform, Verdict
 from .models import load_keypoint_detector, load_person_segmenter
-from .photos import decode_ahead, open_photo
+from .photos import open_photo
 from .render import RenderItem
 from .store import fingerprint
 
