@@ -201,7 +201,10 @@ def auto_batch_size(k: int, src_hw: tuple[int, int], dst_hw: tuple[int, int], de
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             free = 2 << 30
-    return int(max(1, min(1024, free * 0.25 // per_frame)))
+    # On a CPU, chunks beyond ~128 frames are no faster (the cores are already busy) and only make
+    # peak memory grow with the number of photos.
+    cap = 1024 if device.startswith("cuda") else 128
+    return int(max(1, min(cap, free * 0.25 // per_frame)))
 
 
 def register_frames(points, weights, sizes, ref_points, ref_weights, canvas: tuple[int, int],

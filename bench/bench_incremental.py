@@ -5,7 +5,7 @@
     photos, as a ratio (target <= 1.5).
 (b) The time to open the app on --open cached frames until the table is full (target < 2 s).
 
-Synthetic photos: the astronaut on varied backgrounds at 320x240, so the setup (detecting them
+Synthetic photos: the astronaut on varied backgrounds at 480x360, so the setup (detecting them
 all once) takes a minute or two on a CPU. Last line: one JSON object.
 
     .venv/bin/python bench/bench_incremental.py [--cached 500] [--open 1000] [--repeat 5]
@@ -32,7 +32,7 @@ from tests.conftest import save_with_date, similarity, warped_astronaut  # noqa:
 
 def photo(path: Path, rng, day: int) -> Path:
     m = similarity(rng.uniform(-12, 12), rng.uniform(0.8, 1.2), 64 + rng.uniform(-40, 40), 60 + rng.uniform(-40, 40))
-    img = warped_astronaut(m).resize((320, 240))
+    img = warped_astronaut(m).resize((480, 360))
     return save_with_date(img, path, datetime(2020, 1, 1) + timedelta(days=day))
 
 
