@@ -96,6 +96,18 @@ def choose_device(wanted: str = "auto") -> str:
     return wanted
 
 
+def preload(mode: str) -> None:
+    """Import the heavy libraries a run will need, now. An import holds Python's interpreter lock
+    for its whole duration (seconds for facenet-pytorch and torchvision), so the app does this
+    before its screen appears rather than freezing it later from the worker thread."""
+    import kornia.geometry  # noqa: F401  (registration)
+
+    if mode == "body":
+        import torchvision.models.detection  # noqa: F401
+    else:
+        import facenet_pytorch  # noqa: F401
+
+
 def load_face_detector(device: str, min_face_size: int, thresholds: list):
     from facenet_pytorch import MTCNN
 

@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ..config import Config
 from ..domain import Verdict
 from ..photos import PhotoError
+from ..models import preload
 from ..pipeline import Pipeline
 from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
@@ -38,6 +39,7 @@ STATUS_STYLES = {"aligned": "green", "turned": "yellow", "no_subject": "magenta"
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections")
 NUMERIC = {"eye", "mouth", "confidence", "residual"}
+ROW_FLUSH_S = 0.3
 
 
 def _cell(column: str, value: str) -> Text | str:
@@ -83,6 +85,7 @@ class AlignimationApp(App):
         self.config = config
         self.watch_folder = watch
         self.pipeline = Pipeline(self.folder, config)  # raises DeviceError before any screen appears
+        preload(config.mode)  # imports hold the interpreter lock: do them before the screen is up
         self.driver: Driver | None = None
         self.watcher: FolderWatcher | None = None
         self.rows: dict[str, FrameRow] = {}
@@ -93,6 +96,7 @@ class AlignimationApp(App):
         self.render_note = ""
         self.max_lag = 0.0  # the event loop's worst delay seen, seconds
         self.lag_events: list[tuple[float, float, str]] = []
+        self._pending_rows: dict[str, FrameRow] = {}
         self._tick_expected = 0.0
         self.sub_title = str(self.folder)
 
@@ -127,6 +131,7 @@ class AlignimationApp(App):
                         exit_on_error=False)
         self._tick_expected = time.monotonic() + 0.05
         self.set_interval(0.05, self._tick)
+        self.set_interval(ROW_FLUSH_S, self._flush_rows)
         self.table.focus()
 
     def _tick(self) -> None:
@@ -159,10 +164,26 @@ class AlignimationApp(App):
 
     # messages from the worker -------------------------------------------------------------------
     @on(RowsChanged)
-    def show_rows(self, message: RowsChanged) -> None:
+    def queue_rows(self, message: RowsChanged) -> None:
+        """Rows are applied in batches a few times a second: every cell update makes the table
+        render all its visible rows again, which is what costs the event loop time."""
+        for row in message.rows:
+            self._pending_rows[row.hash] = row
+
+    @property
+    def rows_pending(self) -> bool:
+        """Rows received from the worker and not yet shown (they are shown within ROW_FLUSH_S)."""
+        return bool(self._pending_rows)
+
+    def _flush_rows(self) -> None:
+        if self._pending_rows:
+            rows, self._pending_rows = list(self._pending_rows.values()), {}
+            self.show_rows(rows)
+
+    def show_rows(self, rows: list[FrameRow]) -> None:
         table = self.table
         added = False
-        for row in message.rows:
+        for row in rows:
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
             visible = row.hash in table.rows
@@ -176,17 +197,18 @@ class AlignimationApp(App):
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, _cell(key, value), update_width=key in ("name", "flag"))
+                    table.update_cell(row.hash, key, _cell(key, value), update_width=key == "flag")
         if added:
             self._apply_sort()
         self._update_status()
-        if table.row_count and self._selected_hash() and message.rows:
-            changed = next((r for r in message.rows if r.hash == self._selected_hash()), None)
+        if table.row_count and self._selected_hash() and rows:
+            changed = next((r for r in rows if r.hash == self._selected_hash()), None)
             if changed is not None and changed.status in ("aligned", "turned"):
                 self.request_preview()
 
     @on(RowsRemoved)
     def drop_rows(self, message: RowsRemoved) -> None:
+        self._flush_rows()
         for h in message.hashes:
             self.rows.pop(h, None)
             if h in self.table.rows:
@@ -318,7 +340,8 @@ class AlignimationApp(App):
         self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
         row = self.rows.get(h)
         if row is not None:
-            self.show_rows(RowsChanged([replace(row, verdict=verdict.value)]))
+            self._pending_rows.pop(h, None)
+            self.show_rows([replace(row, verdict=verdict.value)])
         self.driver.submit(Job("refresh"))  # the kept set (and maybe the reference) changed
 
     def action_pin(self) -> None:

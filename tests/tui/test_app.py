@@ -61,7 +61,7 @@ async def until(pilot, condition, what: str, timeout: float = TIMEOUT) -> None:
 
 def settled(app: AlignimationApp) -> bool:
     s = app.state
-    return (s is not None and not s.busy and s.queue == 0 and bool(app.rows)
+    return (s is not None and not s.busy and s.queue == 0 and bool(app.rows) and not app.rows_pending
             and all(r.status not in ("queued", "detecting") for r in app.rows.values()))
 
 
