@@ -96,12 +96,14 @@ def choose_device(wanted: str = "auto") -> str:
     return wanted
 
 
-def preload(mode: str) -> None:
+def preload(mode: str, detection: bool = True) -> None:
     """Import the heavy libraries a run will need, now. An import holds Python's interpreter lock
     for its whole duration (seconds for facenet-pytorch and torchvision), so the app does this
-    before its screen appears rather than freezing it later from the worker thread."""
+    before it shows the table rather than freezing the screen later."""
     import kornia.geometry  # noqa: F401  (registration)
 
+    if not detection:
+        return
     if mode == "body":
         import torchvision.models.detection  # noqa: F401
     else:

@@ -141,14 +141,16 @@ class Pipeline:
         if problem is not None:
             return self._unreadable(path, problem)
         stat_key = f"stat:{path.resolve()}"
+        cached_stat = self.store.get_json(stat_key)
         try:
-            frame, record = read_frame(path, self.store.get_json(stat_key))
+            frame, record = read_frame(path, cached_stat)
         except FileNotFoundError:
             log.info("skipped %s: gone before it could be read", path)
             return None
         except OSError as exc:
             return self._unreadable(path, f"cannot read the file: {exc.strerror or exc}")
-        self.store.put_json(stat_key, record)
+        if record is not cached_stat:  # unchanged files cost no write (a write is a transaction)
+            self.store.put_json(stat_key, record)
         for h, r in list(self.results.items()):  # the photo at this path was edited: forget the old one
             if r.frame.path == path and h != frame.hash:
                 del self.results[h]

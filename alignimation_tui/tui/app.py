@@ -22,7 +22,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ..config import Config
 from ..domain import Verdict
 from ..photos import PhotoError
-from ..models import preload
 from ..pipeline import Pipeline
 from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
@@ -85,7 +84,6 @@ class AlignimationApp(App):
         self.config = config
         self.watch_folder = watch
         self.pipeline = Pipeline(self.folder, config)  # raises DeviceError before any screen appears
-        preload(config.mode)  # imports hold the interpreter lock: do them before the screen is up
         self.driver: Driver | None = None
         self.watcher: FolderWatcher | None = None
         self.rows: dict[str, FrameRow] = {}
