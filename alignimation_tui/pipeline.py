@@ -27,7 +27,7 @@ from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform,
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
-from .scan import link_problem, list_photos, photo_suffixes, read_frame, unreadable_frame
+from .scan import link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_frame
 from .store import Store, fingerprint
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,17 @@ class Pipeline:
         return self._embedder
 
     # scan --------------------------------------------------------------------------------------
-    def scan(self, exclude: set[Path] = frozenset()) -> list[FrameResult]:
+    def scan(self, exclude: set[Path] = frozenset(), known_only: bool = False) -> list[FrameResult]:
         """Find the photos, hash them (file stats are cached, so unchanged files are not re-read),
-        and fill each result from the store. Returns results in date order."""
+        and fill each result from the store. Returns results in date order. ``known_only`` leaves
+        photos that would have to be read (new or changed) in ``unscanned``, for later."""
         self.results = {}
+        self.unscanned: list[Path] = []
         with self.timed("scan"):
             for path in list_photos(self.folder, exclude):
+                if known_only and not stat_matches(path, self.store.get_json(self._stat_key(path))):
+                    self.unscanned.append(path)
+                    continue
                 self.add_path(path)
         self.sort_results()
         return list(self.results.values())
@@ -140,7 +145,7 @@ class Pipeline:
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks)
         if problem is not None:
             return self._unreadable(path, problem)
-        stat_key = f"stat:{path.resolve()}"
+        stat_key = self._stat_key(path)
         cached_stat = self.store.get_json(stat_key)
         try:
             frame, record = read_frame(path, cached_stat)
@@ -168,6 +173,10 @@ class Pipeline:
             result.detection = FaceDetection.from_json(cached)
         self.results[frame.hash] = result
         return result
+
+    @staticmethod
+    def _stat_key(path: Path) -> str:
+        return f"stat:{os.path.realpath(path)}"
 
     def _unreadable(self, path: Path, reason: str) -> FrameResult:
         frame = unreadable_frame(path)

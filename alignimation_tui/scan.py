@@ -143,12 +143,27 @@ def taken_at(path: Path, mtime: float) -> tuple[datetime, str]:
     return datetime.fromtimestamp(mtime), "mtime"
 
 
+def _stamp(path: Path, st: os.stat_result) -> dict:
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stat_matches(path: Path, cached: dict | None) -> bool:
+    """Whether ``cached`` (a record from ``read_frame``) still describes the file at ``path``."""
+    if not cached:
+        return False
+    try:
+        stamp = _stamp(path, path.stat())
+    except OSError:
+        return False
+    return all(cached.get(k) == v for k, v in stamp.items())
+
+
 def read_frame(path: Path, cached: dict | None = None) -> tuple[Frame, dict]:
     """Build a Frame for ``path``. ``cached`` is a previous result for the same path, size and
     mtime (from the store), which spares reading the file again. Returns the frame and the record
     to cache."""
     st = path.stat()
-    stamp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    stamp = _stamp(path, st)
     if cached and all(cached.get(k) == v for k, v in stamp.items()):
         record = cached
     else:

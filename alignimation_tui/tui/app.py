@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..domain import Verdict
 from ..photos import PhotoError
 from ..pipeline import Pipeline
@@ -97,6 +97,7 @@ class AlignimationApp(App):
         self._pending_rows: dict[str, FrameRow] = {}
         self._tick_expected = 0.0
         self.sub_title = str(self.folder)
+        self._start()
 
     # layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -116,7 +117,10 @@ class AlignimationApp(App):
     def table(self) -> DataTable:
         return self.query_one("#frames", DataTable)
 
-    def on_mount(self) -> None:
+    def _start(self) -> None:
+        """The watcher, then the part of the first scan the store already knows (unchanged photos:
+        no file is read), before the screen: a cached folder's table is ready at once. New photos
+        are read by the worker, with the screen up."""
         w = self.config.watch
         self.driver = Driver(self, self.pipeline, auto_render=w.auto_render, auto_render_delay=w.auto_render_delay)
         if self.watch_folder:  # started before the first scan, so nothing arriving meanwhile is missed
@@ -125,6 +129,16 @@ class AlignimationApp(App):
                                          settle_s=w.settle_seconds)
             self.watcher.start()
             self.driver.watcher_pending = lambda: self.watcher.pending
+        p = self.pipeline
+        p.scan(exclude={p.default_output()}, known_only=True)
+        try:  # stored subjects and transforms only: nothing is computed before the screen is up
+            p.select()
+            p.register(compute=False)
+        except ConfigError:
+            pass  # the worker reports it, with the screen up
+        self.driver.prescanned = True
+
+    def on_mount(self) -> None:
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self._tick_expected = time.monotonic() + 0.05

@@ -59,6 +59,7 @@ class Driver:
         self._render_due: float | None = None
         self._notices_sent = 0
         self._posted: dict = {}
+        self.prescanned = False
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -97,7 +98,12 @@ class Driver:
         p = self.pipeline
         self.busy = "scanning"
         self.post_state()
-        p.scan(exclude={p.default_output()})
+        if self.prescanned:  # the app read what the store knows; now the photos that must be read
+            for path in p.unscanned:
+                p.add_path(path)
+            p.sort_results()
+        else:
+            p.scan(exclude={p.default_output()})
         # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds), which
         # would freeze the screen; so it happens now, before the table is shown, and only when
         # something needs detecting (a cached folder opens without it).
