@@ -46,7 +46,7 @@ class FrameRow:
 # key, header, fixed width (None: as wide as the content)
 COLUMNS = (("name", "photo", None), ("date", "date", 10), ("status", "status", 10), ("verdict", "verdict", 8),
            ("eye", "eye", 4), ("mouth", "mouth", 5), ("confidence", "conf", 5), ("residual", "resid%", 6),
-           ("flag", "flag", None))
+           ("flag", "flag", 30))
 
 
 def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:

@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from ..config import Config, ConfigError
 from ..domain import Verdict
 from ..photos import PhotoError
+from ..models import preload
 from ..pipeline import Pipeline
 from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
@@ -136,6 +137,12 @@ class AlignimationApp(App):
             p.register(compute=False)
         except ConfigError:
             pass  # the worker reports it, with the screen up
+        # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds): done
+        # here, it cannot freeze the screen later; a folder with nothing to detect skips it.
+        detecting = bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
+        preload(self.config.mode, detection=detecting)
+        if detecting and not p.body:
+            p.detector()  # loading the weights is unpickling: it holds the lock too
         self.driver.prescanned = True
 
     def on_mount(self) -> None:
@@ -209,7 +216,7 @@ class AlignimationApp(App):
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, _cell(key, value), update_width=key == "flag")
+                    table.update_cell(row.hash, key, _cell(key, value))
         if added:
             self._apply_sort()
         self._update_status()

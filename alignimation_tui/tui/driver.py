@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..domain import FrameStatus
-from ..models import preload
 from ..pipeline import OutputError, Pipeline
 from ..photos import PhotoError
 from ..render import RenderError
@@ -104,10 +103,6 @@ class Driver:
             p.sort_results()
         else:
             p.scan(exclude={p.default_output()})
-        # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds), which
-        # would freeze the screen; so it happens now, before the table is shown, and only when
-        # something needs detecting (a cached folder opens without it).
-        preload(p.config.mode, detection=any(p.needs_detection(r) for r in p.results.values()))
         self.post_rows()  # the table fills from the store before any detection
         self._align_from_cache()
         self._process([r for r in p.results.values() if p.needs_detection(r)])
