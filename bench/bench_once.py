@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,11 +54,15 @@ def cpu_seconds() -> float:
 
 
 def link_folder(paths: list[Path], root: Path) -> Path:
-    """A folder holding exactly these photos (symbolic links: nothing is copied or modified)."""
+    """A folder holding exactly these photos: hard links (nothing copied or modified), or copies
+    across file systems. Not symbolic links: the scan does not follow links out of the folder."""
     folder = root / "photos"
     folder.mkdir()
     for p in paths:
-        (folder / p.name).symlink_to(p)
+        try:
+            os.link(p, folder / p.name)
+        except OSError:
+            shutil.copyfile(p, folder / p.name)
     return folder
 
 
