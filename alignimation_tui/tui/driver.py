@@ -59,6 +59,7 @@ class Driver:
         self._notices_sent = 0
         self._posted: dict = {}
         self.prescanned = False
+        self._last_state: tuple | None = None
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -75,8 +76,10 @@ class Driver:
         p = self.pipeline
         ref = p.reference
         name = p.results[ref.hash].frame.path.name if ref is not None and ref.hash in p.results else ""
-        self._post(PipelineState(reference=name, queue=self.queue_depth(), busy=self.busy,
-                                 identity_on=p.identity_on, device=str(p.device), mode=p.config.mode))
+        state = (name, self.queue_depth(), self.busy, p.identity_on, str(p.device), p.config.mode)
+        if state != self._last_state:  # the idle loop asks every 0.25 s; the screen hears of changes only
+            self._last_state = state
+            self._post(PipelineState(*state))
 
     def post_rows(self) -> None:
         """Post the rows that changed since the last post (all of them the first time)."""
@@ -156,8 +159,10 @@ class Driver:
         if new:
             p.sort_results()
             self.post_rows()
-            self._process([r for r in new if p.needs_detection(r)] or [])
-            if not any(p.needs_detection(r) for r in new):
+            todo = [r for r in new if p.needs_detection(r)]
+            if todo:
+                self._process(todo)
+            else:
                 self._align_from_cache()
         elif repin or refresh or removed:
             self.busy = "registering" if repin else "updating"
