@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[FrameResult], None]
 AUTO_REFERENCE_KEY = "reference:auto:0"
 _END = object()
+_UNREAD = object()  # add_path: the stored stat record has not been read yet
 # Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
 # (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
 DETECT_DECODE_SLACK = 0.05
@@ -133,20 +134,23 @@ class Pipeline:
         self.unscanned: list[Path] = []
         with self.timed("scan"):
             for path in list_photos(self.folder, exclude):
-                if known_only and not stat_matches(path, self.store.get_json(self._stat_key(path))):
+                cached_stat = self.store.get_json(self._stat_key(path))
+                if known_only and not stat_matches(path, cached_stat):
                     self.unscanned.append(path)
                     continue
-                self.add_path(path)
+                self.add_path(path, cached_stat)
         self.sort_results()
         return list(self.results.values())
 
-    def add_path(self, path: Path) -> FrameResult | None:
-        """Read one photo's frame and whatever the store knows of it; None if it vanished."""
+    def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD) -> FrameResult | None:
+        """Read one photo's frame and whatever the store knows of it; None if it vanished.
+        ``cached_stat``: the stored stat record for ``path`` when the caller has read it already."""
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks)
         if problem is not None:
             return self._unreadable(path, problem)
         stat_key = self._stat_key(path)
-        cached_stat = self.store.get_json(stat_key)
+        if cached_stat is _UNREAD:
+            cached_stat = self.store.get_json(stat_key)
         try:
             frame, record = read_frame(path, cached_stat)
         except FileNotFoundError:
@@ -156,9 +160,7 @@ class Pipeline:
             return self._unreadable(path, f"cannot read the file: {exc.strerror or exc}")
         if record is not cached_stat:  # unchanged files cost no write (a write is a transaction)
             self.store.put_json(stat_key, record)
-        for h, r in list(self.results.items()):  # the photo at this path was edited: forget the old one
-            if r.frame.path == path and h != frame.hash:
-                del self.results[h]
+        self._forget_others_at(path, frame.hash)  # the photo at this path was edited: forget the old one
         known = self.results.get(frame.hash)
         if known is not None and known.frame.path == path:
             return known  # seen again (a watcher event for a photo already scanned)
@@ -178,11 +180,14 @@ class Pipeline:
     def _stat_key(path: Path) -> str:
         return f"stat:{os.path.realpath(path)}"
 
+    def _forget_others_at(self, path: Path, keep: str) -> None:
+        for h, r in list(self.results.items()):
+            if r.frame.path == path and h != keep:
+                del self.results[h]
+
     def _unreadable(self, path: Path, reason: str) -> FrameResult:
         frame = unreadable_frame(path)
-        for h, r in list(self.results.items()):
-            if r.frame.path == path and h != frame.hash:
-                del self.results[h]
+        self._forget_others_at(path, frame.hash)
         result = FrameResult(frame=frame, status=FrameStatus.FAILED, error=reason,
                              verdict=self.store.decisions.verdict(frame.hash), extra={"unreadable": True})
         self.results[frame.hash] = result
