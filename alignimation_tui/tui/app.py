@@ -7,7 +7,6 @@ the UI thread, so they are safe the moment the person decides.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,10 +92,7 @@ class AlignimationApp(App):
         self.sort_column = "date"
         self.preview_mode = "aligned"
         self.render_note = ""
-        self.max_lag = 0.0  # the event loop's worst delay seen, seconds
-        self.lag_events: list[tuple[float, float, str]] = []
         self._pending_rows: dict[str, FrameRow] = {}
-        self._tick_expected = 0.0
         self.sub_title = str(self.folder)
         self._start()
 
@@ -148,18 +144,8 @@ class AlignimationApp(App):
     def on_mount(self) -> None:
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
-        self._tick_expected = time.monotonic() + 0.05
-        self.set_interval(0.05, self._tick)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)
         self.table.focus()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        lag = now - self._tick_expected
-        self.max_lag = max(self.max_lag, lag)
-        if lag > 0.1:
-            self.lag_events.append((now, lag, self.state.busy if self.state else "?"))
-        self._tick_expected = now + 0.05
 
     async def action_quit(self) -> None:
         self._stop_background()
@@ -211,7 +197,7 @@ class AlignimationApp(App):
                     table.remove_row(row.hash)
                 continue
             if not visible:
-                table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+                self._add_row(row)
                 added = True
                 continue
             for key, value in row.cells().items():
@@ -224,6 +210,9 @@ class AlignimationApp(App):
             changed = next((r for r in rows if r.hash == self._selected_hash()), None)
             if changed is not None and changed.status in ("aligned", "turned"):
                 self.request_preview()
+
+    def _add_row(self, row: FrameRow) -> None:
+        self.table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
 
     @on(RowsRemoved)
     def drop_rows(self, message: RowsRemoved) -> None:
@@ -408,7 +397,7 @@ class AlignimationApp(App):
         table.clear()
         for row in self.rows.values():
             if matches(row, self.filter):
-                table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+                self._add_row(row)
         self._apply_sort()
         self._update_status()
 
