@@ -139,9 +139,7 @@ def test_decode_pool_stops_on_cancel_without_decoding_the_rest():
 
     gen = decode_ahead(list(range(100)), slow, workers=2, ahead=4)
     assert [next(gen)[0] for _ in range(3)] == [0, 1, 2]
-    t = time.perf_counter()
-    gen.close()  # what a consumer's break (or cancel) does
-    assert time.perf_counter() - t < 1.0  # waits for at most the decodes already running
+    gen.close()  # what a consumer's break (or cancel) does: waits for the decodes already running
     assert decode_threads() == []
     assert len(started) <= 3 + 4  # never ran ahead of its bound; the rest never started
     time.sleep(0.1)

@@ -1,11 +1,17 @@
-"""The folder watcher with a real watchdog observer on a temporary folder."""
+"""The folder watcher with a real watchdog observer on a temporary folder.
+
+Waits are on conditions with generous limits (a loaded machine can stall a thread for seconds);
+the one timing-dependent claim (no report while a file keeps growing) uses a settle time far longer
+than the pause between writes, so only a stall of several seconds could upset it."""
 import threading
 import time
 
 from alignimation_tui.watch import FolderWatcher
 
+LIMIT = 60.0
 
-def wait(condition, timeout=10.0):
+
+def wait(condition, timeout=LIMIT):
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -14,25 +20,30 @@ def wait(condition, timeout=10.0):
 
 def test_reports_a_photo_only_once_it_stops_growing(tmp_path):
     ready, deleted = [], []
-    watcher = FolderWatcher(tmp_path, ready.append, deleted.append, settle_s=0.5, poll_s=0.05)
+    watcher = FolderWatcher(tmp_path, ready.append, deleted.append, settle_s=3.0, poll_s=0.05)
     watcher.start()
     try:
         photo = tmp_path / "new.jpg"
         with photo.open("wb") as fh:
-            for _ in range(8):  # written over ~0.8 s: never quiet for 0.5 s
+            for _ in range(8):  # written over ~0.8 s, never quiet for anywhere near 3 s
                 fh.write(b"x" * 1000)
                 fh.flush()
                 time.sleep(0.1)
+            assert wait(lambda: watcher.pending == 1), "the watcher never saw the file"
             assert ready == [], "reported while still being written"
         assert wait(lambda: ready == [photo])
+        watcher.settle_s = 0.3
         (tmp_path / "notes.txt").write_text("not a photo")
         (tmp_path / ".hidden.jpg").write_bytes(b"x")
         photo.rename(tmp_path / "moved.jpg")
         assert wait(lambda: deleted == [photo] and ready[-1] == tmp_path / "moved.jpg")
         (tmp_path / "moved.jpg").unlink()
         assert wait(lambda: deleted[-1] == tmp_path / "moved.jpg")
-        time.sleep(0.6)
-        assert ready == [photo, tmp_path / "moved.jpg"], "non-photos and hidden files are ignored"
+        # Events arrive in order: once a photo written after them is reported, anything the
+        # watcher would have reported for the non-photos would be there already.
+        (tmp_path / "last.jpg").write_bytes(b"y")
+        assert wait(lambda: ready[-1:] == [tmp_path / "last.jpg"])
+        assert ready == [photo, tmp_path / "moved.jpg", tmp_path / "last.jpg"], "non-photos and hidden files are ignored"
     finally:
         watcher.stop()
     assert not any(t.name == "watch-settle" and t.is_alive() for t in threading.enumerate())
@@ -44,9 +55,11 @@ def test_an_empty_file_waits(tmp_path):
     watcher.start()
     try:
         (tmp_path / "empty.jpg").write_bytes(b"")
-        time.sleep(0.5)
-        assert ready == [] and watcher.pending == 1
+        assert wait(lambda: watcher.pending == 1)
+        (tmp_path / "control.jpg").write_bytes(b"data")  # settles like any photo...
+        assert wait(lambda: ready == [tmp_path / "control.jpg"])
+        assert watcher.pending == 1, "...while the empty one keeps waiting"
         (tmp_path / "empty.jpg").write_bytes(b"data")
-        assert wait(lambda: len(ready) == 1)
+        assert wait(lambda: len(ready) == 2 and ready[-1] == tmp_path / "empty.jpg")
     finally:
         watcher.stop()
