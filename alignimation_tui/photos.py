@@ -1,6 +1,7 @@
 """Opening one photo: pixel limit first, reduced-size JPEG decode, EXIF orientation, plain RGB out."""
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,28 @@ Image.MAX_IMAGE_PIXELS = None
 
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
 _ORIENTATION_TAG = 0x0112
+
+
+@functools.cache
+def register_heic() -> bool:
+    """Teach Pillow to open HEIC/HEIF (pillow-heif, a dependency); False if it is not installed.
+    pillow-heif applies the rotation and mirroring HEIF keeps in its own boxes (irot/imir) and
+    resets the EXIF orientation, so the picture comes out upright like any other."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIC_SUFFIXES = (".heic", ".heif", ".hif")
+
+
+def ensure_decoder(path: Path) -> None:
+    """Register the decoder ``path`` needs before Pillow opens it (HEIC's is a plugin)."""
+    if Path(path).suffix.lower() in HEIC_SUFFIXES:
+        register_heic()
 
 
 class PhotoError(Exception):
@@ -47,6 +70,7 @@ def _upright_size(img: Image.Image) -> tuple[int, int]:
 
 def upright_size(path: Path) -> tuple[int, int]:
     """Width and height of the photo as it should be shown, read from its header only."""
+    ensure_decoder(path)
     try:
         with Image.open(path) as img:
             return _upright_size(img)
@@ -117,6 +141,7 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
     ``max_side`` by at most that fraction is taken as it is (4032 px -> 1008 px, not 2016 px resized
     to 1024 px: a quarter of the decoding and no resize). Never enlarges.
     """
+    ensure_decoder(path)
     try:
         img = Image.open(path)
     except FileNotFoundError:

@@ -27,7 +27,8 @@ from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform,
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
-from .scan import link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_frame
+from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
+                   unreadable_frame)
 from .store import Store, fingerprint
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class Pipeline:
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
         ``cached_stat``: the stored stat record for ``path`` when the caller has read it already."""
-        problem = link_problem(path, self.folder, self.config.scan.follow_symlinks)
+        problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
         if problem is not None:
             return self._unreadable(path, problem)
         stat_key = self._stat_key(path)

@@ -1,6 +1,7 @@
 """Which files in a folder are photos, what their content hash is, and when they were taken."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -10,9 +11,17 @@ from pathlib import Path
 from PIL import Image
 
 from .domain import Frame
+from .photos import HEIC_SUFFIXES as HEIC_EXTENSIONS, ensure_decoder, register_heic
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-HEIC_SUFFIXES = {".heic", ".heif"}
+# Photo formats read here (Pillow, and pillow-heif for HEIC/HEIF, which is a regular dependency).
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".tif", ".tiff"}
+HEIC_SUFFIXES = set(HEIC_EXTENSIONS)
+AVIF_SUFFIXES = {".avif"}
+# Photo-like files no installed decoder reads: they get a failed row that says so by name,
+# instead of being skipped silently.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
+                ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mrw", ".raw"}
+OTHER_PHOTO_LIKE = {".jxl"}
 
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
@@ -24,24 +33,42 @@ _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-
 
 
 def heic_available() -> bool:
-    try:
-        import pillow_heif  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return register_heic()
 
 
-def _register_heic() -> bool:
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    return True
+@functools.cache
+def _avif_available() -> bool:
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
+def readable_suffixes() -> set[str]:
+    """Suffixes of the photos the installed decoders read."""
+    return (PHOTO_SUFFIXES | (HEIC_SUFFIXES if register_heic() else set())
+            | (AVIF_SUFFIXES if _avif_available() else set()))
 
 
 def photo_suffixes() -> set[str]:
-    return PHOTO_SUFFIXES | (HEIC_SUFFIXES if _register_heic() else set())
+    """Suffixes of every file taken for a photo: the readable ones and those that look like photos
+    but that no installed decoder reads (they are listed as failed, with the reason)."""
+    return PHOTO_SUFFIXES | HEIC_SUFFIXES | AVIF_SUFFIXES | RAW_SUFFIXES | OTHER_PHOTO_LIKE
+
+
+def unreadable_format(path: Path) -> str | None:
+    """Why a photo-like file cannot be read here, from its suffix alone; None when it can be."""
+    suffix = path.suffix.lower()
+    if suffix in readable_suffixes():
+        return None
+    if suffix in HEIC_SUFFIXES:
+        return ("a HEIC/HEIF photo, but no HEIC decoder is installed: reinstall alignimation-tui "
+                "(it needs pillow-heif)")
+    readable = "JPEG, PNG, WebP, TIFF" + (", HEIC" if register_heic() else "") + \
+        (", AVIF" if _avif_available() else "")
+    if suffix in RAW_SUFFIXES:
+        return (f"a camera RAW file ({suffix}); only {readable} are read: export it to JPEG "
+                "(or keep the camera's JPEG beside it)")
+    return f"a {suffix} picture, a format no installed decoder reads; only {readable} are read"
 
 
 def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
@@ -116,6 +143,7 @@ def _parse_exif_datetime(value) -> datetime | None:
 
 
 def exif_date(path: Path) -> datetime | None:
+    ensure_decoder(path)
     try:
         with Image.open(path) as img:
             exif = img.getexif()
