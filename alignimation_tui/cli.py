@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alignimation-tui",
         description="Turn a folder of photos of one person into an aligned timelapse.",
-        epilog="Also: `alignimation-tui models [--download]` lists (and fetches) the model weights.")
+        epilog="Also: `alignimation-tui demo [DIR] [--once]` writes a folder of sample photos and opens it; "
+               "`alignimation-tui models [--download]` lists (and fetches) the model weights.")
     p.add_argument("folder", type=Path, help="the folder of photos")
     p.add_argument("--once", action="store_true", help="run headless: detect, align, render, exit")
     p.add_argument("--config", type=Path, help="TOML config (default: ~/.config/alignimation-tui/config.toml "
@@ -66,6 +67,26 @@ def _models_main(argv: list[str]) -> int:
     return 0
 
 
+def _demo_main(argv: list[str]) -> int:
+    from .demo import DemoError, write_demo
+
+    p = argparse.ArgumentParser(
+        prog="alignimation-tui demo",
+        description="Write a small folder of sample photos (a public-domain portrait under varied turns, "
+        "sizes, orientations and dates, and one photo with no face) and open the app on it; with --once, "
+        "render it headless. Any other option is passed on as for `alignimation-tui DIR`.")
+    p.add_argument("folder", type=Path, nargs="?", default=Path("alignimation-demo"),
+                   help="where to write the photos (default: ./alignimation-demo)")
+    args, rest = p.parse_known_args(argv)
+    try:
+        photos = write_demo(args.folder)
+    except (DemoError, OSError) as exc:
+        print(f"alignimation-tui demo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {len(photos)} sample photos to {args.folder}", file=sys.stderr)
+    return main([str(args.folder), *rest])
+
+
 def _run_app(folder: Path, config, usage_error) -> int:
     from .models import DeviceError, ModelError
 
@@ -86,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "models":
         return _models_main(argv[1:])
+    if argv and argv[0] == "demo":
+        return _demo_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
