@@ -83,6 +83,8 @@ def test_render_only_matches_a_normal_render(photos, tmp_path, capsys, monkeypat
     assert [(r["hash"], r["status"], r["transform"]) for r in rows2] == [(r["hash"], r["status"], r["transform"])
                                                                           for r in rows]
 
+    # Frame for frame and byte for byte on purpose: both renders run here, in one process, from the
+    # same stored transforms; the claim is that --render-only reproduces a normal render exactly.
     fa, fb = mp4_frames(a), mp4_frames(b)
     assert len(fa) == len(fb) == 4 + 3 + 2  # photos, one blend between each pair, hold_last 0.25 s at 8 fps
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))

@@ -76,7 +76,9 @@ def test_frame_counts_with_crossfade_and_holds(tmp_path, suffix):
         frames = frames_of_mp4(out)
         assert len(frames) == result.frames == distinct + 3 + 5
         assert frames[0].shape == (240, 320, 3)
-        assert np.array_equal(frames[0], frames[3])  # the held first photo
+        # the held first photo: the same input frame, but the encoder may spend bits refining a
+        # repeated frame, so decoded copies agree within a small tolerance, not bit for bit
+        assert np.abs(frames[0].astype(int) - frames[3].astype(int)).mean() < 1.0
     else:
         with Image.open(out) as im:
             assert im.n_frames == result.frames == distinct  # holds are longer frames
@@ -202,6 +204,8 @@ def test_sidecar_lists_every_frame(tmp_path):
     first = data["frames"][0]
     again = compose(items[0].path, first["transform"], tuple(first["canvas"]), "black", 10**9)
     again.save(tmp_path / "again.jpg", quality=92)
+    # Exact on purpose: the same code on the same machine, in one process, must reproduce the
+    # frame it wrote from the transform it stored (nothing compared across machines here).
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.jpg")),
                           np.asarray(Image.open(tmp_path / "f" / "00001_p00.jpg")))
     assert not np.allclose(first["transform"], items[0].matrix)  # smoothing moved it
