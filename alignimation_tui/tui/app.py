@@ -6,6 +6,7 @@ the UI thread, so they are safe the moment the person decides.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -32,6 +34,21 @@ from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, Rend
 from .widgets.halfblock import HalfBlockImage, halfblock_lines
 
 log = logging.getLogger(__name__)
+
+
+def while_screen_up(handler):
+    """For handlers of worker messages, table events and timers: one that runs while the app is
+    closing (the screen's widgets already removed, which under load can happen with messages
+    still queued) does nothing, instead of failing the app on its way out. The widgets it looks
+    up are made once in ``compose``, so only a closing screen lacks them."""
+    @functools.wraps(handler)
+    def guarded(self, *args, **kwargs):
+        try:
+            return handler(self, *args, **kwargs)
+        except NoMatches:
+            log.debug("%s: the screen is closing", handler.__name__)
+            return None
+    return guarded
 
 STATUS_STYLES = {"aligned": "green", "turned": "yellow", "no_subject": "magenta", "failed": "red",
                  "detecting": "cyan", "queued": "dim"}
@@ -180,6 +197,7 @@ class AlignimationApp(App):
         """Rows received from the worker and not yet shown (they are shown within ROW_FLUSH_S)."""
         return bool(self._pending_rows)
 
+    @while_screen_up
     def _flush_rows(self) -> None:
         if self._pending_rows:
             rows, self._pending_rows = list(self._pending_rows.values()), {}
@@ -215,6 +233,7 @@ class AlignimationApp(App):
         self.table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
 
     @on(RowsRemoved)
+    @while_screen_up
     def drop_rows(self, message: RowsRemoved) -> None:
         self._flush_rows()
         for h in message.hashes:
@@ -224,6 +243,7 @@ class AlignimationApp(App):
         self._update_status()
 
     @on(PipelineState)
+    @while_screen_up
     def show_state(self, message: PipelineState) -> None:
         self.state = message
         self._update_status()
@@ -233,11 +253,13 @@ class AlignimationApp(App):
         self.notify(message.text, severity=message.severity, timeout=12)
 
     @on(RenderProgress)
+    @while_screen_up
     def show_render_progress(self, message: RenderProgress) -> None:
         self.render_note = f"rendering {message.done}/{message.total}"
         self._update_status()
 
     @on(RenderFinished)
+    @while_screen_up
     def show_render_done(self, message: RenderFinished) -> None:
         if message.error:
             self.render_note = "render failed"
@@ -293,6 +315,7 @@ class AlignimationApp(App):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.request_preview()
 
+    @while_screen_up
     def request_preview(self) -> None:
         h = self._selected_hash()
         pane = self.query_one("#preview-pane")
@@ -333,6 +356,7 @@ class AlignimationApp(App):
             self.post_message(PreviewReady(h, mode, lines, caption))
 
     @on(PreviewReady)
+    @while_screen_up
     def show_preview(self, message: PreviewReady) -> None:
         if message.hash != self._selected_hash():
             return
