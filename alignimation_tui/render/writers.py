@@ -1,8 +1,11 @@
 """Animation writers, all streaming: each takes one picture at a time and holds none of the past.
 
 ``add(img, repeat)`` shows ``img`` for ``repeat`` frames. Every writer writes a hidden partial file
-beside the output and renames it into place only when complete, so an interrupted render never
-leaves a half-written animation under the real name.
+beside the output (``partial``); ``finish()`` completes it and checks the writer's own verdict
+(ffmpeg's exit status, every write and the close of our GIF file, then an fsync), raising
+``WriteFailed`` on any failure; ``abort()`` stops the writer and removes the partial file. The
+caller renames the partial file into place only once everything else is complete too (see
+``animation``), so the previous file at the output path stays until then.
 
 * MP4: H.264 through imageio-ffmpeg (libx264, CRF ``quality``, yuv420p, even sizes); repeats are
   real frames at the constant rate.
@@ -19,6 +22,11 @@ leaves a half-written animation under the real name.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,35 +35,88 @@ from PIL import GifImagePlugin, Image
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".webp")
 
 
+class WriteFailed(OSError):
+    """The encoder could not complete the file (ffmpeg failed, a write or the close failed)."""
+
+
 def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial{out.suffix}")
 
 
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Ffmpeg:
+    """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin. Started in its own session, so
+    a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file."""
+
     def __init__(self, out: Path, size: tuple[int, int], fps: float, codec: str, output_params: list[str],
-                 macro_block_size: int):
+                 macro_block_size: int = 1):
         import imageio_ffmpeg
 
-        self.out, self.tmp = out, partial_path(out)
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.tmp), size, fps=fps, codec=codec, pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None,
-            macro_block_size=macro_block_size, output_params=output_params, ffmpeg_log_level="error")
-        self._gen.send(None)
+        self.out, self.partial = out, partial_path(out)
+        # Created (and emptied) by us first, so a folder we cannot write to says so as an OSError.
+        open(self.partial, "wb").close()
+        rate = str(Fraction(fps).limit_denominator())
+        block = macro_block_size
+        padded = [-(-v // block) * block for v in size]  # rounded up, as imageio-ffmpeg does
+        scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if list(size) != padded else []
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error",
+               "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
+               "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
+               str(self.partial)]
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=self._stderr, start_new_session=True)
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
-        data = np.ascontiguousarray(np.asarray(img.convert("RGB")))
-        for _ in range(repeat):
-            self._gen.send(data)
+        data = np.ascontiguousarray(np.asarray(img.convert("RGB"))).tobytes()
+        try:
+            for _ in range(repeat):
+                self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError) as exc:  # ffmpeg stopped: say why it did
+            self._proc.wait()
+            raise WriteFailed(getattr(exc, "errno", None), self._why()) from None
 
-    def close(self) -> None:
-        self._gen.close()
-        self.tmp.replace(self.out)
+    def _why(self) -> str:
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        code = self._proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = f"ffmpeg was stopped by {name}" + (" (the file-size limit)" if name == "SIGXFSZ" else "")
+        else:
+            what = f"ffmpeg failed (exit status {code})"
+        return f"{what}: {lines[-1]}" if lines else what
+
+    def finish(self) -> Path:
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        code = self._proc.wait()
+        if code != 0:
+            raise WriteFailed(None, self._why())
+        fsync_file(self.partial)
+        self._stderr.close()
+        return self.partial
 
     def abort(self) -> None:
         try:
-            self._gen.close()
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._stderr.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self.partial.unlink(missing_ok=True)
 
 
 class Mp4Writer(_Ffmpeg):
@@ -67,7 +128,7 @@ class Mp4Writer(_Ffmpeg):
 class WebpWriter(_Ffmpeg):
     def __init__(self, out: Path, size: tuple[int, int], fps: float, quality: int):
         super().__init__(out, size, fps, "libwebp_anim",
-                         ["-loop", "0", "-lossless", "0", "-quality", str(quality)], macro_block_size=1)
+                         ["-loop", "0", "-lossless", "0", "-quality", str(quality)])
 
 
 def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
@@ -79,9 +140,9 @@ def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
 
 class GifWriter:
     def __init__(self, out: Path, fps: float, max_width: int):
-        self.out, self.tmp = out, partial_path(out)
+        self.out, self.partial = out, partial_path(out)
         self.fps, self.max_width = fps, max_width
-        self._fh = open(self.tmp, "wb")
+        self._fh = open(self.partial, "wb")
         self._shown = 0  # frames shown so far, for delays that do not drift
         self._first = True
         self.size: tuple[int, int] | None = None
@@ -99,14 +160,20 @@ class GifWriter:
             self._fh.write(chunk)
         self._first = False
 
-    def close(self) -> None:
+    def finish(self) -> Path:
         self._fh.write(b";")
+        self._fh.flush()  # a full disk shows here at the latest (or on close)
+        os.fsync(self._fh.fileno())
         self._fh.close()
-        self.tmp.replace(self.out)
+        return self.partial
 
     def abort(self) -> None:
-        self._fh.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            self._fh.close()
+        except OSError:  # the buffered rest cannot be written either: it is removed anyway
+            pass
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 def open_writer(out: Path, size: tuple[int, int], fps: float, *, quality: int, webp_quality: int,
