@@ -45,8 +45,9 @@ def out_of_space(exc: BaseException) -> bool:
 
 def folder_error(exc: BaseException, what: str, path: Path | str, key: str) -> FolderError:
     """``what``: "create the cache folder", "write to the output folder"..."""
-    return FolderError(f"cannot {what} {printable(str(path))}: {reason(exc)}; free or fix it, or choose "
-                       f"another with {key}", Path(path), key)
+    advice = "free some space there" if out_of_space(exc) else "make it writable"
+    return FolderError(f"cannot {what} {printable(str(path))}: {reason(exc)}; {advice}, or choose another "
+                       f"folder with {key}", Path(path), key)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domain import FacingScores, FrameResult, FrameStatus, Verdict
+from .names import printable
 
 FILTERS = ("all", "flagged", "rejected", "failed")
 # A robust z-score (median / MAD) beyond this marks a value as far from the rest.
@@ -105,11 +106,11 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     resid = r.transform.residual_pct if r.transform else None
     status = r.status.value
     return FrameRow(
-        hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d"),
+        hash=r.frame.hash, name=printable(r.frame.path.name), date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
         eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
         confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"),
-        flag=flag or (f"✗ {r.error}" if r.error and r.status is FrameStatus.FAILED else ""),
+        flag=flag or (f"✗ {printable(r.error)}" if r.error and r.status is FrameStatus.FAILED else ""),
         sort_values=(r.frame.path.name.lower(), r.frame.taken_at, status, r.verdict.value,
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
                      -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag))

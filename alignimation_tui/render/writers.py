@@ -23,6 +23,7 @@ caller renames the partial file into place only once everything else is complete
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -95,7 +96,8 @@ class _Ffmpeg:
             what = f"ffmpeg was stopped by {name}" + (" (the file-size limit)" if name == "SIGXFSZ" else "")
         else:
             what = f"ffmpeg failed (exit status {code})"
-        return f"{what}: {lines[-1]}" if lines else what
+        last = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[-1]) if lines else ""  # "[out#0/mp4 @ 0x...] "
+        return f"{what}: {last}" if last else what
 
     def finish(self) -> Path:
         try:

@@ -6,8 +6,10 @@ the UI thread, so they are safe the moment the person decides.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import Config, ConfigError
+from ..folders import FolderError
+from ..names import printable
 from ..domain import Verdict
 from ..photos import PhotoError
 from ..models import preload
@@ -56,6 +60,7 @@ VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim
 PREVIEW_MODES = ("aligned", "onion", "detections")
 NUMERIC = {"eye", "mouth", "confidence", "residual"}
 ROW_FLUSH_S = 0.3
+QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
 
 
 def _cell(column: str, value: str) -> Text | str:
@@ -166,7 +171,17 @@ class AlignimationApp(App):
 
     async def action_quit(self) -> None:
         self._stop_background()
+        if self.driver is not None and self.driver.rendering.is_set():
+            # q during a render cancels it: wait (off the event loop) until the partial file is gone
+            self.render_note = "cancelling the render…"
+            self._update_status()
+            await asyncio.to_thread(self._render_stopped, QUIT_RENDER_WAIT_S)
         self.exit()
+
+    def _render_stopped(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.driver.rendering.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _stop_background(self) -> None:
         if self.driver is not None:
@@ -250,7 +265,7 @@ class AlignimationApp(App):
 
     @on(Notice)
     def show_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=12)
+        self.notify(printable(message.text), severity=message.severity, timeout=12)
 
     @on(RenderProgress)
     @while_screen_up
@@ -361,7 +376,7 @@ class AlignimationApp(App):
         if message.hash != self._selected_hash():
             return
         self.query_one("#preview", HalfBlockImage).set_lines(message.lines)
-        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {message.caption}"))
+        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {printable(message.caption)}"))
 
     # actions ----------------------------------------------------------------------------------
     def action_verdict(self, value: str) -> None:
@@ -369,7 +384,11 @@ class AlignimationApp(App):
         if h is None or self.pipeline is None:
             return
         verdict = Verdict(value)
-        self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+        try:
+            self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+        except FolderError as exc:  # not saved, so not shown as decided either
+            self.notify(printable(str(exc)), severity="error", timeout=30)
+            return
         row = self.rows.get(h)
         if row is not None:
             self._pending_rows.pop(h, None)
