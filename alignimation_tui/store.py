@@ -224,7 +224,10 @@ class Store:
             raise
 
     def _new_cache(self) -> diskcache.Cache:
-        return diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none", size_limit=2**40)
+        # No mmap: a database file truncated under us (a failing disk, a tool) is then an SQLite error we
+        # can recover from, not a SIGBUS that kills the process.
+        return diskcache.Cache(str(self.cache_dir), disk=SafeDisk, eviction_policy="none", size_limit=2**40,
+                               sqlite_mmap_size=0)
 
     def _open_cache(self) -> diskcache.Cache:
         """Open the cache; a damaged one (a crash mid-write on a bad disk, a truncated copy) is
