@@ -25,7 +25,7 @@ from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .timing import Timing, plan_timing
-from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
+from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer, partial_path
 
 OUTPUT_KEY = "render.output (or --out)"
 FRAMES_KEY = "--frames"
@@ -217,6 +217,8 @@ class _Outputs:
     def discard(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+        elif not self.staged:  # interrupted as the writer was being opened
+            partial_path(self.out).unlink(missing_ok=True)
         for partial, _ in self.staged:
             partial.unlink(missing_ok=True)
         if self.frames_partial is not None:

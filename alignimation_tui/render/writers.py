@@ -71,9 +71,13 @@ class _Ffmpeg:
                "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
                "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
                str(self.partial)]
-        self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=self._stderr, start_new_session=True)
+        try:
+            self._stderr = tempfile.TemporaryFile()
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._stderr, start_new_session=True)
+        except BaseException:  # ffmpeg missing, or Ctrl+C right here: no partial file either
+            self.partial.unlink(missing_ok=True)
+            raise
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
         data = np.ascontiguousarray(np.asarray(img.convert("RGB"))).tobytes()

@@ -390,6 +390,7 @@ def test_cache_damaged_while_running_is_rebuilt(folder, tmp_path):
         db = cache_dir / "cache.db"
         with open(db, "r+b") as fh:  # damage it under the open connection
             fh.write(b"garbage!" * (db.stat().st_size // 8))
+        pipeline.store.cache._sql("PRAGMA shrink_memory")  # its pages are read from the file again
 
         pipeline.scan()  # reads the stored stat records: the store notices and starts a new cache
         assert any("cache was damaged" in n for n in pipeline.notices), pipeline.notices
