@@ -26,11 +26,13 @@ import pytest
 from alignimation_tui.cli import main
 from alignimation_tui.config import Config, RenderConfig
 from alignimation_tui.domain import FrameStatus, Verdict
+from alignimation_tui.folders import FolderError
 from alignimation_tui.pipeline import Pipeline
 from alignimation_tui.render import writers
 from alignimation_tui.scan import content_hash
 from alignimation_tui.store import Store
 from alignimation_tui.tui.app import AlignimationApp
+from alignimation_tui.tui.driver import Job
 from tests.conftest import save_with_date, similarity, warped_astronaut
 from tests.tui.test_app import settled, until
 
@@ -408,3 +410,44 @@ def test_cache_damaged_while_running_is_rebuilt(folder, tmp_path):
         assert store.get_json(f"stat:{os.path.realpath(folder / sorted(os.listdir(folder))[0])}") is not None
     finally:
         store.close()
+
+
+# the app: faults are notifications ---------------------------------------------------------------
+
+def test_app_does_not_start_on_an_unusable_cache_folder(folder, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    config = replace(Config(), store=replace(Config().store, cache_dir=str(blocker / "cache")))
+    with pytest.raises(FolderError, match="store.cache_dir"):
+        AlignimationApp(folder, config, watch=False)
+
+
+async def test_app_keeps_running_through_folder_faults(folder, tmp_path, monkeypatch, template):
+    out = tmp_path / "out" / "app.mp4"
+    app = AlignimationApp(folder, replace(Config(), render=RenderConfig(output=str(out))), watch=False)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def errors() -> list[str]:
+        return [n.message for n in app._notifications if n.severity == "error"]
+
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "every photo processed")
+        with monkeypatch.context() as m:  # the cache turns read-only while the app runs
+            m.setattr(app.pipeline.store.cache, "set", read_only)
+            new = folder / "late.jpg"
+            new.write_bytes((template / "day03.jpg").read_bytes()[:-2] + b"\xff\xd9")  # other bytes, same face
+            app.driver.submit(Job("ready", new))
+            await until(pilot, lambda: any("store.cache_dir" in e for e in errors()), "the cache notification")
+        with monkeypatch.context() as m:  # the output folder is read-only: the render fails, nothing crashes
+            m.setattr(writers, "open", read_only, raising=False)
+            await pilot.press("w")
+            await until(pilot, lambda: app.render_note.startswith(("wrote", "render failed")), "the render")
+            assert app.render_note == "render failed"
+            assert any("render.output" in e for e in errors()), errors()
+        assert app.is_running
+        await pilot.press("w")  # with the fault gone, the same app renders
+        await until(pilot, lambda: app.render_note.startswith("wrote"), "the second render")
+        await pilot.press("q")
+    assert out.exists()
