@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 SIDECAR_VERSION = 1
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 FRAMES_SIDECAR = "sidecar.json"
 
 
@@ -31,6 +33,7 @@ def stage_json(path: Path, data: Any) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp makes it private; a sidecar is not
             json.dump(data, fh, indent=1)
             fh.write("\n")
             fh.flush()
