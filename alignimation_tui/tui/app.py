@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -171,17 +170,12 @@ class AlignimationApp(App):
 
     async def action_quit(self) -> None:
         self._stop_background()
-        if self.driver is not None and self.driver.rendering.is_set():
+        if self.driver is not None and not self.driver.render_idle.is_set():
             # q during a render cancels it: wait (off the event loop) until the partial file is gone
             self.render_note = "cancelling the render…"
             self._update_status()
-            await asyncio.to_thread(self._render_stopped, QUIT_RENDER_WAIT_S)
+            await asyncio.to_thread(self.driver.render_idle.wait, QUIT_RENDER_WAIT_S)
         self.exit()
-
-    def _render_stopped(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.driver.rendering.is_set() and time.monotonic() < deadline:
-            time.sleep(0.02)
 
     def _stop_background(self) -> None:
         if self.driver is not None:

@@ -70,7 +70,8 @@ class Driver:
         self._posted: dict = {}
         self.prescanned = False
         self._last_state: tuple | None = None
-        self.rendering = threading.Event()  # set while a render runs (the app waits for it on quit)
+        self.render_idle = threading.Event()  # clear while a render runs (the app waits for it on quit)
+        self.render_idle.set()
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -229,7 +230,7 @@ class Driver:
         out = out or p.default_output()
         kept = p.kept()
         if p.reference is None or not kept:
-            self._post(RenderFinished(str(out), 0, "nothing to render yet: no frame is aligned"))
+            self._post(RenderFinished(printable(str(out)), 0, "nothing to render yet: no frame is aligned"))
             return
         self.busy = f"rendering {printable(out.name)}"
         self.post_state()
@@ -244,8 +245,10 @@ class Driver:
                 last[0] = now
                 self._post(RenderProgress(n, total))
 
-        self.rendering.set()
+        self.render_idle.clear()
         try:
+            if self.cancel.is_set():
+                raise RenderCancelled
             frames = p.render(out, progress=progress)
         except RenderCancelled:
             self._post(RenderFinished(printable(str(out)), 0, "cancelled; the previous file (if any) is untouched"))
@@ -254,5 +257,5 @@ class Driver:
             self._post(RenderFinished(printable(str(out)), 0, printable(str(exc))))
             return
         finally:
-            self.rendering.clear()
+            self.render_idle.set()
         self._post(RenderFinished(printable(str(out)), frames))

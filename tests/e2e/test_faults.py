@@ -370,7 +370,7 @@ async def test_q_during_a_render_cancels_it(folder, tmp_path):
         await until(pilot, lambda: app.render_note.startswith(("rendering", "wrote", "render failed")), "the render")
         assert app.render_note.startswith("rendering"), app.render_note
         await pilot.press("q")
-    assert app.driver.rendering.is_set() is False
+    assert app.driver.render_idle.is_set()
     assert out.read_bytes() == b"the previous render"
     assert not out.with_name("slow.mp4.json").exists()
     no_partials(out.parent)
