@@ -80,7 +80,7 @@ class _Ffmpeg:
             raise
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
-        data = np.ascontiguousarray(np.asarray(img.convert("RGB"))).tobytes()
+        data = memoryview(np.ascontiguousarray(np.asarray(img.convert("RGB")))).cast("B")  # no copy
         try:
             for _ in range(repeat):
                 self._proc.stdin.write(data)

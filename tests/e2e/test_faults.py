@@ -242,6 +242,31 @@ def test_cache_folder_that_is_a_file(folder, tmp_path, capsys):
                     "make it writable, or choose another folder with store.cache_dir")
 
 
+def test_unreadable_decisions_file_is_a_folder_error_not_a_reset(folder, tmp_path, capsys, monkeypatch):
+    """EACCES on the decisions file (injected: root reads anything) stops the run naming
+    store.data_dir; the file is not moved aside as if it were damaged."""
+    assert main([str(folder), "--once", "--out", str(tmp_path / "o.gif")]) == 0
+    store = Store(folder)
+    path = store.decisions.path
+    store.decisions.set_verdict(content_hash(folder / "day01.jpg"), Verdict.REJECTED)
+    store.close()
+    saved = path.read_bytes()
+    real_read = Path.read_text
+
+    def no_permission(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_permission)
+    capsys.readouterr()
+    assert main([str(folder), "--once", "--out", str(tmp_path / "o.gif")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"alignimation-tui: error: cannot read your decisions in {path.parent}: permission denied")
+    assert line.endswith("store.data_dir")
+    assert path.read_bytes() == saved and not list(path.parent.glob("*.unreadable.json"))
+
+
 def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "week.mp4"
     assert main([str(folder), "--once", "--out", str(out)]) == 0
