@@ -141,6 +141,19 @@ def frame_file_name(index: int, item: RenderItem) -> str:
     return f"{index:05d}_{item.path.stem or Path(item.name).stem}.jpg"
 
 
+def _remove_abandoned_partials(frames_dir: Path) -> None:
+    """Partial frame folders left by a render that was killed (kill -9, a power cut): those whose
+    process is gone."""
+    for entry in frames_dir.glob(".partial-*-*"):
+        try:
+            pid = int(entry.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):  # not ours, or another user's live process
+            continue
+
+
 class _Outputs:
     """Everything one render writes, staged as hidden partial files and renamed into place only
     when all of it is complete: the previous animation, sidecar and frames stay until then, and
@@ -170,7 +183,8 @@ class _Outputs:
         if self.frames_dir is not None:
             try:
                 self.frames_dir.mkdir(parents=True, exist_ok=True)
-                self.frames_partial = Path(tempfile.mkdtemp(dir=self.frames_dir, prefix=".partial-"))
+                _remove_abandoned_partials(self.frames_dir)
+                self.frames_partial = Path(tempfile.mkdtemp(dir=self.frames_dir, prefix=f".partial-{os.getpid()}-"))
             except OSError as exc:
                 raise self.fault(exc, frames=True) from None
 
