@@ -25,7 +25,7 @@ from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .timing import Timing, plan_timing
-from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer, partial_path
+from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
 
 OUTPUT_KEY = "render.output (or --out)"
 FRAMES_KEY = "--frames"
@@ -231,8 +231,6 @@ class _Outputs:
     def discard(self) -> None:
         if self.writer is not None:
             self.writer.abort()
-        elif not self.staged:  # interrupted as the writer was being opened
-            partial_path(self.out).unlink(missing_ok=True)
         for partial, _ in self.staged:
             partial.unlink(missing_ok=True)
         if self.frames_partial is not None:
@@ -277,10 +275,11 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
     distinct = 0
     sidecar = None
     try:
+        outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
+                                              webp_quality=settings.webp_quality,
+                                              gif_max_width=settings.gif_max_width)
         try:
-            outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
-                                                  webp_quality=settings.webp_quality,
-                                                  gif_max_width=settings.gif_max_width)
+            writer.start()  # registered first: whatever happens from here, discard() cleans up
         except OSError as exc:
             raise outputs.fault(exc) from None
         source = pictures()

@@ -1,7 +1,7 @@
 """Animation writers, all streaming: each takes one picture at a time and holds none of the past.
 
-``add(img, repeat)`` shows ``img`` for ``repeat`` frames. Every writer writes a hidden partial file
-beside the output (``partial``); ``finish()`` completes it and checks the writer's own verdict
+``start()`` creates a hidden partial file beside the output (``partial``) and starts the encoder;
+``add(img, repeat)`` shows ``img`` for ``repeat`` frames; ``finish()`` completes it and checks the writer's own verdict
 (ffmpeg's exit status, every write and the close of our GIF file, then an fsync), raising
 ``WriteFailed`` on any failure; ``abort()`` stops the writer and removes the partial file. The
 caller renames the partial file into place only once everything else is complete too (see
@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,32 +53,70 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+class _SignalsHeld:
+    """Ctrl+C and SIGTERM held back for the few lines that start a process (main thread only; in a
+    worker thread there is nothing to hold): interrupted inside ``subprocess.Popen``, a started
+    encoder would be left running with no one to stop it, and write its file after we are gone.
+    ``release()`` delivers what arrived meanwhile (raising ``KeyboardInterrupt``)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.caught: list[int] = []
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, lambda n, f: self.caught.append(n))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def release(self) -> None:
+        for signum in self.caught:
+            handler = self.previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 class _Ffmpeg:
     """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin. Started in its own session, so
     a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file."""
 
     def __init__(self, out: Path, size: tuple[int, int], fps: float, codec: str, output_params: list[str],
                  macro_block_size: int = 1):
+        self.out, self.partial = out, partial_path(out)
+        self.size, self.fps, self.codec = size, fps, codec
+        self.output_params, self.macro_block_size = output_params, macro_block_size
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    def start(self) -> None:
         import imageio_ffmpeg
 
-        self.out, self.partial = out, partial_path(out)
-        # Created (and emptied) by us first, so a folder we cannot write to says so as an OSError.
-        open(self.partial, "wb").close()
+        size, fps, codec, output_params = self.size, self.fps, self.codec, self.output_params
         rate = str(Fraction(fps).limit_denominator())
-        block = macro_block_size
+        block = self.macro_block_size
         padded = [-(-v // block) * block for v in size]  # rounded up, as imageio-ffmpeg does
         scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if list(size) != padded else []
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error",
                "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
                "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
                str(self.partial)]
-        try:
-            self._stderr = tempfile.TemporaryFile()
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._stderr, start_new_session=True)
-        except BaseException:  # ffmpeg missing, or Ctrl+C right here: no partial file either
-            self.partial.unlink(missing_ok=True)
-            raise
+        with _SignalsHeld() as held:
+            # Created (and emptied) by us first, so a folder we cannot write to says so as an OSError.
+            open(self.partial, "wb").close()
+            try:
+                self._stderr = tempfile.TemporaryFile()
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=self._stderr, start_new_session=True)
+            except BaseException:  # ffmpeg missing: no partial file either
+                self.partial.unlink(missing_ok=True)
+                raise
+        held.release()  # a Ctrl+C that came meanwhile: the caller's abort() stops ffmpeg
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
         data = memoryview(np.ascontiguousarray(np.asarray(img.convert("RGB")))).cast("B")  # no copy
@@ -117,10 +156,12 @@ class _Ffmpeg:
 
     def abort(self) -> None:
         try:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            self._stderr.close()
+            if self._proc is not None:
+                if self._proc.poll() is None:
+                    self._proc.kill()
+                self._proc.wait()
+            if self._stderr is not None:
+                self._stderr.close()
         finally:
             self.partial.unlink(missing_ok=True)
 
@@ -148,10 +189,13 @@ class GifWriter:
     def __init__(self, out: Path, fps: float, max_width: int):
         self.out, self.partial = out, partial_path(out)
         self.fps, self.max_width = fps, max_width
-        self._fh = open(self.partial, "wb")
+        self._fh = None
         self._shown = 0  # frames shown so far, for delays that do not drift
         self._first = True
         self.size: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        self._fh = open(self.partial, "wb")
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
         frame = gif_frame(img, self.max_width)
@@ -175,7 +219,8 @@ class GifWriter:
 
     def abort(self) -> None:
         try:
-            self._fh.close()
+            if self._fh is not None:
+                self._fh.close()
         except OSError:  # the buffered rest cannot be written either: it is removed anyway
             pass
         finally:

@@ -366,14 +366,15 @@ def test_ctrl_c_while_detecting(folder, tmp_path, capsys, count_detections):
         assert sum(count_detections) == N - done, "what was stored before Ctrl+C is not detected again"
 
 
-def test_sigterm_while_rendering(folder, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_while_rendering(folder, tmp_path, signum):
     out = tmp_path / "week.mp4"
     out.write_bytes(b"last week's animation")
     slow = tmp_path / "slow.toml"  # many frames per photo: the render lasts long enough to be stopped
     slow.write_text("[render]\ncrossfade = 24\n")
     partial = writers.partial_path(out)
     proc = once(folder, "--config", str(slow), "--out", str(out))
-    signal_when(proc, partial.exists, signal.SIGTERM)
+    signal_when(proc, partial.exists, signum)
     err = proc.stderr.read()
     assert proc.returncode == 130, err
     m = INTERRUPTED.match(one_line(err))
