@@ -264,8 +264,8 @@ class Pipeline:
             with self.timed("detect"):
                 found = detector.detect([p for _, p in need]) if need else []
             for (r, _), det in zip(need, found):
-                r.detection = det
                 self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
+                r.detection = det  # after the store: an interrupted run counts only what is stored
             for r, p in batch:
                 if embedder is not None:
                     with self.timed("embed"):
