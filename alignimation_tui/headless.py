@@ -113,9 +113,9 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
         w, h = done.size
         extra = f", sidecar {done.sidecar.name}" if done.sidecar else ""
         console.print(f"[green]wrote {printable(str(out))}[/] ({written} photos, {done.frames} frames, {w}x{h}, "
-                      f"{_megabytes(done.bytes)}{extra})")
+                      f"{_megabytes(done.bytes)}{extra})", soft_wrap=True)  # a path is never cut in two
     elif out is not None and written:
-        console.print(f"[green]wrote {printable(str(out))}[/] ({written} frames)")
+        console.print(f"[green]wrote {printable(str(out))}[/] ({written} frames)", soft_wrap=True)
 
 
 def _megabytes(n: int) -> str:
