@@ -141,6 +141,16 @@ class CaptionConfig:
     size: float = field(default=0.05, metadata=_between(0.01, 0.5))
 
 
+def _output_size(v: str) -> str | None:
+    from .framing import parse_size
+
+    try:
+        parse_size(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     output: str = ""
@@ -156,6 +166,12 @@ class RenderConfig:
     crossfade: int = field(default=0, metadata=_between(0, 120))
     smoothing: int = field(default=0, metadata=_between(0, 1000))
     sidecar: bool = True
+    framing: str = field(default="reference", metadata=_one_of("auto", "reference"))
+    size: str = field(default="auto", metadata=_check(_output_size))
+    eye_x: float = field(default=0.5, metadata=_between(0.0, 1.0))
+    eye_y: float = field(default=0.42, metadata=_between(0.0, 1.0))
+    eye_distance: float = field(default=0.25, metadata=_between(0.02, 0.9))
+    body_height: float = field(default=0.85, metadata=_between(0.05, 2.0))
     caption: CaptionConfig = field(default_factory=CaptionConfig)
 
 

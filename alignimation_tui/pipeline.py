@@ -2,7 +2,8 @@
 
 Each step reads and writes the store, so a step that already ran for a photo (same content, same
 settings) is not run again. Nothing here prints; callers get progress through callbacks and
-``notices`` (plain sentences for the person at the keyboard).
+``notices`` (plain sentences for the person at the keyboard). What depends on the mode (face or
+body) is behind ``self.mode`` (see ``modes``); the framing (``framing``) is the same for both.
 """
 from __future__ import annotations
 
@@ -10,49 +11,33 @@ import logging
 import os
 import threading
 import time
-from contextlib import closing, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from . import body_pipeline
-from . import register as reg
 from .config import Config, ConfigError
-from .detect import face as face_mod
-from .detect.facing import facing_scores, is_turned
-from .detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
-from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
+from .domain import FrameResult, FrameStatus, Verdict
+from .framing import Framing, FramingSettings, output_matrix, plan_framing
+from .models import choose_device
 from .names import printable
-from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
-from .photos import PhotoError, decode_ahead, open_photo
+from .modes import Mode, Reference, mode_for
+from .photos import PhotoError, decode_ahead
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
-from .store import Store, fingerprint
+from .store import Store
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[FrameResult], None]
-AUTO_REFERENCE_KEY = "reference:auto:0"
 _END = object()
 _UNREAD = object()  # add_path: the stored stat record has not been read yet
-# Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
-# (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
-DETECT_DECODE_SLACK = 0.05
 
 
 class OutputError(ValueError):
     """The output path is not acceptable (it would overwrite a photo, or has the wrong suffix)."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    hash: str
-    landmarks: np.ndarray  # (5, 2) in the reference's upright pixels
-    canvas: tuple[int, int]
-    scale: float  # reference pixels -> canvas pixels
 
 
 class Pipeline:
@@ -63,11 +48,10 @@ class Pipeline:
         self.device = choose_device(config.device)
         self.results: dict[str, FrameResult] = {}
         self.reference: Reference | None = None
+        self.framing: Framing | None = None  # set with the reference (see ``register``)
         self.notices: list[str] = list(self.store.warnings)
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
-        self._detector: face_mod.FaceDetector | None = None
-        self._embedder: face_mod.FaceEmbedder | None = None
-        self._embedder_checked = False
+        self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
         # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
         # detector waited for a decoded photo), for benchmarks and profiling.
@@ -94,39 +78,14 @@ class Pipeline:
                 return
             yield item
 
-    @property
-    def body(self) -> bool:
-        return self.config.mode == "body"
-
-    # fingerprints ------------------------------------------------------------------------------
-    @property
-    def detect_fp(self) -> str:
-        d = self.config.detect
-        return fingerprint(model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size,
-                           thresholds=d.thresholds, decode_slack=DETECT_DECODE_SLACK)
-
-    @property
-    def embed_fp(self) -> str:
-        return fingerprint(model=face_mod.EMBEDDER_ID, detect=self.detect_fp)
-
     # models, loaded on first use ---------------------------------------------------------------
     @property
     def identity_on(self) -> bool:
-        return FACE_EMBEDDER.path.is_file()
+        return self.mode.identity_on
 
-    def detector(self) -> face_mod.FaceDetector:
-        if self._detector is None:
-            d = self.config.detect
-            mtcnn = load_face_detector(self.device, d.min_face_size, d.thresholds)
-            self._detector = face_mod.FaceDetector(mtcnn, batch_size=face_mod.batch_size_for(d.batch_size, self.device))
-        return self._detector
-
-    def embedder(self) -> face_mod.FaceEmbedder | None:
-        if not self._embedder_checked:
-            self._embedder_checked = True
-            model = load_face_embedder(self.device)
-            self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.device)
-        return self._embedder
+    def warm_up(self) -> None:
+        """Load the detection models now rather than on the first photo."""
+        self.mode.warm_up()
 
     # scan --------------------------------------------------------------------------------------
     def scan(self, exclude: set[Path] = frozenset(), known_only: bool = False) -> list[FrameResult]:
@@ -172,10 +131,7 @@ class Pipeline:
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
         result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
-        if self.body:
-            result.detection = body_pipeline.cached_detection(self, frame.hash)
-        elif (cached := self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")) is not None:
-            result.detection = FaceDetection.from_json(cached)
+        result.detection = self.mode.cached_detection(frame.hash)
         self.results[frame.hash] = result
         return result
 
@@ -232,49 +188,17 @@ class Pipeline:
     def needs_detection(self, result: FrameResult) -> bool:
         if result.extra.get("unreadable"):
             return False
-        if self.body:
-            return body_pipeline.needs_detection(self, result)
-        if result.detection is None:
-            return True
-        if self.identity_on and result.detection.faces:
-            return self.store.get_array(f"embed:{result.frame.hash}:{self.embed_fp}") is None
-        return False
+        return self.mode.needs_detection(result)
 
     # detect ------------------------------------------------------------------------------------
     def detect(self, results: list[FrameResult] | None = None, progress: Progress = lambda r: None,
                cancel: threading.Event | None = None) -> int:
-        """Detect faces (and embeddings when identity matching is on) for results that lack them.
-        Broken photos become ``failed`` with the reason. Returns how many photos were decoded."""
-        if self.body:
-            return body_pipeline.detect(self, results, progress, cancel)
+        """Detect (faces, or people in body mode) in the results that lack it. Broken photos become
+        ``failed`` with the reason. Returns how many photos were decoded."""
         todo = [r for r in (results if results is not None else self.results.values()) if self.needs_detection(r)]
         if not todo:
             return 0
-        d = self.config.detect
-        detector, embedder = self.detector(), self.embedder()
-        batch_size = detector.per_call
-
-        def decode(r: FrameResult):
-            with self.timed("decode"):
-                return open_photo(r.frame.path, max_side=d.size, max_pixels=self.config.scan.max_pixels,
-                                  slack=DETECT_DECODE_SLACK)
-
-        def flush(batch: list[tuple[FrameResult, object]]) -> None:
-            need = [(r, p) for r, p in batch if r.detection is None]
-            with self.timed("detect"):
-                found = detector.detect([p for _, p in need]) if need else []
-            for (r, _), det in zip(need, found):
-                self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
-                r.detection = det  # after the store: an interrupted run counts only what is stored
-            for r, p in batch:
-                if embedder is not None:
-                    with self.timed("embed"):
-                        vectors = embedder.embed(p, r.detection)
-                    self.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors)
-                r.status, r.error = FrameStatus.QUEUED, None
-                progress(r)
-
-        return self.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+        return self.mode.detect(todo, progress, cancel)
 
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,
@@ -304,60 +228,14 @@ class Pipeline:
         return decoded
 
     # select ------------------------------------------------------------------------------------
-    def _faces_kept(self, det: FaceDetection) -> FaceDetection:
-        keep = tuple(f for f in det.faces if f.prob >= self.config.detect.min_confidence)
-        return FaceDetection(det.width, det.height, keep)
-
     def select(self) -> None:
-        """Choose the subject's face in every detected photo and score how frontal it is."""
-        if self.body:
-            return body_pipeline.select(self)
+        """Choose the subject in every detected photo (and, in face mode, score how frontal it is)."""
         with self.timed("select"):
-            self._select()
-
-    def _select(self) -> None:
-        cfg = self.config
-        usable = {h: r for h, r in self.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
-        dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
-        embeddings: dict[str, np.ndarray] = {}
-        if self.identity_on and self.embedder() is not None:
-            for h, r in usable.items():
-                e = self.store.get_array(f"embed:{h}:{self.embed_fp}")
-                if e is not None:
-                    keep = [i for i, f in enumerate(r.detection.faces) if f.prob >= cfg.detect.min_confidence]
-                    embeddings[h] = e[keep] if len(e) == len(r.detection.faces) else e[:0]
-        identity = identity_embedding(embeddings, cfg.identity.max_distance) if embeddings else None
-        if identity is None and not any("identity matching is off" in n for n in self.notices):
-            self.notices.append(
-                "identity matching is off: the face embedder's weights "
-                f"({FACE_EMBEDDER.filename}) are not in {FACE_EMBEDDER.path.parent}. Each photo uses the "
-                "face nearest where the subject usually is. To match the person by identity, run "
-                "`alignimation-tui models --download` (or put the file there).")
-        anchor = anchor_face(dets, self._named_reference_hash())
-        for h, r in usable.items():
-            det = dets[h]
-            distance = None
-            if identity is not None and h in embeddings:
-                index, distance = choose_by_identity(embeddings[h], identity, cfg.identity.max_distance)
-            else:
-                index = choose_by_position(det, anchor)
-            if index is None:
-                r.subject = r.transform = None
-                r.status = FrameStatus.NO_SUBJECT
-                r.error = "no face found" if not det.faces else (
-                    f"no face matches the subject (closest distance {distance:.2f} > "
-                    f"identity.max_distance {cfg.identity.max_distance})")
-                continue
-            face = det.faces[index]
-            scores = facing_scores(face.landmarks)
-            r.subject = Subject(index, face, scores, distance)
-            r.error = None
-            f = cfg.facing
-            turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
-            r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
+            self.mode.select()
 
     # register ----------------------------------------------------------------------------------
-    def _named_reference_hash(self) -> str | None:
+    def named_reference_hash(self) -> str | None:
+        """The reference the person chose: ``register.reference`` in the config, else the pinned one."""
         name = self.config.register.reference
         if name:
             for h, r in self.results.items():
@@ -367,99 +245,35 @@ class Pipeline:
         pinned = self.store.decisions.reference
         return pinned if pinned in self.results else None
 
-    def _usable_for_reference(self, r: FrameResult) -> bool:
-        if r.subject is None or r.verdict is Verdict.REJECTED:
-            return False
-        return r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED
-
     def choose_reference(self) -> Reference | None:
-        if self.body:
-            return body_pipeline.choose_reference(self)
-        named = self._named_reference_hash()
-        if named is not None:
-            r = self.results[named]
-            if r.subject is None:
-                raise ConfigError("register.reference", f"{r.frame.path.name} has no usable face "
-                                  f"({r.error or r.status.value})")
-        else:
-            # Once chosen, the automatic reference stays while it is usable: a photo added later
-            # (even one dated earlier) is registered against it, not the other way round.
-            stored = (self.store.get_json(AUTO_REFERENCE_KEY) or {}).get("hash")
-            r = self.results.get(stored) if stored else None
-            if r is None or not self._usable_for_reference(r):
-                r = next((r for r in self.results.values() if self._usable_for_reference(r)), None)
-                if r is None:
-                    return None
-                self.store.put_json(AUTO_REFERENCE_KEY, {"hash": r.frame.hash})
-        canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, self.config.register.long_side)
-        return Reference(r.frame.hash, np.asarray(r.subject.face.landmarks), canvas, scale)
-
-    def register_fp(self, ref: Reference) -> str:
-        rc = self.config.register
-        return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.detect_fp,
-                           refine=[rc.refine, rc.sigma, rc.work_size, rc.iterations])
-
-    @staticmethod
-    def _transform_key(r: FrameResult, fp: str) -> str:
-        # The chosen face is part of the key: a different choice (identity weights installed,
-        # another min_confidence) must not reuse a transform fitted to another face.
-        return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.face.landmarks)}"
+        return self.mode.choose_reference()
 
     def register(self, compute: bool = True) -> Reference | None:
-        """Register every subject onto the reference's canvas: closed form, then batched semantic
-        refinement. Transforms are cached against the reference and the settings, so only new
-        frames are registered; a new reference re-registers all from cached detections.
-        ``compute=False`` (``--render-only``) only reads stored transforms."""
-        if self.body:
-            return body_pipeline.register(self)
+        """Register every subject onto the reference's canvas. Transforms are cached against the
+        reference and the registration settings (not the framing), so only new frames are
+        registered; a new reference re-registers all from cached detections. ``compute=False``
+        (``--render-only``) only reads stored transforms. Also plans the framing."""
         with self.timed("register"):
-            return self._register(compute)
-
-    def _register(self, compute: bool = True) -> Reference | None:
-        self.reference = ref = self.choose_reference()
-        subjects = [r for r in self.results.values() if r.subject is not None]
-        if ref is None or not subjects:
+            self.reference = ref = self.mode.choose_reference()
+            if ref is not None:
+                self.mode.register(ref, compute)
+            self.framing = self.plan_framing()
             return ref
-        fp = self.register_fp(ref)
-        todo = []
-        keys = {}
-        for r in subjects:
-            keys[r.frame.hash] = key = self._transform_key(r, fp)
-            if r.transform is not None and r.extra.get("transform_key") == key:
-                continue  # already loaded for this reference, settings and face
-            cached = self.store.get_json(key)
-            if cached is not None:
-                r.transform = Transform.from_json(cached)
-                r.extra["transform_key"] = key
-            else:
-                todo.append(r)
-        if not compute:
-            for r in todo:
-                r.error = "no stored transform"
-            todo = []
-        if todo:
-            rc = self.config.register
-            src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
-            weights = np.tile(np.asarray(rc.landmark_weights, np.float64), (len(todo), 1))
-            sizes = np.array([[r.detection.width, r.detection.height] for r in todo], np.float64)
-            settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
-                if rc.refine else None
-            ref_face = self.results[ref.hash].subject.face
-            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH).
-            with face_mod.torch_threads(1) if self.device == "cpu" else nullcontext():
-                matrices, _, _ = reg.register_frames(
-                    src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
-                    boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
-                    settings=settings, device=self.device)
-            residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
-            for r, m, res in zip(todo, matrices, residuals):
-                r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
-                self.store.put_json(keys[r.frame.hash], r.transform.to_json())
-                r.extra["transform_key"] = keys[r.frame.hash]
-        for r in subjects:
-            if r.status is not FrameStatus.TURNED and r.transform is not None:
-                r.status = FrameStatus.ALIGNED
-        return ref
+
+    # framing -----------------------------------------------------------------------------------
+    def plan_framing(self) -> Framing | None:
+        """Where the subject lands in the output (``render.framing``, ``size``, ``eye_*``, ...),
+        from the reference's subject on its canvas; cheap, redone whenever the reference is."""
+        ref = self.reference
+        if ref is None:
+            return None
+        return plan_framing(FramingSettings.from_config(self.config), self.mode.name, ref.canvas,
+                            self.mode.subject_on_canvas(ref))
+
+    def output_matrix(self, r: FrameResult) -> np.ndarray:
+        """The one matrix from ``r``'s upright photo to the output picture: framing ∘ registration.
+        The render, the preview, ``--frames`` and the sidecar all use it."""
+        return output_matrix(np.asarray(r.transform.matrix, np.float64), self.framing)
 
     def restore(self, exclude: set[Path] = frozenset()) -> list[str]:
         """``--render-only``: results from the store alone (cached detections and transforms), with no
@@ -507,16 +321,15 @@ class Pipeline:
         if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         kept = self.kept()
-        items = [RenderItem(r.frame.path, printable(r.frame.path.name), np.asarray(r.transform.matrix), hash=r.frame.hash,
+        items = [RenderItem(r.frame.path, printable(r.frame.path.name), self.output_matrix(r), hash=r.frame.hash,
                             taken_at=r.frame.taken_at,
                             size=(r.detection.width, r.detection.height) if r.detection else None,
                             info={"verdict": r.verdict.value, "status": r.status.value,
                                   "residual_pct": r.transform.residual_pct})
                  for r in kept]
-        if self.body:
-            items = body_pipeline.render_items(self, kept, items)
+        items = self.mode.render_items(kept, items)
         with self.timed("render"):
-            self.last_render = write_animation(items, self.reference.canvas, out,
+            self.last_render = write_animation(items, self.framing.size, out,
                                                RenderSettings.from_config(self.config),
                                                frames_dir=frames_dir, progress=progress)
         self.notices.extend(self.last_render.notices)

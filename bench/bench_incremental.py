@@ -57,7 +57,7 @@ def new_photo_seconds(folders: list[Path], repeat: int, seed: int) -> list[list[
         for pipeline in pipelines:
             pipeline.scan()
             pipeline.process()  # everything cached (or computed now, before timing)
-            pipeline.detector()  # the app's worker has its models loaded already
+            pipeline.warm_up()  # the app's worker has its models loaded already
         rng = np.random.default_rng(seed)
         times: list[list[float]] = [[] for _ in folders]
         for k in range(repeat):

@@ -158,8 +158,8 @@ class AlignimationApp(App):
         # here, it cannot freeze the screen later; a folder with nothing to detect skips it.
         detecting = bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
         preload(self.config.mode, detection=detecting)
-        if detecting and not p.body:
-            p.detector()  # loading the weights is unpickling: it holds the lock too
+        if detecting:
+            p.warm_up()  # loading the weights is unpickling: it holds the lock too
         self.driver.prescanned = True
 
     def on_mount(self) -> None:
@@ -350,13 +350,15 @@ class AlignimationApp(App):
             elif r.transform is None:
                 caption = f"{r.frame.path.name}: not aligned ({r.error or r.status.value})"
             else:
-                image = aligned_preview(r, box, max_px)
+                output, fill = p.framing.size, self.config.render.fill
+                image = aligned_preview(r, p.output_matrix(r), output, box, max_px, fill)
                 caption = f"{r.frame.path.name}: aligned, residual {r.transform.residual_pct:.2f}%"
                 ref = p.reference
                 if mode == "onion" and ref is not None and ref.hash in p.results:
                     ref_result = p.results[ref.hash]
                     if ref_result.transform is not None:
-                        image = onion_skin(image, aligned_preview(ref_result, box, max_px))
+                        image = onion_skin(image, aligned_preview(ref_result, p.output_matrix(ref_result), output,
+                                                                  box, max_px, fill))
                         caption += f" · onion skin with {ref_result.frame.path.name}"
         except (PhotoError, OSError) as exc:
             caption = f"cannot show {r.frame.path.name}: {exc}"

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alignimation_tui import body_pipeline
 from alignimation_tui.background import composite, warp_mask
 from alignimation_tui.config import BodyConfig, Config, ConfigError, RegisterConfig, load_config
 from alignimation_tui.detect.body import (KEYPOINT_NAMES, PersonShape, box_iou, choose_person, choose_side,
@@ -124,7 +123,7 @@ def body_pipeline_with(root, recorded, **body):
     cfg = Config(mode="body", device="cpu", register=RegisterConfig(long_side=480), body=BodyConfig(**body))
     p = Pipeline(root, cfg)
     p.scan()
-    fp = body_pipeline.detect_fp(p)
+    fp = p.mode.detect_fp
     for r in p.results.values():
         det, masks = recorded[r.frame.path.name]
         p.store.put_json(f"body:{r.frame.hash}:{fp}", det.to_json())
@@ -187,9 +186,9 @@ def test_masks_are_stored_as_npy_at_the_mask_size(body_folder):
     p = body_pipeline_with(root, recorded)
     try:
         h = by_name(p)["w2_two_people.jpg"].frame.hash
-        masks = p.store.get_array(f"bodymask:{h}:{body_pipeline.detect_fp(p)}")
+        masks = p.store.get_array(f"bodymask:{h}:{p.mode.detect_fp}")
         assert masks.dtype == np.uint8 and masks.shape == (2, MASK_SIZE, MASK_SIZE * 3 // 4)
-        raw = bytes(p.store.cache.get(f"bodymask:{h}:{body_pipeline.detect_fp(p)}"))
+        raw = bytes(p.store.cache.get(f"bodymask:{h}:{p.mode.detect_fp}"))
         assert raw.startswith(b"\x93NUMPY")  # .npy bytes, not pickle
     finally:
         p.close()

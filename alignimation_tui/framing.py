@@ -1,0 +1,129 @@
+"""Where the subject lands in the output: the framing, the same for both modes.
+
+Registration puts every frame onto the reference's canvas (the reference photo's own framing);
+the framing is one similarity from that canvas to the output, so a frame's matrix is
+``framing ∘ registration`` (``output_matrix``). It is computed at render time from the reference's
+subject on the canvas, so changing it re-renders without registering again, and it is not part of
+any registration fingerprint.
+
+* face: the eye midpoint goes to (``eye_x``, ``eye_y``) of the output, the eye line level, the
+  inter-ocular distance ``eye_distance`` of the output width;
+* body: the person's box (from the reference's mask, through its registration) centred, its
+  height ``body_height`` of the output height;
+* ``framing = "reference"``: the registration canvas itself (the reference photo's framing).
+
+A later per-frame correction in output space (a nudge) is left-multiplied onto ``output_matrix``;
+``Framing.anchor`` and ``Framing.unit`` say where the subject is and how big, in output pixels.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+SIZE_PRESETS = {"square": (1080, 1080), "portrait": (1080, 1350), "story": (1080, 1920),
+                "landscape": (1920, 1080)}
+DEFAULT_SIZE = {"face": "square", "body": "portrait"}
+_WXH = re.compile(r"(\d+)x(\d+)")
+MIN_SIDE, MAX_SIDE = 16, 8192
+
+
+def parse_size(value: str) -> tuple[int, int] | None:
+    """A preset name or ``WxH`` (even sides, 16..8192) -> (width, height); None for "auto"."""
+    if value == "auto":
+        return None
+    if value in SIZE_PRESETS:
+        return SIZE_PRESETS[value]
+    m = _WXH.fullmatch(value)
+    if m is None:
+        raise ValueError(f"must be 'auto', {', '.join(map(repr, SIZE_PRESETS))} or 'WxH' (e.g. '1080x1350'), "
+                         f"got {value!r}")
+    w, h = int(m[1]), int(m[2])
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w % 2 or h % 2:
+        raise ValueError(f"sides must be even numbers from {MIN_SIDE} to {MAX_SIDE}, got {value!r}")
+    return w, h
+
+
+@dataclass(frozen=True)
+class SubjectOnCanvas:
+    """The reference's subject on the registration canvas: face: ``centre`` the eye midpoint,
+    ``size`` the inter-ocular distance, ``angle`` the eye line (radians, image axes); body:
+    ``centre`` the person's box centre, ``size`` its height, ``angle`` 0."""
+
+    kind: str  # "eyes" or "box"
+    centre: tuple[float, float]
+    size: float
+    angle: float = 0.0
+
+    @classmethod
+    def from_eyes(cls, left: np.ndarray, right: np.ndarray) -> "SubjectOnCanvas":
+        d = np.asarray(right, np.float64) - np.asarray(left, np.float64)
+        mid = (np.asarray(left, np.float64) + np.asarray(right, np.float64)) / 2
+        return cls("eyes", (float(mid[0]), float(mid[1])), float(np.hypot(*d)), float(math.atan2(d[1], d[0])))
+
+    @classmethod
+    def from_box(cls, x0: float, y0: float, x1: float, y1: float) -> "SubjectOnCanvas":
+        return cls("box", ((x0 + x1) / 2, (y0 + y1) / 2), float(y1 - y0))
+
+
+@dataclass(frozen=True)
+class FramingSettings:
+    style: str = "auto"  # "auto" (by the subject) or "reference"
+    size: str = "auto"
+    eye_x: float = 0.5
+    eye_y: float = 0.42
+    eye_distance: float = 0.25
+    body_height: float = 0.85
+
+    @classmethod
+    def from_config(cls, config) -> "FramingSettings":
+        rc = config.render
+        return cls(rc.framing, rc.size, rc.eye_x, rc.eye_y, rc.eye_distance, rc.body_height)
+
+    def output_size(self, mode: str) -> tuple[int, int]:
+        return parse_size(self.size) or SIZE_PRESETS[DEFAULT_SIZE[mode]]
+
+
+@dataclass(frozen=True)
+class Framing:
+    size: tuple[int, int]  # output width, height
+    matrix: np.ndarray  # 3x3, registration canvas pixels -> output pixels
+    anchor: tuple[float, float]  # output pixels: the eye midpoint (face) or the box centre (body)
+    unit: float  # output pixels: the inter-ocular distance (face) or the box height (body)
+    style: str  # "eyes", "box" or "reference"
+
+
+def similarity(scale: float, angle: float, src: tuple[float, float], dst: tuple[float, float]) -> np.ndarray:
+    """The 3x3 similarity that turns by ``angle``, scales by ``scale`` and takes ``src`` to ``dst``."""
+    c, s = scale * math.cos(angle), scale * math.sin(angle)
+    m = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    m[:2, 2] = np.asarray(dst, np.float64) - m[:2, :2] @ np.asarray(src, np.float64)
+    return m
+
+
+def plan_framing(settings: FramingSettings, mode: str, canvas: tuple[int, int],
+                 subject: SubjectOnCanvas | None) -> Framing:
+    """The framing for a registration ``canvas`` whose reference subject is ``subject``."""
+    if settings.style == "reference" or subject is None or subject.size <= 0:
+        cx, cy = canvas[0] / 2, canvas[1] / 2
+        unit = subject.size if subject is not None else float(canvas[1])
+        centre = subject.centre if subject is not None else (cx, cy)
+        return Framing(tuple(canvas), np.eye(3), centre, unit, "reference")
+    w, h = settings.output_size(mode)
+    if subject.kind == "eyes":
+        anchor = (settings.eye_x * w, settings.eye_y * h)
+        unit = settings.eye_distance * w
+        matrix = similarity(unit / subject.size, -subject.angle, subject.centre, anchor)
+    else:
+        anchor = (w / 2, h / 2)
+        unit = settings.body_height * h
+        matrix = similarity(unit / subject.size, 0.0, subject.centre, anchor)
+    return Framing((w, h), matrix, anchor, unit, subject.kind)
+
+
+def output_matrix(registration: np.ndarray, framing: Framing) -> np.ndarray:
+    """A frame's matrix from its upright photo to the output: the framing after the registration.
+    (A per-frame correction in output space goes on the left of this.)"""
+    return framing.matrix @ np.asarray(registration, np.float64)
