@@ -74,7 +74,7 @@ class FramingSettings:
     size: str = "auto"
     eye_x: float = 0.5
     eye_y: float = 0.42
-    eye_distance: float = 0.25
+    eye_distance: float = 0.2
     body_height: float = 0.85
 
     @classmethod

@@ -62,7 +62,9 @@ def interrupted_line(pipeline: Pipeline | None) -> str:
     return f"interrupted: {done} of {len(readable)} photos detected and cached; run again to go on"
 
 
-def frame_json(r: FrameResult) -> dict:
+def frame_json(r: FrameResult, output_matrix=None) -> dict:
+    """``transform``: the registration (photo -> the reference's canvas); ``output_transform``: the
+    matrix the render uses (photo -> output, framing included)."""
     s = getattr(r.subject, "scores", None)
     people = getattr(r.detection, "persons", None)  # body mode
     return json_safe({
@@ -78,6 +80,7 @@ def frame_json(r: FrameResult) -> dict:
         "identity_distance": getattr(r.subject, "identity_distance", None),
         "residual_pct": r.transform.residual_pct if r.transform else None,
         "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
+        "output_transform": None if output_matrix is None else [[float(v) for v in row] for row in output_matrix],
         "error": r.error,
         **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
     })
@@ -106,8 +109,10 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")
     if pipeline.reference is not None:
+        framing = pipeline.framing
         console.print(f"reference: {printable(pipeline.results[pipeline.reference.hash].frame.path.name)}, canvas "
-                      f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}")
+                      f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}; output "
+                      f"{framing.size[0]}x{framing.size[1]}, framed by {framing.style}")
     done = pipeline.last_render
     if out is not None and written and done is not None:
         w, h = done.size
@@ -182,7 +187,8 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                     console.print(f"[cyan]note:[/] {printable(notice)}")
     if as_json:
         for r in pipeline.results.values():
-            sys.stdout.write(json.dumps(frame_json(r)) + "\n")
+            output = pipeline.output_matrix(r) if r.transform is not None and pipeline.framing else None
+            sys.stdout.write(json.dumps(frame_json(r, output)) + "\n")
         sys.stdout.flush()
     if failed is not None:
         say(f"alignimation-tui: cannot render: {failed}")

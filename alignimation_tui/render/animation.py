@@ -35,6 +35,8 @@ WRITE_ERRNOS = {errno.EIO}
 
 # Below this share of the canvas, a shared crop gets a notice naming the photo that limits it.
 SMALL_CROP = 0.5
+# A photo covering more of the frame than this counts as covering all of it (edge rounding).
+FULL_COVER = 0.999
 
 
 class RenderError(Exception):
@@ -110,9 +112,9 @@ class RenderResult:
 
 def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: RenderSettings) -> Layout:
     matrices = smooth_matrices([np.asarray(i.matrix, np.float64) for i in items], settings.smoothing, canvas)
-    if settings.crop != "shared":
-        return Layout(matrices, canvas, None, [])
     sizes = [i.size or upright_size(i.path) for i in items]
+    if settings.crop != "shared":
+        return Layout(matrices, canvas, None, _fill_notices(items, matrices, sizes, canvas, settings.fill))
     crop = shared_crop(matrices, sizes, canvas)
     if crop is None:
         worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
@@ -126,6 +128,19 @@ def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: Rend
                        "the least of it (reject it, or use render.crop = \"canvas\")")
     return Layout([crop.shift @ m for m in matrices], (crop.width, crop.height),
                   (crop.x, crop.y, crop.width, crop.height), notices)
+
+
+def _fill_notices(items: list[RenderItem], matrices: list[np.ndarray], sizes: list[tuple[int, int]],
+                  canvas: tuple[int, int], fill: str) -> list[str]:
+    """Which photo limits the frame most: the one that covers the least of it."""
+    covered = [coverage(m, s, canvas) for m, s in zip(matrices, sizes)]
+    worst = min(range(len(items)), key=covered.__getitem__)
+    if covered[worst] > FULL_COVER:
+        return []
+    short = sum(c <= FULL_COVER for c in covered)
+    how = "its blurred copy" if fill == "blur" else f"{fill}"
+    return [f"{short} of {len(items)} photos do not cover the whole frame (filled with {how}); "
+            f"{items[worst].name} limits it most: it covers {covered[worst]:.0%} of the frame"]
 
 
 def _captions(items: list[RenderItem], style: CaptionStyle | None) -> list[str]:

@@ -71,7 +71,7 @@ def test_once_end_to_end(folder, tmp_path, capsys, count_detections):
 
     reader = imageio.get_reader(out)
     assert reader.count_frames() == 8
-    assert reader.get_data(0).shape == (810, 1080, 3)
+    assert reader.get_data(0).shape == (1080, 1080, 3)  # the default framing: square, face-centred
     reader.close()
     assert sum(count_detections) == 9  # 8 astronauts and the wall; the broken file never reaches MTCNN
 

@@ -16,6 +16,7 @@ WARPS = [(0, 1.0, 0, 0), (12, 0.9, 30, -20), (-14, 1.15, -35, 10), (7, 0.82, 40,
 START = datetime(2024, 1, 1, 9, 0, 0)
 CONFIG = """
 [render]
+framing = "reference"
 crop = "shared"
 crossfade = 1
 hold_last = 0.25

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from alignimation_tui.background import composite, warp_mask
-from alignimation_tui.config import BodyConfig, Config, ConfigError, RegisterConfig, load_config
+from alignimation_tui.config import BodyConfig, Config, ConfigError, RegisterConfig, RenderConfig, load_config
 from alignimation_tui.detect.body import (KEYPOINT_NAMES, PersonShape, box_iou, choose_person, choose_side,
                                           mask_shape, match_cost, person_shape, subject_points, working_mask)
 from alignimation_tui.domain import BodyDetection, FrameStatus, Person
@@ -119,8 +119,9 @@ def body_folder(tmp_path):
     return root, recorded, truths
 
 
-def body_pipeline_with(root, recorded, **body):
-    cfg = Config(mode="body", device="cpu", register=RegisterConfig(long_side=480), body=BodyConfig(**body))
+def body_pipeline_with(root, recorded, framing="auto", **body):
+    cfg = Config(mode="body", device="cpu", register=RegisterConfig(long_side=480), body=BodyConfig(**body),
+                 render=RenderConfig(framing=framing))
     p = Pipeline(root, cfg)
     p.scan()
     fp = p.mode.detect_fp
@@ -138,7 +139,8 @@ def by_name(p):
 
 def test_recorded_detections_register_and_render(body_folder, tmp_path):
     root, recorded, truths = body_folder
-    p = body_pipeline_with(root, recorded, background="white", feather_px=3.0)
+    # The reference's framing, so the render's pixels sit where the registration puts them.
+    p = body_pipeline_with(root, recorded, framing="reference", background="white", feather_px=3.0)
     try:
         assert not any(p.needs_detection(r) for r in p.results.values())
         assert p.detect() == 0  # nothing to detect: the models are never loaded
