@@ -268,7 +268,7 @@ class Pipeline:
         if ref is None:
             return None
         return plan_framing(FramingSettings.from_config(self.config), self.mode.name, ref.canvas,
-                            self.mode.subject_on_canvas(ref))
+                            self.mode.subject_on_canvas(ref, self.kept()))
 
     def output_matrix(self, r: FrameResult) -> np.ndarray:
         """The one matrix from ``r``'s upright photo to the output picture: framing ∘ registration.
@@ -321,6 +321,7 @@ class Pipeline:
         if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         kept = self.kept()
+        self.framing = self.plan_framing()  # verdicts may have changed the kept frames since register
         items = [RenderItem(r.frame.path, printable(r.frame.path.name), self.output_matrix(r), hash=r.frame.hash,
                             taken_at=r.frame.taken_at,
                             size=(r.detection.width, r.detection.height) if r.detection else None,

@@ -112,5 +112,6 @@ class Mode(ABC):
         return items
 
     @abstractmethod
-    def subject_on_canvas(self, ref: Reference) -> SubjectOnCanvas | None:
-        """Where the reference's subject is on the registration canvas, for the framing."""
+    def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas | None:
+        """Where the subject is on the registration canvas, for the framing (``kept``: the frames
+        in the animation, registered)."""

@@ -252,7 +252,7 @@ class BodyMode(Mode):
         return [dataclasses.replace(item, mask=self._mask(r), background=b.background, feather_px=b.feather_px)
                 if isinstance(r.subject, BodySubject) else item for r, item in zip(kept, items)]
 
-    def subject_on_canvas(self, ref: Reference) -> SubjectOnCanvas | None:
+    def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas | None:
         """The reference person's box on the canvas: the bounding box of its mask (its detected box
         without one), through the reference's own registration."""
         r = self.ctx.results.get(ref.hash)

@@ -76,6 +76,7 @@ class RenderSettings:
     smoothing: int = 0
     sidecar: bool = True
     max_pixels: int = 120_000_000
+    framing: dict = field(default_factory=dict)  # the framing settings, for the sidecar
 
     @classmethod
     def from_config(cls, config) -> "RenderSettings":
@@ -86,7 +87,9 @@ class RenderSettings:
                    caption=CaptionStyle(cap.format, cap.position, cap.size) if cap.format else None,
                    duration=rc.duration, hold_first=rc.hold_first, hold_last=rc.hold_last,
                    crossfade=rc.crossfade, smoothing=rc.smoothing, sidecar=rc.sidecar,
-                   max_pixels=config.scan.max_pixels)
+                   max_pixels=config.scan.max_pixels,
+                   framing={"framing": rc.framing, "size": rc.size, "eye_x": rc.eye_x, "eye_y": rc.eye_y,
+                            "eye_distance": rc.eye_distance, "body_height": rc.body_height})
 
 
 @dataclass(frozen=True)
@@ -338,7 +341,7 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
         "seconds": round(timing.seconds, 3),
         "settings": {"crop": settings.crop, "fill": settings.fill, "smoothing": settings.smoothing,
                      "crossfade": settings.crossfade, "hold_first": settings.hold_first,
-                     "hold_last": settings.hold_last, "duration": settings.duration,
+                     "hold_last": settings.hold_last, "duration": settings.duration, **settings.framing,
                      "caption": None if cap is None else {"format": cap.format, "position": cap.position,
                                                           "size": cap.size}},
         "frames": [{
