@@ -17,17 +17,18 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
 from .models import choose_device
 from .names import printable
 from .modes import Mode, Reference, mode_for
-from .photos import PhotoError, decode_ahead
+from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
-from .store import Store
+from .store import Store, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,35 @@ class Pipeline:
                 missing.append(f"{r.frame.path.name}: no stored transform for the current reference and settings")
         return missing
 
+    # colour ------------------------------------------------------------------------------------
+    def colour_means(self, r: FrameResult) -> list[float] | None:
+        """The linear-light means of ``r``'s subject region (``colour``), measured once and stored."""
+        box = self.mode.colour_region(r)
+        if box is None:
+            return None
+        key = f"colour:{r.frame.hash}:{fingerprint(box=[round(v, 2) for v in box], side=STATS_SIDE, v=1)}"
+        stored = self.store.get_json(key)
+        if stored is not None:
+            return stored.get("means")
+        try:
+            photo = open_photo(r.frame.path, max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
+        except (PhotoError, OSError):
+            return None  # the render will say what is wrong with it
+        means = region_means(photo.image, box, photo.scale_xy)
+        self.store.put_json(key, {"means": means})
+        return means
+
+    def colour_gains(self, kept: list[FrameResult]) -> list[ColourGain]:
+        """Per kept frame (date order), ``render.match_colour``'s gains; all 1 when it is off."""
+        how = self.config.render.match_colour
+        if how == "off" or not kept:
+            return [ColourGain()] * len(kept)
+        with self.timed("colour"):
+            means = [self.colour_means(r) for r in kept]
+        ref = self.reference.hash if self.reference is not None else None
+        ref_index = next((k for k, r in enumerate(kept) if r.frame.hash == ref), None)
+        return plan_gains(means, ref_index, how)
+
     # render ------------------------------------------------------------------------------------
     def kept(self) -> list[FrameResult]:
         keep_turned = self.config.facing.keep_turned
@@ -322,12 +352,15 @@ class Pipeline:
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         kept = self.kept()
         self.framing = self.plan_framing()  # verdicts may have changed the kept frames since register
+        gains = self.colour_gains(kept)
         items = [RenderItem(r.frame.path, printable(r.frame.path.name), self.output_matrix(r), hash=r.frame.hash,
                             taken_at=r.frame.taken_at,
                             size=(r.detection.width, r.detection.height) if r.detection else None,
                             info={"verdict": r.verdict.value, "status": r.status.value,
-                                  "residual_pct": r.transform.residual_pct})
-                 for r in kept]
+                                  "residual_pct": r.transform.residual_pct,
+                                  "colour_gain": [round(g, 4) for g in gain.gains]},
+                            colour=None if gain.is_identity else gain)
+                 for r, gain in zip(kept, gains)]
         items = self.mode.render_items(kept, items)
         with self.timed("render"):
             self.last_render = write_animation(items, self.framing.size, out,

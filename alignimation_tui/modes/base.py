@@ -112,6 +112,10 @@ class Mode(ABC):
         return items
 
     @abstractmethod
+    def colour_region(self, r: FrameResult) -> tuple[float, float, float, float] | None:
+        """The box (upright photo pixels) whose colours ``render.match_colour`` steadies."""
+
+    @abstractmethod
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas | None:
         """Where the subject is on the registration canvas, for the framing (``kept``: the frames
         in the animation, registered)."""

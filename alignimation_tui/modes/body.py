@@ -252,6 +252,9 @@ class BodyMode(Mode):
         return [dataclasses.replace(item, mask=self._mask(r), background=b.background, feather_px=b.feather_px)
                 if isinstance(r.subject, BodySubject) else item for r, item in zip(kept, items)]
 
+    def colour_region(self, r: FrameResult) -> tuple[float, float, float, float] | None:
+        return r.subject.person.box if isinstance(r.subject, BodySubject) else None
+
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas | None:
         """The reference person's box on the canvas: the bounding box of its mask (its detected box
         without one), through the reference's own registration."""

@@ -247,6 +247,9 @@ class FaceMode(Mode):
             if r.status is not FrameStatus.TURNED and r.transform is not None:
                 r.status = FrameStatus.ALIGNED
 
+    def colour_region(self, r: FrameResult) -> tuple[float, float, float, float] | None:
+        return r.subject.face.box if isinstance(r.subject, Subject) else None
+
     # framing ------------------------------------------------------------------------------------
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas:
         """The eyes on the canvas: the median over the kept frames of where their registration puts

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..background import replace_background
+from ..colour import ColourGain
 from ..folders import folder_error, out_of_space, reason
 from ..names import json_safe, path_fields, printable
 from ..photos import decode_ahead, upright_size
@@ -58,6 +59,7 @@ class RenderItem:
     mask: np.ndarray | None = None
     background: str = "keep"
     feather_px: float = 0.0
+    colour: ColourGain | None = None  # render.match_colour's correction, applied before the background
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class RenderSettings:
     sidecar: bool = True
     max_pixels: int = 120_000_000
     framing: dict = field(default_factory=dict)  # the framing settings, for the sidecar
+    match_colour: str = "off"  # for the sidecar; the gains themselves come with the items
 
     @classmethod
     def from_config(cls, config) -> "RenderSettings":
@@ -87,7 +90,7 @@ class RenderSettings:
                    caption=CaptionStyle(cap.format, cap.position, cap.size) if cap.format else None,
                    duration=rc.duration, hold_first=rc.hold_first, hold_last=rc.hold_last,
                    crossfade=rc.crossfade, smoothing=rc.smoothing, sidecar=rc.sidecar,
-                   max_pixels=config.scan.max_pixels,
+                   max_pixels=config.scan.max_pixels, match_colour=rc.match_colour,
                    framing={"framing": rc.framing, "size": rc.size, "eye_x": rc.eye_x, "eye_y": rc.eye_y,
                             "eye_distance": rc.eye_distance, "body_height": rc.body_height})
 
@@ -274,6 +277,8 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
     def picture(k: int) -> Image.Image:
         item = items[k]
         img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size)
+        if item.colour is not None:
+            img = item.colour.apply(img)
         if item.mask is not None and item.background != "keep":
             img = replace_background(img, item.mask, layout.matrices[k], item.size or upright_size(item.path),
                                      item.background, item.feather_px)
@@ -340,6 +345,7 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
         "frames_total": timing.frames,
         "seconds": round(timing.seconds, 3),
         "settings": {"crop": settings.crop, "fill": settings.fill, "smoothing": settings.smoothing,
+                     "match_colour": settings.match_colour,
                      "crossfade": settings.crossfade, "hold_first": settings.hold_first,
                      "hold_last": settings.hold_last, "duration": settings.duration, **settings.framing,
                      "caption": None if cap is None else {"format": cap.format, "position": cap.position,
