@@ -369,3 +369,30 @@ def test_body_config_values(tmp_path):
                     'background = "#FFeedd"\n')
     cfg = load_config(path)
     assert cfg.mode == "body" and cfg.body.keypoint_weights == [0.5, 2.0] and cfg.body.background == "#FFeedd"
+
+
+def test_body_framing_centres_the_person_at_the_chosen_height(body_folder, tmp_path):
+    """Default body framing: portrait 1080x1350, the reference person's box (its mask, through its
+    registration) centred at body_height of the height; every frame's person lands there too."""
+    root, recorded, truths = body_folder
+    p = body_pipeline_with(root, recorded, background="white", feather_px=0.0)
+    try:
+        p.select()
+        p.register()
+        assert p.framing.size == (1080, 1350) and p.framing.style == "box"
+        frames = tmp_path / "frames"
+        assert p.render(tmp_path / "out.mp4", frames) == 5
+        goal_h = p.config.render.body_height * 1350
+        for path in sorted(frames.glob("*.jpg")):
+            person = np.asarray(Image.open(path).convert("L")) < 200  # the person on white
+            ys, xs = np.nonzero(person)
+            height, centre = ys.max() + 1 - ys.min(), ((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2)
+            # (the person's outline sways a little with each warp: a few % of its height)
+            assert abs(height / goal_h - 1) < 0.05, (path.name, height, goal_h)
+            assert abs(centre[1] - 675) < 0.03 * 1350, (path.name, centre)
+        ref = by_name(p)["w0_reference.jpg"]
+        box = p.mode.subject_on_canvas(p.reference, p.kept())
+        on_out = apply(p.framing.matrix, np.array([box.centre]))[0]
+        assert np.allclose(on_out, (540, 675), atol=1e-6) and ref.transform is not None
+    finally:
+        p.close()
