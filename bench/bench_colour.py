@@ -61,7 +61,7 @@ def measure(folder: Path, tmp: Path) -> dict:
             p.render(tmp / folder.name / f"{how}.mp4", frames_dir)
             kept = p.kept()
             fr = p.framing
-            names = [frames_dir / frame_file_name(k + 1, _item(r)) for k, r in enumerate(kept)]
+            names = [frames_dir / frame_file_name(k + 1, r.frame.path) for k, r in enumerate(kept)]
             stats = [face_stats(n, fr.anchor, fr.unit) for n in names]
             ref_k = next(k for k, r in enumerate(kept) if r.frame.hash == p.reference.hash)
         finally:
@@ -77,11 +77,6 @@ def measure(folder: Path, tmp: Path) -> dict:
         ref_on = np.asarray(Image.open(frames[how][ref_k]), np.int16)
         o["reference_max_diff"] = int(np.abs(ref_off - ref_on).max())
     return out
-
-
-class _item:  # frame_file_name only reads .name
-    def __init__(self, r):
-        self.name = r.frame.path.name
 
 
 def main(argv: list[str]) -> None:
