@@ -122,16 +122,15 @@ def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: Rend
     if settings.crop != "shared":
         return Layout(matrices, canvas, None, _fill_notices(items, matrices, sizes, canvas, settings.fill))
     crop = shared_crop(matrices, sizes, canvas)
-    if crop is None:
+    share = 0.0 if crop is None else crop.width * crop.height / (canvas[0] * canvas[1])
+    if share < SMALL_CROP:  # never a sliver: keep the whole frame and fill what a photo does not cover
         worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
-        raise RenderError(f"the photos have no area in common on the canvas ({items[worst].name} covers the "
-                          "least of it); use render.crop = \"canvas\"")
+        filled = "its blurred copy" if settings.fill == "blur" else settings.fill
+        notices = [f"the area every photo covers is {share:.0%} of the frame, too little to crop to; "
+                   f"{items[worst].name} limits it most. The whole frame is kept, filled with {filled} "
+                   "where a photo does not reach (reject that photo to crop)"]
+        return Layout(matrices, canvas, None, notices)
     notices = []
-    share = crop.width * crop.height / (canvas[0] * canvas[1])
-    if share < SMALL_CROP:
-        worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
-        notices.append(f"the area every photo covers is {share:.0%} of the canvas; {items[worst].name} covers "
-                       "the least of it (reject it, or use render.crop = \"canvas\")")
     return Layout([crop.shift @ m for m in matrices], (crop.width, crop.height),
                   (crop.x, crop.y, crop.width, crop.height), notices)
 

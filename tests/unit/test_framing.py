@@ -104,3 +104,18 @@ def test_colour_gain_table_is_identity_at_one():
     assert table == list(range(256)) * 3
     assert ColourGain((2.0, 1.0, 0.5)).table()[128] > 128 and ColourGain((2.0, 1.0, 0.5)).table()[512 + 128] < 128
     assert math.isclose(plan_gains([None, [0.2] * 3], 1, "trend")[0].gains[0], 1.0)
+
+
+def test_shared_crop_never_shrinks_to_a_sliver(tmp_path):
+    """Two photos that share a thin strip of the frame: the whole frame is kept (blur behind), and
+    the notice names the photo that limits it."""
+    from alignimation_tui.render import RenderSettings, write_animation
+    from tests.unit.test_render import CANVAS, make_items
+
+    items = make_items(tmp_path, [(0, 1.0, 0, 0), (0, 1.0, 250, 0)])
+    result = write_animation(items, CANVAS, tmp_path / "x.mp4", RenderSettings(crop="shared", fill="blur"),
+                             frames_dir=tmp_path / "f")
+    assert result.size == CANVAS
+    assert any("p01.jpg limits it most" in n and "whole frame is kept" in n for n in result.notices)
+    for path in sorted((tmp_path / "f").glob("*.jpg")):
+        assert np.asarray(Image.open(path)).max(axis=-1).min() > 40  # blur, not black, where it does not reach
