@@ -11,8 +11,10 @@ from PIL import Image
 from alignimation_tui.cli import main
 from alignimation_tui.config import Config
 from alignimation_tui.pipeline import Pipeline
+from alignimation_tui.preview import aligned_preview
 from alignimation_tui.register import apply
 from tests.conftest import astronaut, save_with_date, similarity
+from tests.e2e.test_render_only import forbid_models
 
 BORDER_BAND = 0.01  # of the short side: the border pixels
 BLACK = 20  # a pixel whose channels are all at most this is black
@@ -58,6 +60,49 @@ def test_default_output_has_no_black_border(tmp_path, capsys):
         for k in range(gif.n_frames):
             gif.seek(k)
             assert black_border_share(gif) < 0.01, k
+
+    # The app's preview shows what the render wrote: same framing, same fill.
+    p = Pipeline(root, Config())
+    try:
+        p.restore()
+        r = p.kept()[1]
+        preview = aligned_preview(r, p.output_matrix(r), p.framing.size, (120, 160), 10**9, p.config.render.fill)
+        assert preview.size == (120, 120)
+        written = Image.open(pictures[1]).convert("RGB").resize(preview.size, Image.Resampling.BILINEAR)
+        assert np.abs(np.asarray(preview, float) - np.asarray(written, float)).mean() < 12
+    finally:
+        p.close()
+
+
+def test_changing_framing_and_colour_only_renders_again(tmp_path, capsys, monkeypatch):
+    """Output size, eye goal and colour matching are render settings: --render-only applies them
+    with detection and registration forbidden, and the eyes land on the new goal."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i, (angle, scale, tx, ty) in enumerate([(0, 1.0, 64, 60), (9, 0.85, 120, 20), (-7, 1.1, 20, 80)]):
+        save_with_date(bright_astronaut(similarity(angle, scale, tx, ty)), root / f"p{i}.jpg",
+                       datetime(2024, 1, 1) + timedelta(days=i))
+    assert main([str(root), "--once", "--out", str(tmp_path / "a.mp4")]) == 0
+    config = tmp_path / "c.toml"
+    config.write_text('[render]\nsize = "landscape"\neye_x = 0.3\neye_y = 0.5\neye_distance = 0.1\n'
+                      'match_colour = "reference"\n')
+    with monkeypatch.context() as m:
+        forbid_models(m)
+        code = main([str(root), "--render-only", "--json", "--config", str(config), "--out", str(tmp_path / "b.mp4")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    sidecar = json.loads((tmp_path / "b.mp4.json").read_text())
+    assert sidecar["size"] == [1920, 1080] and sidecar["settings"]["size"] == "landscape"
+    p = Pipeline(root, Config())
+    try:
+        p.restore()
+        by_hash = {f["hash"]: np.asarray(f["transform"]) for f in sidecar["frames"]}
+        for r in p.kept():
+            eyes = apply(by_hash[r.frame.hash], np.asarray(r.subject.face.landmarks[:2]))
+            assert np.linalg.norm(eyes.mean(0) - (0.3 * 1920, 0.5 * 1080)) < 0.01 * 1920
+            assert abs(np.linalg.norm(eyes[1] - eyes[0]) / (0.1 * 1920) - 1) < 0.03
+    finally:
+        p.close()
 
 
 @pytest.mark.parametrize("folder", ["faces_serena", "faces_jerry", "faces_tony"])
