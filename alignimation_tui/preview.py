@@ -18,12 +18,14 @@ def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], f
     return (max(1, round(size[0] * s)), max(1, round(size[1] * s))), s
 
 
-def aligned_preview(r: FrameResult, matrix: np.ndarray, output: tuple[int, int], box: tuple[int, int],
-                    max_pixels: int, fill: str = "black") -> Image.Image:
+def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int, matrix: np.ndarray | None = None,
+                    output: tuple[int, int] | None = None, fill: str = "black") -> Image.Image:
     """The frame as the render shows it, at preview size (decoded small, warped once).
-    ``matrix``: the photo -> output matrix (``Pipeline.output_matrix``); ``output``: its size."""
-    size, s = fit(output, box)
-    matrix = np.diag([s, s, 1.0]) @ np.asarray(matrix, np.float64)
+    ``matrix``: the photo -> output matrix (``Pipeline.output_matrix``) and ``output`` its size;
+    without them, the registration onto the reference's canvas."""
+    matrix = np.asarray(r.transform.matrix if matrix is None else matrix, np.float64)
+    size, s = fit(output or r.transform.canvas, box)
+    matrix = np.diag([s, s, 1.0]) @ matrix
     photo_size = (r.detection.width, r.detection.height) if r.detection else None
     return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size)
 

@@ -350,15 +350,15 @@ class AlignimationApp(App):
             elif r.transform is None:
                 caption = f"{r.frame.path.name}: not aligned ({r.error or r.status.value})"
             else:
-                output, fill = p.framing.size, self.config.render.fill
-                image = aligned_preview(r, p.output_matrix(r), output, box, max_px, fill)
+                framed = {"output": p.framing.size, "fill": self.config.render.fill}  # as the render frames it
+                image = aligned_preview(r, box, max_px, matrix=p.output_matrix(r), **framed)
                 caption = f"{r.frame.path.name}: aligned, residual {r.transform.residual_pct:.2f}%"
                 ref = p.reference
                 if mode == "onion" and ref is not None and ref.hash in p.results:
                     ref_result = p.results[ref.hash]
                     if ref_result.transform is not None:
-                        image = onion_skin(image, aligned_preview(ref_result, p.output_matrix(ref_result), output,
-                                                                  box, max_px, fill))
+                        image = onion_skin(image, aligned_preview(ref_result, box, max_px,
+                                                                  matrix=p.output_matrix(ref_result), **framed))
                         caption += f" · onion skin with {ref_result.frame.path.name}"
         except (PhotoError, OSError) as exc:
             caption = f"cannot show {r.frame.path.name}: {exc}"

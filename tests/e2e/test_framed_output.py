@@ -66,7 +66,8 @@ def test_default_output_has_no_black_border(tmp_path, capsys):
     try:
         p.restore()
         r = p.kept()[1]
-        preview = aligned_preview(r, p.output_matrix(r), p.framing.size, (120, 160), 10**9, p.config.render.fill)
+        preview = aligned_preview(r, (120, 160), 10**9, matrix=p.output_matrix(r), output=p.framing.size,
+                                  fill=p.config.render.fill)
         assert preview.size == (120, 120)
         written = Image.open(pictures[1]).convert("RGB").resize(preview.size, Image.Resampling.BILINEAR)
         assert np.abs(np.asarray(preview, float) - np.asarray(written, float)).mean() < 12

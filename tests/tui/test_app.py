@@ -216,9 +216,10 @@ async def test_preview_modes_filter_and_flag_navigation(folder, config):
         await pilot.press("q")
 
 
-def integer_pattern(r, box, max_pixels) -> Image.Image:
-    """A stand-in for the aligned preview made of integers only: the same on every machine."""
-    size, _ = fit(r.transform.canvas, box)
+def integer_pattern(r, box, max_pixels, matrix=None, output=None, fill="black") -> Image.Image:
+    """A stand-in for the aligned preview made of integers only: the same on every machine, at the
+    size of the frame the render writes (``output``)."""
+    size, _ = fit(output or r.transform.canvas, box)
     x = np.arange(size[0])[None, :].repeat(size[1], 0)
     y = np.arange(size[1])[:, None].repeat(size[0], 1)
     rgb = np.stack([(x * 255) // max(1, size[0] - 1), (y * 255) // max(1, size[1] - 1),
