@@ -195,7 +195,6 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
         return EXIT_RENDER_FAILED
     _summary(console, pipeline, out, written, time.perf_counter() - started)
     if not written:
-        subject = "person" if config.mode == "body" else "face"
-        console.print(f"[red]nothing could be aligned[/]: no photo has a usable {subject}")
+        console.print(f"[red]nothing could be aligned[/]: no photo has a usable {pipeline.mode.subject_word}")
         return EXIT_NOTHING_ALIGNED
     return EXIT_OK

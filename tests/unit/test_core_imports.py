@@ -8,7 +8,7 @@ CORE = ["alignimation_tui.cli", "alignimation_tui.config", "alignimation_tui.dom
         "alignimation_tui.detect.face", "alignimation_tui.detect.facing", "alignimation_tui.detect.identity",
         "alignimation_tui.triage", "alignimation_tui.watch", "alignimation_tui.preview",
         "alignimation_tui.detect.body", "alignimation_tui.modes.body", "alignimation_tui.modes.face",
-        "alignimation_tui.framing", "alignimation_tui.background"]
+        "alignimation_tui.framing", "alignimation_tui.colour", "alignimation_tui.background"]
 
 
 def test_core_runs_without_textual():
@@ -16,6 +16,14 @@ def test_core_runs_without_textual():
            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_modes_do_not_import_the_pipeline():
+    """The pipeline calls the modes, never the other way round (no import cycle)."""
+    code = ("import sys, alignimation_tui.modes.face, alignimation_tui.modes.body; "
+            "print('alignimation_tui.pipeline' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_module_entry_point():
