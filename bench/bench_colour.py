@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alignimation_tui.config import Config, StoreConfig  # noqa: E402
 from alignimation_tui.pipeline import Pipeline  # noqa: E402
-from alignimation_tui.render import frame_file_name  # noqa: E402
+from alignimation_tui.render import FRAMES_SIDECAR, read_sidecar  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 DEFAULT_FOLDERS = [SAMPLES / n for n in ("faces_serena", "faces_jerry", "faces_tony")]
@@ -61,7 +61,8 @@ def measure(folder: Path, tmp: Path) -> dict:
             p.render(tmp / folder.name / f"{how}.mp4", frames_dir)
             kept = p.kept()
             fr = p.framing
-            names = [frames_dir / frame_file_name(k + 1, r.frame.path) for k, r in enumerate(kept)]
+            files = {f["hash"]: f["file"] for f in read_sidecar(frames_dir / FRAMES_SIDECAR)["frames"]}
+            names = [frames_dir / files[r.frame.hash] for r in kept]
             stats = [face_stats(n, fr.anchor, fr.unit) for n in names]
             ref_k = next(k for k, r in enumerate(kept) if r.frame.hash == p.reference.hash)
         finally:

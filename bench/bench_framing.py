@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alignimation_tui.config import Config, StoreConfig  # noqa: E402
 from alignimation_tui.pipeline import Pipeline  # noqa: E402
 from alignimation_tui.register import apply  # noqa: E402
-from alignimation_tui.render import frame_file_name  # noqa: E402
+from alignimation_tui.render import FRAMES_SIDECAR, read_sidecar  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_FOLDERS = [SHARED / "samples" / n for n in ("faces_serena", "faces_jerry", "faces_tony")]
@@ -67,7 +67,8 @@ def render(folder: Path, tmp: Path, tag: str, config: Config):
         frames = tmp / f"{folder.name}-{tag}"
         p.render(tmp / f"{folder.name}-{tag}.mp4", frames)
         kept = p.kept()
-        names = [frames / frame_file_name(k + 1, r.frame.path) for k, r in enumerate(kept)]
+        files = {f["hash"]: f["file"] for f in read_sidecar(frames / FRAMES_SIDECAR)["frames"]}
+        names = [frames / files[r.frame.hash] for r in kept]
         ours = [apply(p.output_matrix(r), np.asarray(r.subject.face.landmarks[:2])) for r in kept]
         return kept, p.framing, names, ours
     finally:
