@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Config
+from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
 from .pipeline import Pipeline
 
@@ -22,6 +23,7 @@ EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
 def frame_json(r: FrameResult) -> dict:
     s = getattr(r.subject, "scores", None)
     people = getattr(r.detection, "persons", None)  # body mode
+    sharp = subject_sharpness(r)
     return {
         "path": str(r.frame.path),
         "hash": r.frame.hash,
@@ -35,6 +37,10 @@ def frame_json(r: FrameResult) -> dict:
         "identity_distance": getattr(r.subject, "identity_distance", None),
         "residual_pct": r.transform.residual_pct if r.transform else None,
         "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
+        "nudge": r.nudge.to_json() if r.nudge is not None else None,
+        "sharpness": None if sharp is None else round(sharp, 2),
+        "dhash": f"{r.quality.dhash:016x}" if r.quality is not None else None,
+        "skipped": r.skip_reason,
         "error": r.error,
         **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
     }

@@ -17,13 +17,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import body_pipeline
+from . import body_pipeline, curate
 from . import register as reg
 from .config import Config, ConfigError
 from .detect import face as face_mod
 from .detect.facing import facing_scores, is_turned
 from .detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
 from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
+from .nudge import Nudge, anchor_points, nudged
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
@@ -169,11 +170,13 @@ class Pipeline:
             other = self.results[frame.hash].frame.path.name
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
-        result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
+        result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash),
+                             nudge=self.store.decisions.nudge(frame.hash))
         if self.body:
             result.detection = body_pipeline.cached_detection(self, frame.hash)
         elif (cached := self.store.get_json(f"faces:{frame.hash}:{self.detect_fp}")) is not None:
             result.detection = FaceDetection.from_json(cached)
+            result.quality = self._cached_quality(frame.hash)
         self.results[frame.hash] = result
         return result
 
@@ -212,6 +215,27 @@ class Pipeline:
         if r is not None:
             r.verdict = verdict
 
+    def set_nudge(self, content_hash: str, nudge: Nudge | None) -> None:
+        """Store the person's correction of one frame first (like a verdict), then use it."""
+        self.store.decisions.set_nudge(content_hash, nudge)
+        r = self.results.get(content_hash)
+        if r is not None:
+            r.nudge = None if nudge is None or nudge.is_identity else nudge
+
+    def final_matrix(self, r: FrameResult) -> np.ndarray:
+        """The frame's matrix from the upright original to the output canvas, nudge included."""
+        return nudged(np.asarray(r.transform.matrix), r.nudge, anchor_points(r.subject))
+
+    def _quality_key(self, content_hash: str) -> str:
+        return f"quality:{content_hash}:{fingerprint(detect=self.detect_fp, side=curate.SHARPNESS_SIDE)}"
+
+    def _cached_quality(self, content_hash: str) -> curate.FrameQuality | None:
+        cached = self.store.get_json(self._quality_key(content_hash))
+        try:
+            return None if cached is None else curate.FrameQuality.from_json(cached)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def pin_reference(self, content_hash: str | None) -> None:
         """Pin (or with None, unpin) the reference; the next ``register`` re-registers every frame
         from cached detections."""
@@ -232,7 +256,7 @@ class Pipeline:
             return False
         if self.body:
             return body_pipeline.needs_detection(self, result)
-        if result.detection is None:
+        if result.detection is None or result.quality is None:
             return True
         if self.identity_on and result.detection.faces:
             return self.store.get_array(f"embed:{result.frame.hash}:{self.embed_fp}") is None
@@ -265,6 +289,10 @@ class Pipeline:
                 r.detection = det
                 self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
             for r, p in batch:
+                if r.quality is None:  # measured on the picture already decoded for detection
+                    with self.timed("quality"):
+                        r.quality = curate.frame_quality(p, r.detection)
+                    self.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
                 if embedder is not None:
                     with self.timed("embed"):
                         vectors = embedder.embed(p, r.detection)
@@ -409,9 +437,12 @@ class Pipeline:
         frames are registered; a new reference re-registers all from cached detections.
         ``compute=False`` (``--render-only``) only reads stored transforms."""
         if self.body:
-            return body_pipeline.register(self)
-        with self.timed("register"):
-            return self._register(compute)
+            ref = body_pipeline.register(self)
+        else:
+            with self.timed("register"):
+                ref = self._register(compute)
+        curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
+        return ref
 
     def _register(self, compute: bool = True) -> Reference | None:
         self.reference = ref = self.choose_reference()
@@ -509,7 +540,9 @@ class Pipeline:
                             taken_at=r.frame.taken_at,
                             size=(r.detection.width, r.detection.height) if r.detection else None,
                             info={"verdict": r.verdict.value, "status": r.status.value,
-                                  "residual_pct": r.transform.residual_pct})
+                                  "residual_pct": r.transform.residual_pct,
+                                  **({"nudge": r.nudge.to_json()} if r.nudge else {})},
+                            nudge=r.nudge, anchor=anchor_points(r.subject))
                  for r in kept]
         if self.body:
             items = body_pipeline.render_items(self, kept, items)
