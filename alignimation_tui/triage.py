@@ -39,6 +39,7 @@ class FrameRow:
     # raw values, for sorting
     sort_values: tuple = ()
     residual_pct: float | None = None  # for the series plot under the table
+    outlier: str = ""  # the ⚑ part of the flag alone
 
     def cells(self) -> dict[str, str]:
         """Cell values in column order (the table adds rows in this order)."""
@@ -128,7 +129,7 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     resid = r.transform.residual_pct if r.transform else None
     sharp = subject_sharpness(r)
     status = r.status.value
-    flag = flag_text(r, flag)
+    outlier, flag = flag, flag_text(r, flag)
     return FrameRow(
         hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
@@ -139,7 +140,7 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
                      -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag,
                      -1.0 if sharp is None else sharp),
-        residual_pct=resid)
+        residual_pct=resid, outlier=outlier)
 
 
 def frame_rows(results: list[FrameResult], min_sharpness: float = 0.0) -> list[FrameRow]:
@@ -165,3 +166,33 @@ def matches(row: FrameRow, which: str) -> bool:
 def status_counts(rows: list[FrameRow]) -> dict[str, int]:
     counts = Counter(r.status for r in rows)
     return {s.value: counts[s.value] for s in FrameStatus if counts.get(s.value)}
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Series:
+    """The residual over time as one line of bars, and the column of the selected frame."""
+
+    bars: str
+    marked: int | None  # column of the selected frame, None when it has no value shown
+    top: float  # the value of a full bar
+
+
+def residual_series(rows: list[FrameRow], width: int, selected: str | None) -> Series:
+    """Bars for the residual of every aligned frame in date order, squeezed into ``width``
+    columns (a column shows the worst of the frames it covers, so an outlier is never hidden)."""
+    ordered = sorted((r for r in rows if r.residual_pct is not None), key=lambda r: r.sort_values[1:2] + (r.name,))
+    n = len(ordered)
+    if n == 0 or width <= 0:
+        return Series("", None, 0.0)
+    cols = min(n, width)
+    top = max(max(r.residual_pct for r in ordered), 1e-9)
+    bars = []
+    for c in range(cols):
+        chunk = ordered[c * n // cols:max(c * n // cols + 1, (c + 1) * n // cols)]
+        worst = max(r.residual_pct for r in chunk)
+        bars.append(SPARK_BARS[min(len(SPARK_BARS) - 1, round(worst / top * (len(SPARK_BARS) - 1)))])
+    index = next((i for i, r in enumerate(ordered) if r.hash == selected), None)
+    return Series("".join(bars), None if index is None else index * cols // n, top)
