@@ -73,7 +73,7 @@ def preview_widget(kind: str, widget_id: str):
 
     base = TGPImage if kind == "kitty" else SixelImage
 
-    class GraphicsImage(base):  # type: ignore[misc, valid-type]
+    class GraphicsImage(base, Renderable=base._Renderable):  # type: ignore[misc, valid-type, call-arg]
         DEFAULT_CSS = "GraphicsImage { width: 1fr; height: 1fr; }"
 
         @property
