@@ -68,6 +68,10 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
         console.print(f"  [yellow]{r.status.value:<10}[/] {r.frame.path.name}: {why}")
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")
+    skipped = [r for r in results if r.status is FrameStatus.SKIPPED]
+    if skipped:
+        console.print(f"  [blue]skipped[/]    {len(skipped)} photo(s) by the selection ([select]), e.g. "
+                      f"{skipped[0].frame.path.name}: {skipped[0].skip_reason} (use --json for all)")
     if pipeline.reference is not None:
         console.print(f"reference: {pipeline.results[pipeline.reference.hash].frame.path.name}, canvas "
                       f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}")
