@@ -59,7 +59,7 @@ def hamming(a: int, b: int) -> int:
 
 
 def laplacian_variance(grey: np.ndarray) -> float:
-    a = grey.astype(np.float32)
+    a = grey.astype(np.float64)
     lap = a[1:-1, :-2] + a[1:-1, 2:] + a[:-2, 1:-1] + a[2:, 1:-1] - 4 * a[1:-1, 1:-1]
     return float(lap.var())
 
