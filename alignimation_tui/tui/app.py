@@ -33,6 +33,7 @@ from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, Rend
                        RowsRemoved)
 from ..nudge import Nudge
 from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widget
+from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
 
@@ -129,6 +130,7 @@ class AlignimationApp(App):
         self.sub_title = str(self.folder)
         # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
         self.graphics = choose_graphics(config.preview.graphics)
+        prepare_graphics(self.graphics)
         self._start()
 
     # layout -------------------------------------------------------------------------------------

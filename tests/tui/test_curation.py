@@ -71,11 +71,16 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         await until(pilot, lambda: "✥ nudged" in str(app.table.get_cell(h, "flag")), "the flag mark")
         caption = app.query_one("#preview-caption")
         await until(pilot, lambda: "nudge shift +0.10,-0.04" in str(caption.render()), "the nudged preview")
+        await pilot.press("o", "shift+left")  # the onion skin follows the nudge too
+        await until(pilot, lambda: "nudge shift +0.09,-0.04" in str(caption.render())
+                    and "onion skin with week00.jpg" in str(caption.render()), "the nudged onion skin")
+        await pilot.press("o")
 
         # back to a plain shift, and the rendered frame moves by it
         await pilot.press("0")
         assert decisions(config, folder).nudge(h) is None
         await pilot.press("full_stop", "shift+right", "shift+right", "shift+down", "shift+down", "shift+down")
+        assert app.nudge_step == "coarse"
         assert decisions(config, folder).nudge(h) == Nudge(dx=0.1, dy=0.15)
         after = rendered_frame(await render(pilot, app), 2)
         centre, iod = eye_frame(registration, eyes)

@@ -49,6 +49,13 @@ def choose_graphics(setting: str, environ: Mapping[str, str] = os.environ, is_tt
     return probe()
 
 
+def prepare(kind: str) -> None:
+    """Load textual-image's widgets for ``kind`` now, while we still own the terminal: the import
+    asks the terminal for its cell size in pixels (a read from stdin that Textual would steal)."""
+    if kind != "halfblock":
+        import textual_image.widget  # noqa: F401
+
+
 def padded(image: Image.Image, box: tuple[int, int]) -> Image.Image:
     """``image`` fitted into ``box`` pixels, centred on black: the widget fills its cells exactly."""
     size, _ = fit(image.size, box)
