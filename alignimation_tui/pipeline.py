@@ -68,6 +68,7 @@ class Pipeline:
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
         self.last_render: RenderResult | None = None
+        self._quality_fp: str | None = None
         # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
         # detector waited for a decoded photo), for benchmarks and profiling.
         self.stage_seconds: dict[str, float] = {}
@@ -227,7 +228,9 @@ class Pipeline:
         return nudged(np.asarray(r.transform.matrix), r.nudge, anchor_points(r.subject))
 
     def _quality_key(self, content_hash: str) -> str:
-        return f"quality:{content_hash}:{fingerprint(detect=self.detect_fp, side=curate.SHARPNESS_SIDE)}"
+        if self._quality_fp is None:  # computed once: a fingerprint per photo costs the open ~0.3 s per 300
+            self._quality_fp = fingerprint(detect=self.detect_fp, side=curate.SHARPNESS_SIDE)
+        return f"quality:{content_hash}:{self._quality_fp}"
 
     def _cached_quality(self, content_hash: str) -> curate.FrameQuality | None:
         cached = self.store.get_json(self._quality_key(content_hash))
