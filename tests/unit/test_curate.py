@@ -145,3 +145,20 @@ def test_exact_and_near_duplicates_and_bursts(tmp_path):
         assert len(p.kept()) == 4
     finally:
         p.close()
+
+
+def test_sharpness_is_normalised_for_the_face_size():
+    """The same face at twice the pixels scores about the same (the crop is resampled to a fixed
+    square); a blurred copy scores far lower at either size."""
+    from PIL import Image
+
+    from alignimation_tui.curate import face_sharpness
+    from tests.conftest import astronaut
+
+    face = Image.fromarray(astronaut())
+    box = (160, 60, 260, 170)  # the astronaut's face
+    big = face.resize((1024, 1024), Image.Resampling.BICUBIC)
+    small_score, big_score = face_sharpness(face, box), face_sharpness(big, tuple(2 * v for v in box))
+    assert big_score == pytest.approx(small_score, rel=0.2)
+    blurred = face.filter(ImageFilter.GaussianBlur(1))
+    assert face_sharpness(blurred, box) < small_score / 2
