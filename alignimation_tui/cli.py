@@ -88,6 +88,7 @@ def _demo_main(argv: list[str]) -> int:
 
 
 def _run_app(folder: Path, config, usage_error) -> int:
+    from .folders import FolderError
     from .models import DeviceError, ModelError
 
     try:
@@ -98,12 +99,20 @@ def _run_app(folder: Path, config, usage_error) -> int:
         return usage_error("the interactive app needs a terminal; use --once in scripts")
     try:
         AlignimationApp(folder, config).run()
-    except (DeviceError, ModelError) as exc:
+    except (DeviceError, ModelError, FolderError) as exc:  # before the screen: the cache folder, the device
         return usage_error(str(exc))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before any photo was read (importing torch takes seconds)
+        print("interrupted: nothing was changed", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "models":
         return _models_main(argv[1:])
@@ -113,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     from .config import ConfigError, load_config, with_overrides
+    from .names import printable
 
     def usage_error(message: str) -> int:
-        print(f"alignimation-tui: error: {message}", file=sys.stderr)
+        print(f"alignimation-tui: error: {printable(message)}", file=sys.stderr)
         return EXIT_USAGE
 
     if not args.folder.is_dir():
@@ -133,14 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.once or args.render_only):
         return _run_app(args.folder, config, usage_error)
 
+    from .folders import FolderError
     from .headless import run_once
     from .pipeline import OutputError
     from .render import RenderError
 
     try:
         return run_once(args.folder, config, args.out, args.frames, args.json, render_only=args.render_only)
-    except (ConfigError, DeviceError, OutputError, ModelError) as exc:
+    except (ConfigError, DeviceError, OutputError, ModelError, FolderError) as exc:
         return usage_error(str(exc))
     except RenderError as exc:
-        print(f"alignimation-tui: cannot render: {exc}", file=sys.stderr)
+        print(f"alignimation-tui: cannot render: {printable(str(exc))}", file=sys.stderr)
         return 1

@@ -1,11 +1,20 @@
 """``--once``: the whole pipeline without a screen. Progress and the summary go to stderr; with
-``--json``, one JSON object per photo goes to stdout. No Textual import here."""
+``--json``, one JSON object per photo goes to stdout (a path that is not UTF-8: see ``names``).
+No Textual import here.
+
+Ctrl+C and SIGTERM end the run with one line and exit 130: whatever was detected is in the cache
+(each photo's result is stored as it is done), partial outputs are removed by the render's own
+clean-up, and the next run goes on from there. A render that fails (a full disk, ffmpeg failing)
+ends with one line and exit 1; the previous output stays."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -15,17 +24,51 @@ from rich.table import Table
 from .config import Config
 from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
+from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline
+from .render import RenderError
 
 EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
+EXIT_RENDER_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
+
+
+def say(line: str) -> None:
+    """One plain line on stderr, never wrapped."""
+    sys.stderr.write(printable(line) + "\n")
+    sys.stderr.flush()
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM ends the run as Ctrl+C does (only the main thread can take signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(pipeline: Pipeline | None) -> str:
+    readable = [r for r in (pipeline.results.values() if pipeline is not None else ())
+                if not r.extra.get("unreadable")]
+    done = sum(r.detection is not None for r in readable)
+    return f"interrupted: {done} of {len(readable)} photos detected and cached; run again to go on"
 
 
 def frame_json(r: FrameResult) -> dict:
     s = getattr(r.subject, "scores", None)
     people = getattr(r.detection, "persons", None)  # body mode
     sharp = subject_sharpness(r)
-    return {
-        "path": str(r.frame.path),
+    return json_safe({
+        **path_fields(r.frame.path),
         "hash": r.frame.hash,
         "date": r.frame.taken_at.isoformat(),
         "date_source": r.frame.date_source,
@@ -43,7 +86,7 @@ def frame_json(r: FrameResult) -> dict:
         "skipped": r.skip_reason,
         "error": r.error,
         **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
-    }
+    })
 
 
 def _progress(console: Console) -> Progress:
@@ -65,24 +108,24 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED)]
     for r in problems[:50]:
         why = r.error or (f"yaw {r.subject.scores.yaw_deg:+.0f}°" if r.subject else "")
-        console.print(f"  [yellow]{r.status.value:<10}[/] {r.frame.path.name}: {why}")
+        console.print(f"  [yellow]{r.status.value:<10}[/] {printable(r.frame.path.name)}: {printable(why)}")
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")
     skipped = [r for r in results if r.status is FrameStatus.SKIPPED]
     if skipped:
         console.print(f"  [blue]skipped[/]    {len(skipped)} photo(s) by the selection ([select]), e.g. "
-                      f"{skipped[0].frame.path.name}: {skipped[0].skip_reason} (use --json for all)")
+                      f"{printable(skipped[0].frame.path.name)}: {printable(skipped[0].skip_reason)} (use --json for all)")
     if pipeline.reference is not None:
-        console.print(f"reference: {pipeline.results[pipeline.reference.hash].frame.path.name}, canvas "
+        console.print(f"reference: {printable(pipeline.results[pipeline.reference.hash].frame.path.name)}, canvas "
                       f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}")
     done = pipeline.last_render
     if out is not None and written and done is not None:
         w, h = done.size
         extra = f", sidecar {done.sidecar.name}" if done.sidecar else ""
-        console.print(f"[green]wrote {out}[/] ({written} photos, {done.frames} frames, {w}x{h}, "
-                      f"{_megabytes(done.bytes)}{extra})")
+        console.print(f"[green]wrote {printable(str(out))}[/] ({written} photos, {done.frames} frames, {w}x{h}, "
+                      f"{_megabytes(done.bytes)}{extra})", soft_wrap=True)  # a path is never cut in two
     elif out is not None and written:
-        console.print(f"[green]wrote {out}[/] ({written} frames)")
+        console.print(f"[green]wrote {printable(str(out))}[/] ({written} frames)", soft_wrap=True)
 
 
 def _megabytes(n: int) -> str:
@@ -93,51 +136,70 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
              as_json: bool = False, render_only: bool = False) -> int:
     """``render_only``: no detection, no registration; photos with nothing stored are named and left
     out, and when nothing at all is stored the run exits 2 saying so."""
+    pipeline = None
+    try:
+        with sigterm_as_interrupt():
+            pipeline = Pipeline(folder, config)
+            try:
+                return _run(pipeline, config, out, frames_dir, as_json, render_only)
+            finally:
+                pipeline.close()
+    except KeyboardInterrupt:
+        say(interrupted_line(pipeline))
+        return EXIT_INTERRUPTED
+
+
+def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path | None,
+         as_json: bool, render_only: bool) -> int:
     console = Console(stderr=True)
     started = time.perf_counter()
-    pipeline = Pipeline(folder, config)
-    try:
-        out = out or pipeline.default_output()
-        with _progress(console) as bar:
-            if render_only:
-                missing = pipeline.restore(exclude={out})
-                pipeline.check_output(out)
-                for line in missing[:20]:
-                    console.print(f"[yellow]left out[/] {line}")
-                if len(missing) > 20:
-                    console.print(f"  … and {len(missing) - 20} more")
-                if missing:
-                    console.print(f"[yellow]{len(missing)} photo(s) left out[/]: run without --render-only to "
-                                  "detect and align them")
-                if not pipeline.kept():
-                    console.print("[red]nothing stored to render[/]: run once without --render-only first "
-                                  "(with the same config)")
-                    return EXIT_USAGE
-            else:
-                results = pipeline.scan(exclude={out})
-                pipeline.check_output(out)
-                task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
-                pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=r.frame.path.name))
-                pipeline.select()
-                pipeline.register()
-            for notice in pipeline.notices:
-                console.print(f"[cyan]note:[/] {notice}")
-            kept = pipeline.kept()
-            written = 0
-            if kept:
-                task = bar.add_task("rendering", total=len(kept), name=out.name)
+    out = out or pipeline.default_output()
+    failed: RenderError | None = None
+    with _progress(console) as bar:
+        if render_only:
+            missing = pipeline.restore(exclude={out})
+            pipeline.check_output(out)
+            for line in missing[:20]:
+                console.print(f"[yellow]left out[/] {printable(line)}")
+            if len(missing) > 20:
+                console.print(f"  … and {len(missing) - 20} more")
+            if missing:
+                console.print(f"[yellow]{len(missing)} photo(s) left out[/]: run without --render-only to "
+                              "detect and align them")
+            if not pipeline.kept():
+                console.print("[red]nothing stored to render[/]: run once without --render-only first "
+                              "(with the same config)")
+                return EXIT_USAGE
+        else:
+            results = pipeline.scan(exclude={out})
+            pipeline.check_output(out)
+            task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
+            pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
+            pipeline.select()
+            pipeline.register()
+        for notice in pipeline.notices:
+            console.print(f"[cyan]note:[/] {printable(notice)}")
+        kept = pipeline.kept()
+        written = 0
+        if kept:
+            task = bar.add_task("rendering", total=len(kept), name=printable(out.name))
+            try:
                 written = pipeline.render(out, frames_dir, progress=lambda n: bar.update(task, completed=n))
+            except RenderError as exc:  # the per-photo results still stand: --json prints them
+                failed = exc
+            else:
                 for notice in pipeline.last_render.notices:
-                    console.print(f"[cyan]note:[/] {notice}")
-        if as_json:
-            for r in pipeline.results.values():
-                sys.stdout.write(json.dumps(frame_json(r)) + "\n")
-            sys.stdout.flush()
-        _summary(console, pipeline, out, written, time.perf_counter() - started)
-        if not written:
-            subject = "person" if config.mode == "body" else "face"
-            console.print(f"[red]nothing could be aligned[/]: no photo has a usable {subject}")
-            return EXIT_NOTHING_ALIGNED
-        return EXIT_OK
-    finally:
-        pipeline.close()
+                    console.print(f"[cyan]note:[/] {printable(notice)}")
+    if as_json:
+        for r in pipeline.results.values():
+            sys.stdout.write(json.dumps(frame_json(r)) + "\n")
+        sys.stdout.flush()
+    if failed is not None:
+        say(f"alignimation-tui: cannot render: {failed}")
+        return EXIT_RENDER_FAILED
+    _summary(console, pipeline, out, written, time.perf_counter() - started)
+    if not written:
+        subject = "person" if config.mode == "body" else "face"
+        console.print(f"[red]nothing could be aligned[/]: no photo has a usable {subject}")
+        return EXIT_NOTHING_ALIGNED
+    return EXIT_OK

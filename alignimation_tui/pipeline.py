@@ -24,6 +24,7 @@ from .detect import face as face_mod
 from .detect.facing import facing_scores, is_turned
 from .detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
 from .domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
+from .names import printable
 from .nudge import Nudge, anchor_points, nudged
 from .models import FACE_EMBEDDER, choose_device, load_face_detector, load_face_embedder
 from .photos import PhotoError, decode_ahead, open_photo
@@ -64,6 +65,7 @@ class Pipeline:
         self.results: dict[str, FrameResult] = {}
         self.reference: Reference | None = None
         self.notices: list[str] = list(self.store.warnings)
+        self.store.on_warning = self.notices.append  # a cache rebuilt while running
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
@@ -289,8 +291,8 @@ class Pipeline:
             with self.timed("detect"):
                 found = detector.detect([p for _, p in need]) if need else []
             for (r, _), det in zip(need, found):
-                r.detection = det
                 self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
+                r.detection = det  # after the store: an interrupted run counts only what is stored
             for r, p in batch:
                 if r.quality is None:  # measured on the picture already decoded for detection
                     with self.timed("quality"):
@@ -539,7 +541,7 @@ class Pipeline:
         if frames_dir is not None and frames_dir.resolve() == self.folder.resolve():
             raise OutputError("refusing to write aligned frames into the photo folder itself")
         kept = self.kept()
-        items = [RenderItem(r.frame.path, r.frame.path.name, np.asarray(r.transform.matrix), hash=r.frame.hash,
+        items = [RenderItem(r.frame.path, printable(r.frame.path.name), np.asarray(r.transform.matrix), hash=r.frame.hash,
                             taken_at=r.frame.taken_at,
                             size=(r.detection.width, r.detection.height) if r.detection else None,
                             info={"verdict": r.verdict.value, "status": r.status.value,

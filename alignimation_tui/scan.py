@@ -118,9 +118,18 @@ def unreadable_frame(path: Path) -> Frame:
     except OSError:
         mtime = 0.0
     when = name_date(path.name)
-    return Frame(path=path, hash="path-" + hashlib.blake2b(str(path).encode(), digest_size=12).hexdigest(),
-                 taken_at=when or datetime.fromtimestamp(mtime), date_source="name" if when else "mtime",
+    return Frame(path=path, hash="path-" + hashlib.blake2b(os.fsencode(path), digest_size=12).hexdigest(),
+                 taken_at=when or from_timestamp(mtime), date_source="name" if when else "mtime",
                  file_size=0)
+
+
+def from_timestamp(seconds: float) -> datetime:
+    """A file's mtime as a local date; one the platform cannot represent (a clock set to year
+    30000, a negative stamp on some systems) becomes the epoch."""
+    try:
+        return datetime.fromtimestamp(seconds)
+    except (OverflowError, OSError, ValueError):
+        return datetime.fromtimestamp(0)
 
 
 def content_hash(path: Path) -> str:
@@ -168,7 +177,7 @@ def taken_at(path: Path, mtime: float) -> tuple[datetime, str]:
         return found, "exif"
     if (found := name_date(path.name)) is not None:
         return found, "name"
-    return datetime.fromtimestamp(mtime), "mtime"
+    return from_timestamp(mtime), "mtime"
 
 
 def _stamp(path: Path, st: os.stat_result) -> dict:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .curate import is_blurry, subject_sharpness
 from .domain import FacingScores, FrameResult, FrameStatus, Verdict
+from .names import printable
 
 FILTERS = ("all", "flagged", "rejected", "failed")
 # A robust z-score (median / MAD) beyond this marks a value as far from the rest.
@@ -115,9 +116,9 @@ def flag_text(r: FrameResult, outlier: str = "") -> str:
     for a frame the person nudged."""
     parts = [outlier] if outlier else []
     if r.error and r.status is FrameStatus.FAILED:
-        parts.append(f"✗ {r.error}")
+        parts.append(f"✗ {printable(r.error)}")
     elif r.status is FrameStatus.SKIPPED and r.skip_reason:
-        parts.append(f"{SKIP_MARK} {r.skip_reason}")
+        parts.append(f"{SKIP_MARK} {printable(r.skip_reason)}")
     if r.nudge is not None and not r.nudge.is_identity:
         parts.append(NUDGE_MARK)
     return " ".join(parts)
@@ -131,7 +132,7 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     status = r.status.value
     outlier, flag = flag, flag_text(r, flag)
     return FrameRow(
-        hash=r.frame.hash, name=r.frame.path.name, date=r.frame.taken_at.strftime("%Y-%m-%d"),
+        hash=r.frame.hash, name=printable(r.frame.path.name), date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
         eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
         confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"), flag=flag,

@@ -5,7 +5,10 @@ crossfade), plus the one or two being composed ahead in a worker thread while th
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +18,21 @@ import numpy as np
 from PIL import Image
 
 from ..background import replace_background
+from ..folders import folder_error, out_of_space, reason
+from ..names import json_safe, path_fields, printable
 from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
 from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
-from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, write_json_atomic
+from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .timing import Timing, plan_timing
-from .writers import OUTPUT_SUFFIXES, open_writer
+from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
+
+OUTPUT_KEY = "render.output (or --out)"
+FRAMES_KEY = "--frames"
+# A write that failed for want of room or of a working disk: the render failed (exit 1), the
+# folder itself is fine. Any other OSError says the folder cannot be used (exit 2, names the key).
+WRITE_ERRNOS = {errno.EIO}
 
 # Below this share of the canvas, a shared crop gets a notice naming the photo that limits it.
 SMALL_CROP = 0.5
@@ -133,7 +144,104 @@ def _captions(items: list[RenderItem], style: CaptionStyle | None) -> list[str]:
 
 
 def frame_file_name(index: int, item: RenderItem) -> str:
-    return f"{index:05d}_{Path(item.name).stem}.jpg"
+    """The aligned frame's file name: the photo's own stem (bytes kept, even when not UTF-8)."""
+    return f"{index:05d}_{item.path.stem or Path(item.name).stem}.jpg"
+
+
+def _remove_abandoned_partials(frames_dir: Path) -> None:
+    """Partial frame folders left by a render that was killed (kill -9, a power cut): those whose
+    process is gone."""
+    for entry in frames_dir.glob(".partial-*-*"):
+        try:
+            pid = int(entry.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):  # not ours, or another user's live process
+            continue
+
+
+class _Outputs:
+    """Everything one render writes, staged as hidden partial files and renamed into place only
+    when all of it is complete: the previous animation, sidecar and frames stay until then, and
+    ``discard()`` removes every partial file (on any failure, Ctrl+C included)."""
+
+    def __init__(self, out: Path, frames_dir: Path | None):
+        self.out, self.frames_dir = out, frames_dir
+        self.staged: list[tuple[Path, Path]] = []  # (partial file, final path)
+        self.frames_partial: Path | None = None
+        self.writer = None
+
+    def fault(self, exc: OSError, frames: bool = False) -> Exception:
+        """An OSError while writing, as the error to raise."""
+        folder, key, what = ((self.frames_dir, FRAMES_KEY, "write the aligned frames into") if frames else
+                             (self.out.parent, OUTPUT_KEY, "write the animation into"))
+        if isinstance(exc, WriteFailed) or out_of_space(exc) or exc.errno in WRITE_ERRNOS:
+            kept = (f"the previous {printable(self.out.name)} is untouched" if self.out.exists()
+                    else "no file was left behind")
+            return RenderError(f"cannot write {printable(str(self.out))}: {reason(exc)}; {kept}")
+        return folder_error(exc, what, folder, key)
+
+    def open_folders(self) -> None:
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.fault(exc) from None
+        if self.frames_dir is not None:
+            try:
+                self.frames_dir.mkdir(parents=True, exist_ok=True)
+                _remove_abandoned_partials(self.frames_dir)
+                self.frames_partial = Path(tempfile.mkdtemp(dir=self.frames_dir, prefix=f".partial-{os.getpid()}-"))
+            except OSError as exc:
+                raise self.fault(exc, frames=True) from None
+
+    def save_frame(self, img: Image.Image, name: str) -> None:
+        try:
+            img.save(self.frames_partial / name, quality=92)
+        except OSError as exc:
+            raise self.fault(exc, frames=True) from None
+
+    def stage(self, partial: Path, final: Path) -> None:
+        self.staged.append((partial, final))
+
+    def stage_sidecars(self, data: dict) -> Path:
+        sidecar = sidecar_path(self.out)
+        try:
+            self.stage(stage_json(sidecar, data), sidecar)
+        except OSError as exc:
+            raise self.fault(exc) from None
+        if self.frames_partial is not None:
+            try:
+                target = self.frames_partial / FRAMES_SIDECAR
+                os.replace(stage_json(target, data), target)
+            except OSError as exc:
+                raise self.fault(exc, frames=True) from None
+        return sidecar
+
+    def commit(self) -> None:
+        """Rename everything into place: frames first, the animation and its sidecar last."""
+        if self.frames_partial is not None:
+            try:
+                for name in sorted(os.listdir(self.frames_partial)):
+                    os.replace(self.frames_partial / name, self.frames_dir / name)
+                self.frames_partial.rmdir()
+            except OSError as exc:
+                raise self.fault(exc, frames=True) from None
+            self.frames_partial = None
+        for partial, final in self.staged:
+            try:
+                os.replace(partial, final)
+            except OSError as exc:
+                raise self.fault(exc) from None
+        self.staged = []
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+        for partial, _ in self.staged:
+            partial.unlink(missing_ok=True)
+        if self.frames_partial is not None:
+            shutil.rmtree(self.frames_partial, ignore_errors=True)
 
 
 def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
@@ -149,9 +257,8 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
     timing = plan_timing(len(items), settings.fps, settings.duration, settings.hold_first,
                          settings.hold_last, settings.crossfade)
     captions = _captions(items, settings.caption)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if frames_dir is not None:
-        frames_dir.mkdir(parents=True, exist_ok=True)
+    outputs = _Outputs(out, frames_dir)
+    outputs.open_folders()
 
     def picture(k: int) -> Image.Image:
         item = items[k]
@@ -166,41 +273,46 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
     def pictures() -> Iterator[Image.Image]:
         for k, img, error in decode_ahead(list(range(len(items))), picture, workers, ahead=workers):
             if error is not None:
-                raise RenderError(f"{items[k].name}: {error}")
+                raise RenderError(f"{printable(items[k].name)}: {error}")
             if frames_dir is not None:
-                img.save(frames_dir / frame_file_name(k + 1, items[k]), quality=92)
+                outputs.save_frame(img, frame_file_name(k + 1, items[k]))
             progress(k + 1)
             yield img
 
-    writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
-                         webp_quality=settings.webp_quality, gif_max_width=settings.gif_max_width)
     distinct = 0
-    try:
-        source = pictures()
-        current, following, index = next(source), None, 0
-        for step in timing.steps():
-            if step.a != index:  # moved on to the next photo
-                current, following, index = following if following is not None else next(source), None, step.a
-            if step.b is None:
-                writer.add(current, step.repeat)
-            else:
-                if following is None:
-                    following = next(source)
-                writer.add(Image.blend(current, following, step.alpha), step.repeat)
-            distinct += 1
-        source.close()
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
-
     sidecar = None
-    if settings.sidecar:
-        data = sidecar_data(items, layout, timing, settings, out, captions, frames_dir)
-        sidecar = sidecar_path(out)
-        write_json_atomic(sidecar, data)
-        if frames_dir is not None:
-            write_json_atomic(frames_dir / FRAMES_SIDECAR, data)
+    try:
+        outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
+                                              webp_quality=settings.webp_quality,
+                                              gif_max_width=settings.gif_max_width)
+        try:
+            writer.start()  # registered first: whatever happens from here, discard() cleans up
+        except OSError as exc:
+            raise outputs.fault(exc) from None
+        source = pictures()
+        try:
+            current, following, index = next(source), None, 0
+            for step in timing.steps():
+                if step.a != index:  # moved on to the next photo
+                    current, following, index = following if following is not None else next(source), None, step.a
+                if step.b is None:
+                    writer.add(current, step.repeat)
+                else:
+                    if following is None:
+                        following = next(source)
+                    writer.add(Image.blend(current, following, step.alpha), step.repeat)
+                distinct += 1
+            source.close()
+            outputs.stage(writer.finish(), out)
+        except OSError as exc:
+            raise outputs.fault(exc) from None
+        outputs.writer = None
+        if settings.sidecar:
+            sidecar = outputs.stage_sidecars(sidecar_data(items, layout, timing, settings, out, captions, frames_dir))
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
     frames = timing.frames if out.suffix.lower() == ".mp4" else distinct
     return RenderResult(out, len(items), frames, layout.size, os.path.getsize(out), sidecar, layout.notices)
 
@@ -210,7 +322,7 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
     cap = settings.caption
     return {
         "version": SIDECAR_VERSION,
-        "output": str(out),
+        **path_fields(out, "output"),
         "size": list(layout.size),
         "crop": list(layout.crop) if layout.crop else None,
         "fps": timing.fps,
@@ -223,13 +335,13 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
                                                           "size": cap.size}},
         "frames": [{
             "index": k + 1,
-            "path": str(item.path),
+            **path_fields(item.path),
             "hash": item.hash,
             "date": item.taken_at.isoformat() if item.taken_at else None,
             "transform": [[float(v) for v in row] for row in layout.matrices[k]],
             "canvas": list(layout.size),
-            **item.info,
-            "caption": captions[k] or None,
-            "file": frame_file_name(k + 1, item) if frames_dir is not None else None,
+            **json_safe(item.info),
+            "caption": printable(captions[k]) or None,
+            **(path_fields(frame_file_name(k + 1, item), "file") if frames_dir is not None else {"file": None}),
         } for k, item in enumerate(items)],
     }

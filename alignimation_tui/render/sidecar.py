@@ -4,6 +4,7 @@ Written next to the animation as ``NAME.SUFFIX.json`` (``timelapse.mp4`` -> ``ti
 so an MP4 and a GIF of the same name do not share one), and as ``sidecar.json`` inside a frames
 folder. Per frame: path, content hash, date, the 3x3 transform from the upright original to the
 output (smoothing and crop included), the output size, verdict, status, residual and caption.
+Every string is valid Unicode: a path that is not UTF-8 is written as in ``--json`` (``names``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 SIDECAR_VERSION = 1
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 FRAMES_SIDECAR = "sidecar.json"
 
 
@@ -23,16 +26,31 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def stage_json(path: Path, data: Any) -> Path:
+    """Write ``data`` to a hidden file beside ``path``, complete and fsync'd, and return that file;
+    the caller renames it into place (with the animation it describes). Nothing is left behind
+    on failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp makes it private; a sidecar is not
             json.dump(data, fh, indent=1)
             fh.write("\n")
-        os.replace(tmp, path)
+            fh.flush()
+            os.fsync(fh.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stage_json(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

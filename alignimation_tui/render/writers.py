@@ -1,8 +1,11 @@
 """Animation writers, all streaming: each takes one picture at a time and holds none of the past.
 
-``add(img, repeat)`` shows ``img`` for ``repeat`` frames. Every writer writes a hidden partial file
-beside the output and renames it into place only when complete, so an interrupted render never
-leaves a half-written animation under the real name.
+``start()`` creates a hidden partial file beside the output (``partial``) and starts the encoder;
+``add(img, repeat)`` shows ``img`` for ``repeat`` frames; ``finish()`` completes it and checks the writer's own verdict
+(ffmpeg's exit status, every write and the close of our GIF file, then an fsync), raising
+``WriteFailed`` on any failure; ``abort()`` stops the writer and removes the partial file. The
+caller renames the partial file into place only once everything else is complete too (see
+``animation``), so the previous file at the output path stays until then.
 
 * MP4: H.264 through imageio-ffmpeg (libx264, CRF ``quality``, yuv420p, even sizes); repeats are
   real frames at the constant rate.
@@ -19,6 +22,13 @@ leaves a half-written animation under the real name.
 """
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,35 +37,133 @@ from PIL import GifImagePlugin, Image
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".webp")
 
 
+class WriteFailed(OSError):
+    """The encoder could not complete the file (ffmpeg failed, a write or the close failed)."""
+
+
 def partial_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial{out.suffix}")
 
 
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _SignalsHeld:
+    """Ctrl+C and SIGTERM held back for the few lines that start a process (main thread only; in a
+    worker thread there is nothing to hold): interrupted inside ``subprocess.Popen``, a started
+    encoder would be left running with no one to stop it, and write its file after we are gone.
+    ``release()`` delivers what arrived meanwhile (raising ``KeyboardInterrupt``)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.caught: list[int] = []
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, lambda n, f: self.caught.append(n))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def release(self) -> None:
+        for signum in self.caught:
+            handler = self.previous.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+
 class _Ffmpeg:
+    """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin. Started in its own session, so
+    a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file."""
+
     def __init__(self, out: Path, size: tuple[int, int], fps: float, codec: str, output_params: list[str],
-                 macro_block_size: int):
+                 macro_block_size: int = 1):
+        self.out, self.partial = out, partial_path(out)
+        self.size, self.fps, self.codec = size, fps, codec
+        self.output_params, self.macro_block_size = output_params, macro_block_size
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    def start(self) -> None:
         import imageio_ffmpeg
 
-        self.out, self.tmp = out, partial_path(out)
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.tmp), size, fps=fps, codec=codec, pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None,
-            macro_block_size=macro_block_size, output_params=output_params, ffmpeg_log_level="error")
-        self._gen.send(None)
+        size, fps, codec, output_params = self.size, self.fps, self.codec, self.output_params
+        rate = str(Fraction(fps).limit_denominator())
+        block = self.macro_block_size
+        padded = [-(-v // block) * block for v in size]  # rounded up, as imageio-ffmpeg does
+        scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if list(size) != padded else []
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error",
+               "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
+               "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
+               str(self.partial)]
+        with _SignalsHeld() as held:
+            # Created (and emptied) by us first, so a folder we cannot write to says so as an OSError.
+            open(self.partial, "wb").close()
+            try:
+                self._stderr = tempfile.TemporaryFile()
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                              stderr=self._stderr, start_new_session=True)
+            except BaseException:  # ffmpeg missing: no partial file either
+                self.partial.unlink(missing_ok=True)
+                raise
+        held.release()  # a Ctrl+C that came meanwhile: the caller's abort() stops ffmpeg
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
-        data = np.ascontiguousarray(np.asarray(img.convert("RGB")))
-        for _ in range(repeat):
-            self._gen.send(data)
+        data = memoryview(np.ascontiguousarray(np.asarray(img.convert("RGB")))).cast("B")  # no copy
+        try:
+            for _ in range(repeat):
+                self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError) as exc:  # ffmpeg stopped: say why it did
+            self._proc.wait()
+            raise WriteFailed(getattr(exc, "errno", None), self._why()) from None
 
-    def close(self) -> None:
-        self._gen.close()
-        self.tmp.replace(self.out)
+    def _why(self) -> str:
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        code = self._proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = f"ffmpeg was stopped by {name}" + (" (the file-size limit)" if name == "SIGXFSZ" else "")
+        else:
+            what = f"ffmpeg failed (exit status {code})"
+        last = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[-1]) if lines else ""  # "[out#0/mp4 @ 0x...] "
+        return f"{what}: {last}" if last else what
+
+    def finish(self) -> Path:
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        code = self._proc.wait()
+        if code != 0:
+            raise WriteFailed(None, self._why())
+        fsync_file(self.partial)
+        self._stderr.close()
+        return self.partial
 
     def abort(self) -> None:
         try:
-            self._gen.close()
+            if self._proc is not None:
+                if self._proc.poll() is None:
+                    self._proc.kill()
+                self._proc.wait()
+            if self._stderr is not None:
+                self._stderr.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self.partial.unlink(missing_ok=True)
 
 
 class Mp4Writer(_Ffmpeg):
@@ -67,7 +175,7 @@ class Mp4Writer(_Ffmpeg):
 class WebpWriter(_Ffmpeg):
     def __init__(self, out: Path, size: tuple[int, int], fps: float, quality: int):
         super().__init__(out, size, fps, "libwebp_anim",
-                         ["-loop", "0", "-lossless", "0", "-quality", str(quality)], macro_block_size=1)
+                         ["-loop", "0", "-lossless", "0", "-quality", str(quality)])
 
 
 def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
@@ -79,12 +187,15 @@ def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
 
 class GifWriter:
     def __init__(self, out: Path, fps: float, max_width: int):
-        self.out, self.tmp = out, partial_path(out)
+        self.out, self.partial = out, partial_path(out)
         self.fps, self.max_width = fps, max_width
-        self._fh = open(self.tmp, "wb")
+        self._fh = None
         self._shown = 0  # frames shown so far, for delays that do not drift
         self._first = True
         self.size: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        self._fh = open(self.partial, "wb")
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
         frame = gif_frame(img, self.max_width)
@@ -99,14 +210,21 @@ class GifWriter:
             self._fh.write(chunk)
         self._first = False
 
-    def close(self) -> None:
+    def finish(self) -> Path:
         self._fh.write(b";")
+        self._fh.flush()  # a full disk shows here at the latest (or on close)
+        os.fsync(self._fh.fileno())
         self._fh.close()
-        self.tmp.replace(self.out)
+        return self.partial
 
     def abort(self) -> None:
-        self._fh.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            if self._fh is not None:
+                self._fh.close()
+        except OSError:  # the buffered rest cannot be written either: it is removed anyway
+            pass
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 def open_writer(out: Path, size: tuple[int, int], fps: float, *, quality: int, webp_quality: int,

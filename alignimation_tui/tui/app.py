@@ -6,6 +6,7 @@ the UI thread, so they are safe the moment the person decides.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from dataclasses import replace
@@ -21,6 +22,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import Config, ConfigError
+from ..folders import FolderError
+from ..names import printable
 from ..domain import Verdict
 from ..photos import PhotoError
 from ..models import preload
@@ -61,6 +64,7 @@ PREVIEW_MODES = ("aligned", "onion", "detections")
 NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
+QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
 
 
 def _cell(column: str, value: str) -> Text | str:
@@ -188,6 +192,11 @@ class AlignimationApp(App):
 
     async def action_quit(self) -> None:
         self._stop_background()
+        if self.driver is not None and not self.driver.render_idle.is_set():
+            # q during a render cancels it: wait (off the event loop) until the partial file is gone
+            self.render_note = "cancelling the render…"
+            self._update_status()
+            await asyncio.to_thread(self.driver.render_idle.wait, QUIT_RENDER_WAIT_S)
         self.exit()
 
     def _stop_background(self) -> None:
@@ -274,7 +283,7 @@ class AlignimationApp(App):
 
     @on(Notice)
     def show_notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=12)
+        self.notify(printable(message.text), severity=message.severity, timeout=12)
 
     @on(RenderProgress)
     @while_screen_up
@@ -401,7 +410,7 @@ class AlignimationApp(App):
         if message.hash != self._selected_hash():
             return
         self.query_one("#preview").show(message.lines)
-        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {message.caption}"))
+        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {printable(message.caption)}"))
 
     # actions ----------------------------------------------------------------------------------
     def action_verdict(self, value: str) -> None:
@@ -409,7 +418,11 @@ class AlignimationApp(App):
         if h is None or self.pipeline is None:
             return
         verdict = Verdict(value)
-        self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+        try:
+            self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+        except FolderError as exc:  # not saved, so not shown as decided either
+            self.notify(printable(str(exc)), severity="error", timeout=30)
+            return
         row = self.rows.get(h)
         if row is not None:
             self._pending_rows.pop(h, None)
@@ -447,7 +460,11 @@ class AlignimationApp(App):
         self._update_status()
 
     def _store_nudge(self, h: str, nudge: Nudge | None) -> None:
-        self.pipeline.set_nudge(h, nudge)  # on disk (fsync'd) first
+        try:
+            self.pipeline.set_nudge(h, nudge)  # on disk (fsync'd) first
+        except FolderError as exc:  # not saved, so not shown either
+            self.notify(printable(str(exc)), severity="error", timeout=30)
+            return
         r, row = self.pipeline.results[h], self.rows.get(h)
         if row is not None:
             self._pending_rows.pop(h, None)

@@ -3,6 +3,10 @@
 Everything that touches the models or registers frames runs here, in a Textual thread worker, fed
 by a job queue: paths from the folder watcher, pins, renders. It checks for cancellation between
 batches and posts small messages; it never touches widgets.
+
+Faults keep the app running: a folder that cannot be written (the cache, the output) is a
+notification naming the folder and the key, and the worker goes on with the next job; a render
+that fails or is cancelled (``q`` while rendering) leaves the previous file and no partial one.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..domain import FrameStatus
+from ..folders import FolderError
+from ..names import printable
 from ..pipeline import OutputError, Pipeline
 from ..photos import PhotoError
 from ..render import RenderError
@@ -36,6 +42,10 @@ def is_standing(text: str) -> bool:
 # Photos detected between two table refreshes: small enough that rows turn `aligned` steadily,
 # big enough that detection still runs in batches.
 CHUNK = 8
+
+
+class RenderCancelled(Exception):
+    """Raised from the render's progress callback when the app is closing."""
 
 
 def _lower_priority() -> None:
@@ -69,6 +79,8 @@ class Driver:
         self._posted: dict = {}
         self.prescanned = False
         self._last_state: tuple | None = None
+        self.render_idle = threading.Event()  # clear while a render runs (the app waits for it on quit)
+        self.render_idle.set()
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -84,7 +96,7 @@ class Driver:
     def post_state(self) -> None:
         p = self.pipeline
         ref = p.reference
-        name = p.results[ref.hash].frame.path.name if ref is not None and ref.hash in p.results else ""
+        name = printable(p.results[ref.hash].frame.path.name) if ref is not None and ref.hash in p.results else ""
         state = (name, self.queue_depth(), self.busy, p.identity_on, str(p.device), p.config.mode)
         if state != self._last_state:  # the idle loop asks every 0.25 s; the screen hears of changes only
             self._last_state = state
@@ -99,26 +111,35 @@ class Driver:
             self._post(RowsChanged(changed))
         for text in self.pipeline.notices[self._notices_sent:]:
             if not is_standing(text):  # the status bar says it, once, for as long as it holds
-                self._post(Notice(text))
+                self._post(Notice(printable(text)))
         self._notices_sent = len(self.pipeline.notices)
         self.post_state()
 
     # the worker -------------------------------------------------------------------------------
+    def _report(self, exc: FolderError) -> None:
+        """A folder fault: said on screen; the worker goes on with the next job."""
+        log.warning("%s", exc)
+        self._post(Notice(printable(str(exc)), "error"))
+        self.post_rows()
+
     def run(self) -> None:
         """The worker's body: first the folder as it is, then jobs until cancelled."""
         _lower_priority()
         p = self.pipeline
         self.busy = "scanning"
         self.post_state()
-        if self.prescanned:  # the app read what the store knows; now the photos that must be read
-            for path in p.unscanned:
-                p.add_path(path)
-            p.sort_results()
-        else:
-            p.scan(exclude={p.default_output()})
-        self.post_rows()  # the table fills from the store before any detection
-        self._align_from_cache()
-        self._process([r for r in p.results.values() if p.needs_detection(r)])
+        try:
+            if self.prescanned:  # the app read what the store knows; now the photos that must be read
+                for path in p.unscanned:
+                    p.add_path(path)
+                p.sort_results()
+            else:
+                p.scan(exclude={p.default_output()})
+            self.post_rows()  # the table fills from the store before any detection
+            self._align_from_cache()
+            self._process([r for r in p.results.values() if p.needs_detection(r)])
+        except FolderError as exc:
+            self._report(exc)
         while not self.cancel.is_set():
             self.busy = ""
             self.post_state()
@@ -133,7 +154,10 @@ class Driver:
                     jobs.append(self.jobs.get_nowait())
                 except queue.Empty:
                     break
-            self._handle(jobs)
+            try:
+                self._handle(jobs)
+            except FolderError as exc:
+                self._report(exc)
 
     def _wait_time(self) -> float:
         if self._render_due is None:
@@ -216,22 +240,32 @@ class Driver:
         out = out or p.default_output()
         kept = p.kept()
         if p.reference is None or not kept:
-            self._post(RenderFinished(str(out), 0, "nothing to render yet: no frame is aligned"))
+            self._post(RenderFinished(printable(str(out)), 0, "nothing to render yet: no frame is aligned"))
             return
-        self.busy = f"rendering {out.name}"
+        self.busy = f"rendering {printable(out.name)}"
         self.post_state()
         total = len(kept)
         last = [0.0]
 
         def progress(n: int) -> None:
+            if self.cancel.is_set():  # the app is closing: stop here, the partial file is removed
+                raise RenderCancelled
             now = time.monotonic()
             if now - last[0] > 0.1 or n == total:
                 last[0] = now
                 self._post(RenderProgress(n, total))
 
+        self.render_idle.clear()
         try:
+            if self.cancel.is_set():
+                raise RenderCancelled
             frames = p.render(out, progress=progress)
-        except (OutputError, RenderError, PhotoError, OSError) as exc:
-            self._post(RenderFinished(str(out), 0, str(exc)))
+        except RenderCancelled:
+            self._post(RenderFinished(printable(str(out)), 0, "cancelled; the previous file (if any) is untouched"))
             return
-        self._post(RenderFinished(str(out), frames))
+        except (OutputError, RenderError, PhotoError, FolderError, OSError) as exc:
+            self._post(RenderFinished(printable(str(out)), 0, printable(str(exc))))
+            return
+        finally:
+            self.render_idle.set()
+        self._post(RenderFinished(printable(str(out)), frames))

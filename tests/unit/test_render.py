@@ -1,4 +1,5 @@
 """Rendering on real files with real encoders (ffmpeg through imageio-ffmpeg, Pillow's GIF)."""
+import os
 from datetime import datetime, timedelta
 
 import imageio.v2 as imageio
@@ -263,3 +264,22 @@ def test_render_settings_from_config(tmp_path):
     s = RenderSettings.from_config(load_config(path))
     assert s.fill == "#102030" and s.crossfade == 2 and s.caption == CaptionStyle("%Y", "bottom-left", 0.1)
     assert RenderSettings.from_config(load_config(None)).caption is None
+
+
+def test_frames_partial_folder_of_a_killed_render_is_removed(tmp_path):
+    """A render killed with -9 leaves its hidden partial frames folder; the next render into the
+    same frames folder removes it (its process is gone) and leaves a live one alone."""
+    import subprocess
+    import sys
+
+    frames = tmp_path / "f"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    abandoned = frames / f".partial-{int(dead.stdout)}-abc"
+    abandoned.mkdir(parents=True)
+    (abandoned / "00001_p00.jpg").write_bytes(b"half")
+    live = frames / f".partial-{os.getpid()}-xyz"
+    live.mkdir()
+    write_animation(make_items(tmp_path, WARPS[:2]), CANVAS, tmp_path / "t.gif", RenderSettings(), frames_dir=frames)
+    assert not abandoned.exists() and live.is_dir()
+    assert sorted(p.name for p in frames.iterdir()) == [live.name, "00001_p00.jpg", "00002_p01.jpg", "sidecar.json"]
