@@ -184,6 +184,20 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    every: str = field(default="off", metadata=_one_of("off", "day", "week", "month"))
+    duplicates: bool = False
+    duplicate_bits: int = field(default=4, metadata=_between(0, 32))
+    burst_seconds: float = field(default=0.0, metadata=_between(0.0, 86400.0))
+    min_sharpness: float = field(default=0.0, metadata=_between(0.0, 1_000_000.0))
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    graphics: str = field(default="auto", metadata=_one_of("auto", "kitty", "sixel", "halfblock"))
+
+
+@dataclass(frozen=True)
 class BodyConfig:
     detect_size: int = field(default=800, metadata=_between(128, 4096))
     batch_size: int = field(default=4, metadata=_between(1, 256))
@@ -214,6 +228,8 @@ class Config:
     register: RegisterConfig = field(default_factory=RegisterConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
     body: BodyConfig = field(default_factory=BodyConfig)
 
 

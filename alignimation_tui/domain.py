@@ -5,6 +5,11 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .curate import FrameQuality
+    from .nudge import Nudge
 
 
 class FrameStatus(str, enum.Enum):
@@ -14,6 +19,7 @@ class FrameStatus(str, enum.Enum):
     TURNED = "turned"
     NO_SUBJECT = "no_subject"
     FAILED = "failed"
+    SKIPPED = "skipped"  # aligned, but left out by the selection ([select]); the reason is kept
 
 
 class Verdict(str, enum.Enum):
@@ -136,6 +142,9 @@ class FrameResult:
     transform: Transform | None = None
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    quality: FrameQuality | None = None  # sharpness per face and the photo's hash (curate.py)
+    skip_reason: str | None = None  # why the selection left it out (status skipped)
+    nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
 
     @property
     def kept(self) -> bool:

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Config
+from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
 from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline
@@ -67,6 +68,7 @@ def frame_json(r: FrameResult, output_matrix=None) -> dict:
     matrix the render uses (photo -> output, framing included)."""
     s = getattr(r.subject, "scores", None)
     people = getattr(r.detection, "persons", None)  # body mode
+    sharp = subject_sharpness(r)
     return json_safe({
         **path_fields(r.frame.path),
         "hash": r.frame.hash,
@@ -81,6 +83,10 @@ def frame_json(r: FrameResult, output_matrix=None) -> dict:
         "residual_pct": r.transform.residual_pct if r.transform else None,
         "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
         "output_transform": None if output_matrix is None else [[float(v) for v in row] for row in output_matrix],
+        "nudge": r.nudge.to_json() if r.nudge is not None else None,
+        "sharpness": None if sharp is None else round(sharp, 2),
+        "dhash": f"{r.quality.dhash:016x}" if r.quality is not None else None,
+        "skipped": r.skip_reason,
         "error": r.error,
         **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
     })
@@ -108,6 +114,10 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
         console.print(f"  [yellow]{r.status.value:<10}[/] {printable(r.frame.path.name)}: {printable(why)}")
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")
+    skipped = [r for r in results if r.status is FrameStatus.SKIPPED]
+    if skipped:
+        console.print(f"  [blue]skipped[/]    {len(skipped)} photo(s) by the selection ([select]), e.g. "
+                      f"{printable(skipped[0].frame.path.name)}: {printable(skipped[0].skip_reason)} (use --json for all)")
     if pipeline.reference is not None:
         framing = pipeline.framing
         console.print(f"reference: {printable(pipeline.results[pipeline.reference.hash].frame.path.name)}, canvas "

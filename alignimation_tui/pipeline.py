@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from . import curate
 from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict
@@ -24,6 +25,7 @@ from .framing import Framing, FramingSettings, output_matrix, plan_framing
 from .models import choose_device
 from .names import printable
 from .modes import Mode, Reference, mode_for
+from .nudge import Nudge, anchor_points, nudged
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
@@ -131,8 +133,11 @@ class Pipeline:
             other = self.results[frame.hash].frame.path.name
             self.notices.append(f"{path.name} is the same photo as {other}; it is used once")
             return None
-        result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash))
+        result = FrameResult(frame=frame, verdict=self.store.decisions.verdict(frame.hash),
+                             nudge=self.store.decisions.nudge(frame.hash))
         result.detection = self.mode.cached_detection(frame.hash)
+        if result.detection is not None:
+            result.quality = self.mode.cached_quality(frame.hash)
         self.results[frame.hash] = result
         return result
 
@@ -170,6 +175,18 @@ class Pipeline:
         r = self.results.get(content_hash)
         if r is not None:
             r.verdict = verdict
+
+    def set_nudge(self, content_hash: str, nudge: Nudge | None) -> None:
+        """Store the person's correction of one frame first (like a verdict), then use it."""
+        self.store.decisions.set_nudge(content_hash, nudge)
+        r = self.results.get(content_hash)
+        if r is not None:
+            r.nudge = None if nudge is None or nudge.is_identity else nudge
+
+    def final_matrix(self, r: FrameResult) -> np.ndarray:
+        """The frame's matrix from the upright original to the output picture: its nudge after
+        ``output_matrix`` (framing ∘ registration)."""
+        return nudged(self.output_matrix(r), r.nudge, anchor_points(r.subject))
 
     def pin_reference(self, content_hash: str | None) -> None:
         """Pin (or with None, unpin) the reference; the next ``register`` re-registers every frame
@@ -253,13 +270,15 @@ class Pipeline:
         """Register every subject onto the reference's canvas. Transforms are cached against the
         reference and the registration settings (not the framing), so only new frames are
         registered; a new reference re-registers all from cached detections. ``compute=False``
-        (``--render-only``) only reads stored transforms. Also plans the framing."""
+        (``--render-only``) only reads stored transforms. Then the selection (``[select]``), then
+        the framing."""
         with self.timed("register"):
             self.reference = ref = self.mode.choose_reference()
             if ref is not None:
                 self.mode.register(ref, compute)
-            self.framing = self.plan_framing()
-            return ref
+        curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
+        self.framing = self.plan_framing()
+        return ref
 
     # framing -----------------------------------------------------------------------------------
     def plan_framing(self) -> Framing | None:
@@ -358,8 +377,9 @@ class Pipeline:
                             size=(r.detection.width, r.detection.height) if r.detection else None,
                             info={"verdict": r.verdict.value, "status": r.status.value,
                                   "residual_pct": r.transform.residual_pct,
-                                  "colour_gain": [round(g, 4) for g in gain.gains]},
-                            colour=None if gain.is_identity else gain)
+                                  "colour_gain": [round(g, 4) for g in gain.gains],
+                                  **({"nudge": r.nudge.to_json()} if r.nudge else {})},
+                            colour=None if gain.is_identity else gain, nudge=r.nudge, anchor=anchor_points(r.subject))
                  for r, gain in zip(kept, gains)]
         items = self.mode.render_items(kept, items)
         with self.timed("render"):

@@ -2,12 +2,20 @@
 the original with what was detected drawn on it. Pure Pillow; no Textual here."""
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from .domain import FrameResult
-from .photos import open_photo
+from .nudge import anchor_points, nudged
+from .photos import Decoded, open_photo
 from .render import compose
+from .render.frame import compose_decoded
+
+DECODE_STEP = 64  # decode sizes are rounded up to this, so a nudge's small zoom reuses the decode
 
 LANDMARK_COLOURS = ((80, 220, 255), (80, 220, 255), (255, 220, 60), (255, 90, 160), (255, 90, 160))
 
@@ -20,14 +28,24 @@ def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], f
 
 def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int, matrix: np.ndarray | None = None,
                     output: tuple[int, int] | None = None, fill: str = "black") -> Image.Image:
-    """The frame as the render shows it, at preview size (decoded small, warped once).
-    ``matrix``: the photo -> output matrix (``Pipeline.output_matrix``) and ``output`` its size;
-    without them, the registration onto the reference's canvas."""
+    """The frame as the render shows it, with its nudge, at preview size (decoded small, warped
+    once). ``matrix``: the photo -> output matrix (``Pipeline.output_matrix``: framing included)
+    and ``output`` its size; without them, the registration onto the reference's canvas. The
+    decoded photo is kept for the next call, so nudging the same frame only warps."""
     matrix = np.asarray(r.transform.matrix if matrix is None else matrix, np.float64)
     size, s = fit(output or r.transform.canvas, box)
-    matrix = np.diag([s, s, 1.0]) @ matrix
+    matrix = np.diag([s, s, 1.0]) @ nudged(matrix, r.nudge, anchor_points(r.subject))
     photo_size = (r.detection.width, r.detection.height) if r.detection else None
-    return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size)
+    if photo_size is None:
+        return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size)
+    needed = math.ceil(max(photo_size) * math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) * 1.05) + 2
+    photo = _decoded(r.frame.path, r.frame.hash, -(-needed // DECODE_STEP) * DECODE_STEP, max_pixels)
+    return compose_decoded(photo, matrix, size, fill)
+
+
+@lru_cache(maxsize=4)
+def _decoded(path: Path, content_hash: str, max_side: int, max_pixels: int) -> Decoded:
+    return open_photo(path, max_side=max_side, max_pixels=max_pixels)
 
 
 def onion_skin(frame: Image.Image, reference: Image.Image, alpha: float = 0.5) -> Image.Image:

@@ -6,7 +6,7 @@ Two places, on purpose:
   ``f"{kind}:{content_hash}:{fingerprint}"``; values are JSON bytes or ``.npy`` bytes, never pickle.
   ``SafeDisk`` refuses pickled rows and file names outside the cache directory, so a tampered cache
   cannot run code or read other files: such an entry is treated as missing.
-* the **decisions** file (user data, never evicted): verdicts and the pinned reference, keyed by
+* the **decisions** file (user data, never evicted): verdicts, nudges and the pinned reference, keyed by
   content hash, in a small JSON file replaced atomically on every change.
 
 Keys are text; a key holding a file name that is not valid UTF-8 (``stat:/photos/caf\udce9.jpg``)
@@ -36,6 +36,7 @@ import platformdirs
 from .domain import Verdict
 from .folders import FolderError, folder_access, folder_error, out_of_space
 from .names import is_printable, printable
+from .nudge import Nudge
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Decisions:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        self._data = {"verdicts": {}, "reference": None}
+        self._data = {"verdicts": {}, "reference": None, "nudges": {}}
         with folder_access("read your decisions in", path.parent, DATA_KEY):
             text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else None
         if text is not None:
@@ -143,6 +144,7 @@ class Decisions:
                 self._data["verdicts"] = {str(k): str(v) for k, v in loaded.get("verdicts", {}).items()
                                           if v in {x.value for x in Verdict}}
                 self._data["reference"] = loaded.get("reference")
+                self._data["nudges"] = _valid_nudges(loaded.get("nudges") or {})
             except (ValueError, AttributeError) as exc:
                 backup = path.with_suffix(".unreadable.json")
                 with folder_access("keep the unreadable decisions file aside in", path.parent, DATA_KEY):
@@ -166,6 +168,24 @@ class Decisions:
                 self._write()
             except BaseException:  # not on disk: not decided either
                 self._data["verdicts"] = before
+                raise
+
+    def nudge(self, content_hash: str) -> Nudge | None:
+        raw = self._data["nudges"].get(content_hash)
+        return None if raw is None else Nudge.from_json(raw)
+
+    def set_nudge(self, content_hash: str, nudge: Nudge | None) -> None:
+        """Store (or with None / no change, forget) the person's correction of one frame."""
+        with self._lock:
+            before = dict(self._data["nudges"])
+            if nudge is None or nudge.is_identity:
+                self._data["nudges"].pop(content_hash, None)
+            else:
+                self._data["nudges"][content_hash] = nudge.to_json()
+            try:
+                self._write()
+            except BaseException:  # not on disk: not decided either
+                self._data["nudges"] = before
                 raise
 
     @property
@@ -202,6 +222,17 @@ class Decisions:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _valid_nudges(raw: dict) -> dict:
+    """The stored nudges that can be read; a damaged entry is dropped with a warning, the rest kept."""
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[str(key)] = Nudge.from_json(value).to_json()
+        except (ValueError, TypeError, AttributeError):
+            log.warning("decisions: ignored an unreadable nudge for %s", key)
+    return out
 
 
 class Store:

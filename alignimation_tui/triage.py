@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .curate import is_blurry, subject_sharpness
 from .domain import FacingScores, FrameResult, FrameStatus, Verdict
 from .names import printable
 
@@ -35,19 +36,22 @@ class FrameRow:
     confidence: str
     residual: str
     flag: str
+    sharpness: str = ""
     # raw values, for sorting
     sort_values: tuple = ()
+    residual_pct: float | None = None  # for the series plot under the table
+    outlier: str = ""  # the ⚑ part of the flag alone
 
     def cells(self) -> dict[str, str]:
-        return {"name": self.name, "date": self.date, "status": self.status, "verdict": self.verdict,
-                "eye": self.eye, "mouth": self.mouth, "confidence": self.confidence,
-                "residual": self.residual, "flag": self.flag}
+        """Cell values in column order (the table adds rows in this order)."""
+        return {key: getattr(self, key) for key, _, _ in COLUMNS}
 
 
-# key, header, fixed width (None: as wide as the content)
-COLUMNS = (("name", "photo", None), ("date", "date", 10), ("status", "status", 10), ("verdict", "verdict", 8),
-           ("eye", "eye", 4), ("mouth", "mouth", 5), ("confidence", "conf", 5), ("residual", "resid%", 6),
-           ("flag", "flag", 30))
+# key, header, fixed width (None: as wide as the content). The most useful first: on a narrow
+# terminal the columns on the right are the ones scrolled out of view.
+COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdict", 8),
+           ("residual", "resid%", 6), ("sharpness", "sharp", 5), ("flag", "flag", 30), ("date", "date", 10),
+           ("eye", "eye", 4), ("mouth", "mouth", 5), ("confidence", "conf", 5))
 
 
 def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:
@@ -66,8 +70,9 @@ def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) ->
     return out
 
 
-def outlier_flags(results: list[FrameResult]) -> dict[str, str]:
-    """hash -> reason for frames whose residual or facing scores are far from the rest."""
+def outlier_flags(results: list[FrameResult], min_sharpness: float = 0.0) -> dict[str, str]:
+    """hash -> reason for frames whose residual or facing scores are far from the rest, or whose
+    face is blurrier than ``min_sharpness`` (``select.min_sharpness``)."""
     aligned = [r for r in results if r.transform is not None and r.subject is not None]
     residual = _robust_outliers({r.frame.hash: r.transform.residual_pct for r in aligned},
                                 RESIDUAL_FLOOR_PCT, high_only=True)
@@ -78,6 +83,8 @@ def outlier_flags(results: list[FrameResult]) -> dict[str, str]:
     for r in aligned:
         h = r.frame.hash
         why = [w for w, s in (("residual", residual), ("eyes", eye), ("mouth", mouth)) if h in s]
+        if is_blurry(r, min_sharpness):
+            why.append("blurry")
         if why:
             flags[h] = "⚑ " + ",".join(why)
     return flags
@@ -100,24 +107,45 @@ def _confidence(r: FrameResult) -> float | None:
     return r.subject.person.score
 
 
+NUDGE_MARK = "✥ nudged"
+SKIP_MARK = "⊘"
+
+
+def flag_text(r: FrameResult, outlier: str = "") -> str:
+    """The flag column: an outlier reason (⚑), why it failed (✗) or was skipped (⊘), and a mark
+    for a frame the person nudged."""
+    parts = [outlier] if outlier else []
+    if r.error and r.status is FrameStatus.FAILED:
+        parts.append(f"✗ {printable(r.error)}")
+    elif r.status is FrameStatus.SKIPPED and r.skip_reason:
+        parts.append(f"{SKIP_MARK} {printable(r.skip_reason)}")
+    if r.nudge is not None and not r.nudge.is_identity:
+        parts.append(NUDGE_MARK)
+    return " ".join(parts)
+
+
 def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     s = _scores(r)
     conf = _confidence(r)
     resid = r.transform.residual_pct if r.transform else None
+    sharp = subject_sharpness(r)
     status = r.status.value
+    outlier, flag = flag, flag_text(r, flag)
     return FrameRow(
         hash=r.frame.hash, name=printable(r.frame.path.name), date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
         eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
-        confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"),
-        flag=flag or (f"✗ {printable(r.error)}" if r.error and r.status is FrameStatus.FAILED else ""),
+        confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"), flag=flag,
+        sharpness="" if sharp is None else f"{min(sharp, 99999):.0f}",
         sort_values=(r.frame.path.name.lower(), r.frame.taken_at, status, r.verdict.value,
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
-                     -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag))
+                     -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag,
+                     -1.0 if sharp is None else sharp),
+        residual_pct=resid, outlier=outlier)
 
 
-def frame_rows(results: list[FrameResult]) -> list[FrameRow]:
-    flags = outlier_flags(results)
+def frame_rows(results: list[FrameResult], min_sharpness: float = 0.0) -> list[FrameRow]:
+    flags = outlier_flags(results, min_sharpness)
     return [frame_row(r, flags.get(r.frame.hash, "")) for r in results]
 
 
@@ -139,3 +167,33 @@ def matches(row: FrameRow, which: str) -> bool:
 def status_counts(rows: list[FrameRow]) -> dict[str, int]:
     counts = Counter(r.status for r in rows)
     return {s.value: counts[s.value] for s in FrameStatus if counts.get(s.value)}
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class Series:
+    """The residual over time as one line of bars, and the column of the selected frame."""
+
+    bars: str
+    marked: int | None  # column of the selected frame, None when it has no value shown
+    top: float  # the value of a full bar
+
+
+def residual_series(rows: list[FrameRow], width: int, selected: str | None) -> Series:
+    """Bars for the residual of every aligned frame in date order, squeezed into ``width``
+    columns (a column shows the worst of the frames it covers, so an outlier is never hidden)."""
+    ordered = sorted((r for r in rows if r.residual_pct is not None), key=lambda r: r.sort_values[1:2] + (r.name,))
+    n = len(ordered)
+    if n == 0 or width <= 0:
+        return Series("", None, 0.0)
+    cols = min(n, width)
+    top = max(max(r.residual_pct for r in ordered), 1e-9)
+    bars = []
+    for c in range(cols):
+        chunk = ordered[c * n // cols:max(c * n // cols + 1, (c + 1) * n // cols)]
+        worst = max(r.residual_pct for r in chunk)
+        bars.append(SPARK_BARS[min(len(SPARK_BARS) - 1, round(worst / top * (len(SPARK_BARS) - 1)))])
+    index = next((i for i, r in enumerate(ordered) if r.hash == selected), None)
+    return Series("".join(bars), None if index is None else index * cols // n, top)

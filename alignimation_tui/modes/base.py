@@ -75,6 +75,10 @@ class Mode(ABC):
     def cached_detection(self, content_hash: str):
         """The stored detection of a photo, or None."""
 
+    def cached_quality(self, content_hash: str):
+        """The stored ``curate.FrameQuality`` of a detected photo, or None (default: none kept)."""
+        return None
+
     @abstractmethod
     def needs_detection(self, r: FrameResult) -> bool:
         """Whether ``r`` (a readable photo) lacks something detection stores."""

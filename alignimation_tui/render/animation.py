@@ -21,6 +21,7 @@ from ..background import replace_background
 from ..colour import ColourGain
 from ..folders import folder_error, out_of_space, reason
 from ..names import json_safe, path_fields, printable
+from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
 from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
@@ -60,6 +61,8 @@ class RenderItem:
     background: str = "keep"
     feather_px: float = 0.0
     colour: ColourGain | None = None  # render.match_colour's correction, applied before the background
+    nudge: Nudge | None = None  # the person's correction, in output space (nudge.py)
+    anchor: np.ndarray | None = None  # two points (upright original) the nudge is anchored on
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,10 @@ class RenderResult:
 
 def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: RenderSettings) -> Layout:
     matrices = smooth_matrices([np.asarray(i.matrix, np.float64) for i in items], settings.smoothing, canvas)
+    # The nudge left-multiplies the final matrix. The shared crop below is a translation and the
+    # nudge is anchored on the face, so nudging here equals nudging after the crop, and the crop
+    # then covers the nudged frames.
+    matrices = [nudged(m, i.nudge, i.anchor) for m, i in zip(matrices, items)]
     sizes = [i.size or upright_size(i.path) for i in items]
     if settings.crop != "shared":
         return Layout(matrices, canvas, None, _fill_notices(items, matrices, sizes, canvas, settings.fill))

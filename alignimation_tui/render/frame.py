@@ -120,7 +120,11 @@ def composite(premultiplied: Image.Image, alpha: Image.Image, background: Image.
 def compose(path: Path, matrix: np.ndarray, size: tuple[int, int], fill: str, max_pixels: int,
             photo_size: tuple[int, int] | None = None) -> Image.Image:
     """The aligned picture of one photo on an output of ``size`` (caption not included)."""
-    photo = decode_for(path, matrix, max_pixels, photo_size)
+    return compose_decoded(decode_for(path, matrix, max_pixels, photo_size), matrix, size, fill)
+
+
+def compose_decoded(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str) -> Image.Image:
+    """``compose`` for a photo already decoded (at any size: ``matrix`` maps its original pixels)."""
     solid = fill_rgb(fill)
     if solid is not None:
         return warp(photo, matrix, size, solid)

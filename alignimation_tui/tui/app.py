@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.containers import Horizontal, Vertical
+from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -29,12 +29,16 @@ from ..photos import PhotoError
 from ..models import preload
 from ..pipeline import Pipeline
 from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
-from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts
+from ..triage import COLUMNS, FILTERS, FrameRow, flag_text, is_flagged, matches, status_counts
 from ..watch import FolderWatcher
 from .driver import Driver, Job
 from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress, RowsChanged,
                        RowsRemoved)
-from .widgets.halfblock import HalfBlockImage, halfblock_lines
+from ..nudge import Nudge
+from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widget
+from .widgets.graphics import prepare as prepare_graphics
+from .widgets.halfblock import halfblock_lines
+from .widgets.series import SeriesPlot
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +57,13 @@ def while_screen_up(handler):
             return None
     return guarded
 
-STATUS_STYLES = {"aligned": "green", "turned": "yellow", "no_subject": "magenta", "failed": "red",
+STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "no_subject": "magenta", "failed": "red",
                  "detecting": "cyan", "queued": "dim"}
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections")
-NUMERIC = {"eye", "mouth", "confidence", "residual"}
+NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
+NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
 
 
@@ -96,8 +101,19 @@ class AlignimationApp(App):
         Binding("f", "cycle_filter", "Filter"),
         Binding("s", "cycle_sort", "Sort"),
         Binding("v", "toggle_preview", "Preview", show=False),
+        Binding("shift+left", "nudge('x', -1)", "Nudge", key_display="⇧←→↑↓"),
+        Binding("shift+right", "nudge('x', 1)", "Nudge right", show=False),
+        Binding("shift+up", "nudge('y', -1)", "Nudge up", show=False),
+        Binding("shift+down", "nudge('y', 1)", "Nudge down", show=False),
+        Binding("left_square_bracket", "nudge('angle', -1)", "Rotate ⟲", key_display="[ ]"),
+        Binding("right_square_bracket", "nudge('angle', 1)", "Rotate clockwise", show=False),
+        Binding("minus", "nudge('scale', -1)", "Zoom", key_display="- +"),
+        Binding("plus,equals_sign", "nudge('scale', 1)", "Zoom in", show=False),
+        Binding("full_stop", "nudge_step", "Fine/coarse", key_display="."),
+        Binding("0", "nudge_reset", "Reset nudge", show=False),
         Binding("q", "quit", "Quit"),
     ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
 
     def __init__(self, folder: Path, config: Config, *, watch: bool = True):
         super().__init__()
@@ -113,20 +129,26 @@ class AlignimationApp(App):
         self.sort_column = "date"
         self.preview_mode = "aligned"
         self.render_note = ""
+        self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
         self.sub_title = str(self.folder)
+        # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
+        self.graphics = choose_graphics(config.preview.graphics)
+        prepare_graphics(self.graphics)
         self._start()
 
     # layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="main"):
-            table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
-            for key, label, width in COLUMNS:
-                table.add_column(label, key=key, width=width)
-            yield table
+        with Container(id="main"):
+            with Vertical(id="table-pane"):
+                table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
+                for key, label, width in COLUMNS:
+                    table.add_column(label, key=key, width=width)
+                yield table
+                yield SeriesPlot(id="series")
             with Vertical(id="preview-pane"):
-                yield HalfBlockImage(id="preview")
+                yield preview_widget(self.graphics, "preview")
                 yield Static("", id="preview-caption")
         yield Static("starting…", id="status-bar")
         yield Footer()
@@ -233,9 +255,10 @@ class AlignimationApp(App):
         if added:
             self._apply_sort()
         self._update_status()
+        self._update_plot()
         if table.row_count and self._selected_hash() and rows:
             changed = next((r for r in rows if r.hash == self._selected_hash()), None)
-            if changed is not None and changed.status in ("aligned", "turned"):
+            if changed is not None and changed.status in ("aligned", "turned", "skipped"):
                 self.request_preview()
 
     def _add_row(self, row: FrameRow) -> None:
@@ -250,6 +273,7 @@ class AlignimationApp(App):
             if h in self.table.rows:
                 self.table.remove_row(h)
         self._update_status()
+        self._update_plot()
 
     @on(PipelineState)
     @while_screen_up
@@ -290,25 +314,34 @@ class AlignimationApp(App):
 
     # status bar -------------------------------------------------------------------------------
     def _update_status(self) -> None:
+        """What is happening first, standing conditions next (said here once, not as a notification
+        at every start), settings last: on a narrow terminal the end is what wraps or is cut."""
         counts = status_counts(list(self.rows.values()))
         s = self.state
-        parts = []
+        parts = [" ".join(f"{k} {v}" for k, v in counts.items()) or "no photos yet"]
         if s is not None:
-            if s.mode == "body":
-                models = "Mask R-CNN + Keypoint R-CNN"
-            else:
-                models = "MTCNN + identity" if s.identity_on else "MTCNN, identity off"
-            parts.append(f"{s.mode} · {s.device} · {models}")
-        parts.append(" ".join(f"{k} {v}" for k, v in counts.items()) or "no photos yet")
-        if s is not None:
-            parts.append(f"queue {s.queue}")
-            parts.append(f"ref {s.reference or '—'}")
             if s.busy:
                 parts.append(s.busy)
-        parts.append(f"filter {self.filter} · sort {self.sort_column}")
+            parts.append(f"queue {s.queue}")
         if self.render_note:
             parts.append(self.render_note)
+        if s is not None:
+            if s.mode == "body":
+                parts.append(f"{s.mode} · {s.device} · Mask R-CNN + Keypoint R-CNN")
+            elif s.identity_on:
+                parts.append(f"{s.device} · MTCNN + identity")
+            else:
+                parts.append(f"{s.device} · identity matching off (`alignimation-tui models --download`)")
+            parts.append(f"ref {s.reference or '—'}")
+        parts.append(f"filter {self.filter} · sort {self.sort_column} · nudge {self.nudge_step}")
         self.query_one("#status-bar", Static).update(Text(" │ ".join(parts)))
+
+    @while_screen_up
+    def _update_plot(self) -> None:
+        h = self._selected_hash()
+        row = self.rows.get(h) if h else None
+        label = "" if row is None else f"{row.name} {row.residual}"
+        self.query_one("#series", SeriesPlot).plot(list(self.rows.values()), h, label)
 
     # selection and preview ------------------------------------------------------------------
     def _selected_hash(self) -> str | None:
@@ -323,6 +356,7 @@ class AlignimationApp(App):
     @on(DataTable.RowHighlighted, "#frames")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.request_preview()
+        self._update_plot()
 
     @while_screen_up
     def request_preview(self) -> None:
@@ -330,7 +364,7 @@ class AlignimationApp(App):
         pane = self.query_one("#preview-pane")
         if h is None or not pane.display:
             return
-        self._make_preview(h, self.preview_mode, self.query_one("#preview", HalfBlockImage).cell_size)
+        self._make_preview(h, self.preview_mode, self.query_one("#preview").cell_size)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _make_preview(self, h: str, mode: str, cells: tuple[int, int]) -> None:
@@ -352,7 +386,9 @@ class AlignimationApp(App):
             else:
                 framed = {"output": p.framing.size, "fill": self.config.render.fill}  # as the render frames it
                 image = aligned_preview(r, box, max_px, matrix=p.output_matrix(r), **framed)
-                caption = f"{r.frame.path.name}: aligned, residual {r.transform.residual_pct:.2f}%"
+                caption = f"{r.frame.path.name}: {r.status.value}, residual {r.transform.residual_pct:.2f}%"
+                if r.nudge is not None:
+                    caption += f" · nudge {r.nudge.describe()}"
                 ref = p.reference
                 if mode == "onion" and ref is not None and ref.hash in p.results:
                     ref_result = p.results[ref.hash]
@@ -362,16 +398,20 @@ class AlignimationApp(App):
                         caption += f" · onion skin with {ref_result.frame.path.name}"
         except (PhotoError, OSError) as exc:
             caption = f"cannot show {r.frame.path.name}: {exc}"
-        lines = [] if image is None else halfblock_lines(image, *cells)
+        if self.graphics == "halfblock":
+            payload = [] if image is None else halfblock_lines(image, *cells)
+        else:
+            cw, ch = cell_pixels()
+            payload = None if image is None else padded(image, (max(1, cells[0] * cw), max(1, cells[1] * ch)))
         if not get_current_worker().is_cancelled:
-            self.post_message(PreviewReady(h, mode, lines, caption))
+            self.post_message(PreviewReady(h, mode, payload, caption))
 
     @on(PreviewReady)
     @while_screen_up
     def show_preview(self, message: PreviewReady) -> None:
         if message.hash != self._selected_hash():
             return
-        self.query_one("#preview", HalfBlockImage).set_lines(message.lines)
+        self.query_one("#preview").show(message.lines)
         self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {printable(message.caption)}"))
 
     # actions ----------------------------------------------------------------------------------
@@ -396,11 +436,42 @@ class AlignimationApp(App):
         if h is None:
             return
         row = self.rows[h]
-        if row.status not in ("aligned", "turned"):
+        if row.status not in ("aligned", "turned", "skipped"):
             self.notify(f"{row.name} has no usable face; it cannot be the reference", severity="warning")
             return
         self.driver.submit(Job("pin", hash=h))
         self.notify(f"pinned {row.name} as the reference; re-registering from cached detections")
+
+    def action_nudge(self, axis: str, direction: int) -> None:
+        """One step of the person's correction of the selected frame: stored (atomically, like a
+        verdict) before the preview shows it."""
+        h = self._selected_hash()
+        r = self.pipeline.results.get(h) if h else None
+        if r is None or r.transform is None:
+            self.notify("only an aligned frame can be nudged", severity="warning", timeout=3)
+            return
+        self._store_nudge(h, (r.nudge or Nudge()).stepped(axis, direction, self.nudge_step))
+
+    def action_nudge_reset(self) -> None:
+        h = self._selected_hash()
+        if h is not None and h in self.pipeline.results:
+            self._store_nudge(h, None)
+
+    def action_nudge_step(self) -> None:
+        self.nudge_step = "fine" if self.nudge_step == "coarse" else "coarse"
+        self._update_status()
+
+    def _store_nudge(self, h: str, nudge: Nudge | None) -> None:
+        try:
+            self.pipeline.set_nudge(h, nudge)  # on disk (fsync'd) first
+        except FolderError as exc:  # not saved, so not shown either
+            self.notify(printable(str(exc)), severity="error", timeout=30)
+            return
+        r, row = self.pipeline.results[h], self.rows.get(h)
+        if row is not None:
+            self._pending_rows.pop(h, None)
+            self.show_rows([replace(row, flag=flag_text(r, row.outlier))])
+        self.request_preview()
 
     def action_render(self) -> None:
         self.render_note = "render queued"

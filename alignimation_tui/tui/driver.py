@@ -30,6 +30,15 @@ from .messages import Notice, PipelineState, RenderFinished, RenderProgress, Row
 
 log = logging.getLogger(__name__)
 
+# Notices about a condition that holds for the whole session: the status bar shows them instead of
+# a notification that would cover part of the screen at every start.
+STANDING_NOTICES = ("identity matching is off",)
+
+
+def is_standing(text: str) -> bool:
+    return text.startswith(STANDING_NOTICES)
+
+
 # Photos detected between two table refreshes: small enough that rows turn `aligned` steadily,
 # big enough that detection still runs in batches.
 CHUNK = 8
@@ -95,13 +104,14 @@ class Driver:
 
     def post_rows(self) -> None:
         """Post the rows that changed since the last post (all of them the first time)."""
-        rows = frame_rows(list(self.pipeline.results.values()))
+        rows = frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
         changed = [r for r in rows if self._posted.get(r.hash) != r]
         self._posted = {r.hash: r for r in rows}
         if changed:
             self._post(RowsChanged(changed))
         for text in self.pipeline.notices[self._notices_sent:]:
-            self._post(Notice(printable(text)))
+            if not is_standing(text):  # the status bar says it, once, for as long as it holds
+                self._post(Notice(printable(text)))
         self._notices_sent = len(self.pipeline.notices)
         self.post_state()
 

@@ -54,5 +54,6 @@ class RenderFinished(Message):
 class PreviewReady(Message):
     hash: str
     mode: str
-    lines: list[Strip]  # the picture, ready to draw (built on the preview worker's thread)
+    lines: object  # the picture, ready for the preview widget: half-block strips built on the
+    # preview worker's thread, or a PIL image sized for the graphics protocol
     caption: str

@@ -8,7 +8,8 @@ CORE = ["alignimation_tui.cli", "alignimation_tui.config", "alignimation_tui.dom
         "alignimation_tui.detect.face", "alignimation_tui.detect.facing", "alignimation_tui.detect.identity",
         "alignimation_tui.triage", "alignimation_tui.watch", "alignimation_tui.preview",
         "alignimation_tui.detect.body", "alignimation_tui.modes.body", "alignimation_tui.modes.face",
-        "alignimation_tui.framing", "alignimation_tui.colour", "alignimation_tui.background"]
+        "alignimation_tui.framing", "alignimation_tui.colour", "alignimation_tui.background",
+        "alignimation_tui.curate", "alignimation_tui.nudge"]
 
 
 def test_core_runs_without_textual():

@@ -58,6 +58,8 @@ class HalfBlockImage(Widget):
         self._lines = lines
         self.refresh()
 
+    show = set_lines
+
     def on_resize(self) -> None:
         request = getattr(self.app, "request_preview", None)
         if request is not None:

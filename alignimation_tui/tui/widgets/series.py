@@ -1,0 +1,28 @@
+"""A small plot under the table: the residual of every frame over time, the selected one marked.
+What to draw comes from ``triage.residual_series``; this only colours it."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...triage import FrameRow, residual_series
+
+
+class SeriesPlot(Static):
+    DEFAULT_CSS = "SeriesPlot { height: 2; padding: 0 1; }"
+
+    def plot(self, rows: list[FrameRow], selected: str | None, selected_name: str = "") -> None:
+        label_width = 24
+        series = residual_series(rows, max(1, self.size.width - 2 - label_width), selected)
+        if not series.bars:
+            self.update(Text("residual over time: no aligned frame yet", style="dim"))
+            return
+        bars = Text(series.bars, style="cyan")
+        marker = Text(" " * len(series.bars))
+        if series.marked is not None:
+            bars.stylize("bold yellow reverse", series.marked, series.marked + 1)
+            marker = Text(" " * series.marked + "▲", style="bold yellow")
+        bars.append(f"  resid% max {series.top:.2f}", style="dim")
+        marker.append(" " * max(0, len(series.bars) - len(marker.plain)) + f"  {selected_name}"[:label_width + 2],
+                      style="dim")
+        self.update(Text("\n").join([bars, marker]))
