@@ -58,6 +58,7 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         h = app._selected_hash()
         r = app.pipeline.results[h]
         registration = np.asarray(r.transform.matrix)
+        framed = app.pipeline.output_matrix(r)  # framing ∘ registration: the frame before its nudge
         eyes = r.subject.face.landmarks[:2]
 
         await pilot.press("shift+right", "shift+right", "shift+up")  # coarse: 0.05 eye distances a step
@@ -83,7 +84,7 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         assert app.nudge_step == "coarse"
         assert decisions(config, folder).nudge(h) == Nudge(dx=0.1, dy=0.15)
         after = rendered_frame(await render(pilot, app), 2)
-        centre, iod = eye_frame(registration, eyes)
+        centre, iod = eye_frame(framed, eyes)
         assert phase_shift(before, after) == pytest.approx([0.1 * iod, 0.15 * iod], abs=1.5)
 
         # pin another reference: every frame is re-registered, the nudge stays relative to the face
@@ -93,7 +94,7 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         r = app.pipeline.results[h]
         assert not np.allclose(np.asarray(r.transform.matrix), registration)
         assert r.nudge == Nudge(dx=0.1, dy=0.15)
-        plain_mid, plain_iod = eye_frame(r.transform.matrix, eyes)
+        plain_mid, plain_iod = eye_frame(app.pipeline.output_matrix(r), eyes)
         final_mid, _ = eye_frame(app.pipeline.final_matrix(r), eyes)
         assert final_mid - plain_mid == pytest.approx([0.1 * plain_iod, 0.15 * plain_iod], abs=1e-6)
         await pilot.press("q")
@@ -104,7 +105,7 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         r = again.pipeline.results[h]
         assert r.nudge == Nudge(dx=0.1, dy=0.15)
         assert "✥ nudged" in str(again.table.get_cell(h, "flag"))
-        assert again.pipeline.final_matrix(r) == pytest.approx(nudged(r.transform.matrix, r.nudge, eyes))
+        assert again.pipeline.final_matrix(r) == pytest.approx(nudged(again.pipeline.output_matrix(r), r.nudge, eyes))
         await pilot.press("q")
 
 
