@@ -61,17 +61,20 @@ def cached_detections(folder: Path) -> int:
         con.close()
 
 
-def kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> None:
+def signal_when(proc: subprocess.Popen, condition, signum: int = signal.SIGKILL, timeout: float = 300,
+                wait: float = 30) -> None:
+    """Send ``signum`` once ``condition()`` holds (polled: the condition is on files another process
+    writes), then wait for the process to end."""
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"the process ended before it could be killed: {proc.stderr.read()}")
+            raise AssertionError(f"the process ended before the signal: {proc.stderr.read()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError("timed out before the kill point")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+            raise AssertionError("timed out before the signal")
+        time.sleep(0.02)
+    os.kill(proc.pid, signum)
+    proc.wait(timeout=wait)
 
 
 def test_kill_9_during_once_then_run_again(folder, tmp_path, count_detections, capsys):
@@ -81,7 +84,7 @@ def test_kill_9_during_once_then_run_again(folder, tmp_path, count_detections, c
     proc = subprocess.Popen([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--config", str(config),
                              "--out", str(out)], cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    kill_when(proc, lambda: cached_detections(folder) >= 4)
+    signal_when(proc, lambda: cached_detections(folder) >= 4)
     assert proc.returncode == -signal.SIGKILL
     done = cached_detections(folder)
     assert 4 <= done < N, "killed in the middle"

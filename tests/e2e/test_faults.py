@@ -11,12 +11,10 @@ import errno
 import json
 import os
 import re
-import resource
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from alignimation_tui.store import Store
 from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.driver import Job
 from tests.conftest import save_with_date, similarity, warped_astronaut
+from tests.e2e.test_crash import signal_when
 from tests.tui.test_app import settled, until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -328,19 +327,6 @@ def cached_detections(folder: Path) -> int:
         con.close()
 
 
-def signal_when(proc: subprocess.Popen, condition, signum: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the process ended before the signal: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("timed out before the signal")
-        time.sleep(0.02)
-    os.kill(proc.pid, signum)
-    proc.wait(timeout=120)
-
-
 def once(folder: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "alignimation_tui", str(folder), "--once", *args], cwd=REPO,
                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -351,7 +337,7 @@ def test_ctrl_c_while_detecting(folder, tmp_path, capsys, count_detections):
     config.write_text("[detect]\nbatch_size = 1\ndecode_workers = 1\n")
     out = tmp_path / "out.mp4"
     proc = once(folder, "--config", str(config), "--out", str(out))
-    signal_when(proc, lambda: cached_detections(folder) >= 2, signal.SIGINT)
+    signal_when(proc, lambda: cached_detections(folder) >= 2, signal.SIGINT, wait=120)
     err = proc.stderr.read()
     assert proc.returncode == 130, err
     m = INTERRUPTED.match(one_line(err))
@@ -374,7 +360,7 @@ def test_signal_while_rendering(folder, tmp_path, signum):
     slow.write_text("[render]\ncrossfade = 24\n")
     partial = writers.partial_path(out)
     proc = once(folder, "--config", str(slow), "--out", str(out))
-    signal_when(proc, partial.exists, signum)
+    signal_when(proc, partial.exists, signum, wait=120)
     err = proc.stderr.read()
     assert proc.returncode == 130, err
     m = INTERRUPTED.match(one_line(err))
