@@ -91,6 +91,14 @@ class DetectConfig:
 
 
 @dataclass(frozen=True)
+class LandmarksConfig:
+    rounds: int = field(default=2, metadata=_between(0, 10))
+    mirror: bool = True
+    jitter: float = field(default=0.0, metadata=_between(0.0, 0.5))
+    max_faces: int = field(default=8, metadata=_between(1, 1000))
+
+
+@dataclass(frozen=True)
 class IdentityConfig:
     max_distance: float = field(default=1.0, metadata=_between(0.0, 4.0))
 
@@ -223,6 +231,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     facing: FacingConfig = field(default_factory=FacingConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)

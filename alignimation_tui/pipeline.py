@@ -218,6 +218,23 @@ class Pipeline:
             return 0
         return self.mode.detect(todo, progress, cancel)
 
+    def _second_pass(self, batch: list[tuple[FrameResult, object]]) -> None:
+        """Refine the landmarks of freshly detected photos while they are decoded (see
+        detect/landmarks.py) and store them apart from the raw detection."""
+        raws = [r.extra.pop("raw_detection") for r, _ in batch]
+        settings = self.landmark_settings
+        if settings.rounds == 0:
+            for (r, _), raw in zip(batch, raws):
+                r.detection = raw
+            return
+        with self.timed("landmarks"), face_mod.torch_threads(1) if self.device == "cpu" else nullcontext():
+            refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [p for _, p in batch], raws,
+                                                settings, self.device)
+        for (r, _), raw, lm in zip(batch, raws, refined):
+            if raw.faces:
+                self.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}", lm)
+            r.detection = landmarks_mod.with_landmarks(raw, lm)
+
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,
                           cancel: threading.Event | None) -> int:
