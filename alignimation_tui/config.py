@@ -94,7 +94,7 @@ class DetectConfig:
 class LandmarksConfig:
     rounds: int = field(default=2, metadata=_between(0, 10))
     mirror: bool = True
-    jitter: float = field(default=0.0, metadata=_between(0.0, 0.5))
+    jitter: float = field(default=0.05, metadata=_between(0.0, 0.5))
     max_faces: int = field(default=8, metadata=_between(1, 1000))
 
 
@@ -115,9 +115,9 @@ class FacingConfig:
 class RegisterConfig:
     reference: str = ""
     long_side: int = field(default=1080, metadata=_between(64, 8192))
-    landmark_weights: list = field(default_factory=lambda: [1.0, 1.0, 0.5, 0.25, 0.25],
+    landmark_weights: list = field(default_factory=lambda: [1.0, 1.0, 0.0, 0.0, 0.0],
                                    metadata=_check(_weights))
-    refine: bool = True
+    refine: bool = False
     sigma: float = field(default=0.04, metadata=_between(0.005, 0.5))
     work_size: int = field(default=64, metadata=_between(16, 256))
     iterations: int = field(default=30, metadata=_between(0, 1000))

@@ -48,6 +48,10 @@ CANDIDATES = {
     "jitter": (dict(rounds=1, mirror=False, jitter=0.05), dict(landmark_weights=EYES, refine=False)),
     "redetect+mirror": (dict(rounds=3, mirror=True, jitter=0.0), dict(landmark_weights=EYES, refine=False)),
     "redetect+mirror+jitter": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=EYES, refine=False)),
+    "all-2rounds": (dict(rounds=2, mirror=True, jitter=0.05), dict(landmark_weights=EYES, refine=False)),
+    "all+eyes-strong-fit": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=EYES_STRONG, refine=False)),
+    "all+eyes-fit+refine": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=EYES, refine=True)),
+    "all+main-fit": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=MAIN_WEIGHTS, refine=True)),
     "default": (None, None),
 }
 STEPS = ("detect", "landmarks", "register")

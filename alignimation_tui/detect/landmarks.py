@@ -40,9 +40,12 @@ class LandmarkSettings:
     crops; 0 = none. ``max_faces``: the largest faces of a photo that get the pass."""
     rounds: int = 2
     mirror: bool = True
-    jitter: float = 0.0
+    jitter: float = 0.05
     max_faces: int = 8
     tolerance: float = 0.005  # stop when no eye moved more than this many inter-ocular distances
+    # A face whose eyes end farther than this (inter-ocular distances) from MTCNN's keeps MTCNN's
+    # landmarks: the pass corrects, it does not relocate (poor image evidence must not drag it off).
+    max_shift: float = 0.25
 
     def variants(self) -> np.ndarray:
         """(A, 4) [dx, dy, log-scale, mirrored] per crop variant, dx/dy in fractions of the IOD."""
@@ -55,7 +58,8 @@ class LandmarkSettings:
         return np.asarray(v, np.float64)
 
     def as_fingerprint(self) -> list:
-        return [self.rounds, self.mirror, self.jitter, self.max_faces, self.tolerance, TEMPLATE.tolist()]
+        return [self.rounds, self.mirror, self.jitter, self.max_faces, self.tolerance, self.max_shift,
+                TEMPLATE.tolist()]
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -119,6 +123,22 @@ def oversample_for(matrices: np.ndarray) -> int:
     return int(np.clip(np.ceil(1.0 / max(scale, 1e-6) / 1.5), 1, 8))
 
 
+def reduced(image, matrices: np.ndarray):
+    """The photo area-reduced by the largest whole factor that still leaves every crop at least
+    one reduced pixel per crop pixel (a large face costs no more than a small one), and the
+    matrices adjusted to it. Pixel i of the reduced image is the mean of photo pixels
+    f*i .. f*i + f - 1, so its centre sits at photo index f*i + (f - 1) / 2."""
+    import torch.nn.functional as F
+
+    scale = np.sqrt(np.abs(np.linalg.det(np.asarray(matrices)[..., :2, :2]))).max()
+    f = int(max(1, np.floor(1.0 / max(scale, 1e-6))))
+    f = min(f, *image.shape[-2:])
+    if f == 1:
+        return image, matrices
+    up = np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2], [0, 0, 1.0]])  # reduced -> photo
+    return F.avg_pool2d(image[None], f, ceil_mode=False)[0], np.asarray(matrices) @ up
+
+
 def onet_landmarks(onet, crops):
     """O-Net on (M, 3, 48, 48) crops of 0..255 pixels -> (M, 5, 2) landmarks in crop index space
     and (M,) face probabilities."""
@@ -160,13 +180,15 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
     """The second pass. images: one (3, H, W) float tensor (0..255) per photo, in the pixels the
     landmarks are in; landmarks: (n_i, 5, 2) per photo. Returns refined (n_i, 5, 2) per photo. Faces
     where O-Net no longer sees a face in the canonical crop (probability < 0.5 on every variant)
-    keep their landmarks."""
+    keep their landmarks, and so do faces whose eyes would move more than ``max_shift``."""
     variants = settings.variants()
     mirrored = variants[:, 3] > 0
     owner = np.concatenate([np.full(len(lm), i) for i, lm in enumerate(landmarks)]).astype(int) \
         if landmarks else np.zeros(0, int)
     current = np.concatenate([np.asarray(lm, np.float64).reshape(-1, 5, 2) for lm in landmarks]) \
         if landmarks else np.zeros((0, 5, 2))
+    first = current.copy()
+    first_iod = np.maximum(np.linalg.norm(first[:, 1] - first[:, 0], axis=-1), 1e-9)
     active = np.ones(len(current), bool)
     for _ in range(settings.rounds):
         idx = np.nonzero(active)[0]
@@ -176,8 +198,8 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
         crops = []
         for i in np.unique(owner[idx]):
             sel = owner[idx] == i
-            m = mats[sel].reshape(-1, 3, 3)
-            crops.append((sel, warp_crops(images[i], m, oversample=oversample_for(m))))
+            img, m = reduced(images[i], mats[sel].reshape(-1, 3, 3))
+            crops.append((sel, warp_crops(img, m, oversample=oversample_for(m))))
         import torch
 
         batch = torch.empty((len(idx) * len(variants), 3, CROP, CROP), dtype=crops[0][1].dtype, device=crops[0][1].device)
@@ -195,6 +217,8 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
         moved = np.linalg.norm(new[:, :2] - current[idx, :2], axis=-1).max(1) / np.maximum(iod, 1e-9)
         current[idx[good]] = new[good]
         active[idx] = good & (moved > settings.tolerance)
+    drift = np.linalg.norm(current[:, :2] - first[:, :2], axis=-1).max(1) / first_iod
+    current[drift > settings.max_shift] = first[drift > settings.max_shift]
     out, start = [], 0
     for lm in landmarks:
         out.append(current[start:start + len(lm)])
