@@ -105,7 +105,7 @@ class IdentityConfig:
 
 @dataclass(frozen=True)
 class FacingConfig:
-    max_yaw_deg: float = field(default=35.0, metadata=_between(0.0, 90.0))
+    max_yaw_deg: float = field(default=50.0, metadata=_between(0.0, 90.0))
     min_eye_ratio: float = field(default=0.0, metadata=_between(0.0, 1.0))
     min_mouth_ratio: float = field(default=0.0, metadata=_between(0.0, 1.0))
     keep_turned: bool = False

