@@ -52,6 +52,8 @@ CANDIDATES = {
     "all+eyes-strong-fit": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=EYES_STRONG, refine=False)),
     "all+eyes-fit+refine": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=EYES, refine=True)),
     "all+main-fit": (dict(rounds=3, mirror=True, jitter=0.05), dict(landmark_weights=MAIN_WEIGHTS, refine=True)),
+    "all-1round": (dict(rounds=1, mirror=True, jitter=0.05), dict(landmark_weights=EYES, refine=False)),
+    "redetect2+mirror": (dict(rounds=2, mirror=True, jitter=0.0), dict(landmark_weights=EYES, refine=False)),
     "default": (None, None),
 }
 STEPS = ("detect", "landmarks", "register")

@@ -40,7 +40,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from synth_photos import build_folder  # noqa: E402
 
-STAGES = ("scan", "decode", "decode_wait", "detect", "embed", "select", "register", "render")
+STAGES = ("scan", "decode", "decode_wait", "detect", "landmarks", "embed", "select", "register", "render")
 
 
 def peak_rss_mb() -> float:
@@ -66,7 +66,16 @@ def link_folder(paths: list[Path], root: Path) -> Path:
     return folder
 
 
-def run_ours(paths: list[Path], device: str) -> dict:
+def main_alignment(config):
+    """The alignment settings before the second landmark pass (issue 13): MTCNN's landmarks as
+    they are, the eye-weighted 5-point fit and the semantic refinement."""
+    from dataclasses import replace
+
+    return replace(config, landmarks=replace(config.landmarks, rounds=0),
+                   register=replace(config.register, landmark_weights=[1.0, 1.0, 0.5, 0.25, 0.25], refine=True))
+
+
+def run_ours(paths: list[Path], device: str, before_issue_13: bool = False) -> dict:
     from alignimation_tui import headless
     from alignimation_tui.config import Config
 
@@ -86,7 +95,8 @@ def run_ours(paths: list[Path], device: str) -> dict:
         original, headless.Pipeline = headless.Pipeline, Recorded
         try:
             started, cpu = time.perf_counter(), cpu_seconds()
-            code = headless.run_once(folder, Config(device=device), out)
+            config = Config(device=device)
+            code = headless.run_once(folder, main_alignment(config) if before_issue_13 else config, out)
             seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         finally:
             headless.Pipeline = original
@@ -150,6 +160,9 @@ def main() -> None:
                     help="where the synthetic photos are kept between runs")
     ap.add_argument("--rss-scaling", help="comma-separated Ns: peak RSS of ours for each, in child processes")
     ap.add_argument("--child-ours", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--compare-alignment", action="store_true",
+                    help="also run ours with the alignment before the second landmark pass (same process), "
+                         "and report the ratio")
     args = ap.parse_args()
 
     import torch
@@ -186,6 +199,17 @@ def main() -> None:
           flush=True)
     print("  stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in ours["stages"].items()), flush=True)
     print("  per photo (ms): " + ", ".join(f"{k} {1000 * v / n:.0f}" for k, v in ours["stages"].items()), flush=True)
+    before = None
+    if args.compare_alignment:
+        before = run_ours(paths[:n], device, before_issue_13=True)
+        again = run_ours(paths[:n], device)  # ours again: the load on the machine changes over time
+        before_rate, again_rate = n / before["seconds"], n / again["seconds"]
+        print(f"ours, alignment before the second pass: {before_rate:6.2f} photos/s; ours again: {again_rate:6.2f} "
+              f"photos/s; ratio (mean of ours) / before = {(ours_rate + again_rate) / 2 / before_rate:.2f}", flush=True)
+        print("  before, per photo (ms): " + ", ".join(f"{k} {1000 * v / n:.0f}" for k, v in before["stages"].items()),
+              flush=True)
+        before = {"photos_per_s": round(before_rate, 3), "ours_again_photos_per_s": round(again_rate, 3),
+                  "stages": before["stages"], "statuses": before["statuses"]}
 
     bn = min(n, args.baseline_n or (2 if args.quick else (n if device == "cuda" else 4)))
     base = run_baseline(paths[:1], device)  # warm-up
@@ -201,6 +225,7 @@ def main() -> None:
         "ours_cpu_ms_per_photo": round(1000 * ours["cpu_seconds"] / n, 1),
         "baseline_stages": {"decode": base["decode"], "detect": base["detect"]},
         "peak_rss_mb_after_baseline": round(peak_rss_mb(), 1),
+        **({"alignment_before_second_pass": before} if before else {}),
     }))
 
 

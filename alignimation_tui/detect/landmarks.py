@@ -145,7 +145,9 @@ def onet_landmarks(onet, crops):
     import torch
 
     with torch.inference_mode():
-        _, pts, prob = onet((crops - 127.5) * _NORM)
+        # channels-last: the same numbers, 3-4x faster on a CPU (O-Net's ceil-mode max pooling is
+        # slow on the default layout).
+        _, pts, prob = onet(((crops - 127.5) * _NORM).contiguous(memory_format=torch.channels_last))
     pts = torch.stack([pts[:, :5], pts[:, 5:]], -1) * CROP
     return pts.double().cpu().numpy(), prob[:, 1].double().cpu().numpy()
 
