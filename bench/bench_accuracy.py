@@ -9,8 +9,8 @@ Per folder and candidate: kept (photos in the output / photos), eye spread (the 
 in inter-ocular distances), eye_err_max, and the seconds per photo of each step the candidate
 touches (detect = MTCNN, landmarks = the second landmark pass, register = the fit), from
 ``Pipeline.stage_seconds`` of the same run, each run with an empty cache. The last line is one JSON
-object. Candidates are settings only (the [landmarks] and [register] config sections), the same for
-every folder.
+object. Candidates are settings only (the [landmarks], [register] and [facing] config sections),
+the same for every folder.
 """
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ EYES = [1.0, 1.0, 0.0, 0.0, 0.0]
 EYES_STRONG = [1.0, 1.0, 0.1, 0.05, 0.05]
 MAIN_WEIGHTS = [1.0, 1.0, 0.5, 0.25, 0.25]
 
-# name -> (landmarks settings, register settings). "main" is the alignment before the second pass.
+# name -> (landmarks settings, register settings[, facing settings]); None = the defaults. "main" is
+# the alignment before the second pass (and its facing rule).
 CANDIDATES = {
-    "main": (dict(rounds=0), dict(landmark_weights=MAIN_WEIGHTS, refine=True)),
+    "main": (dict(rounds=0), dict(landmark_weights=MAIN_WEIGHTS, refine=True), dict(max_yaw_deg=35.0)),
     "eyes-fit": (dict(rounds=0), dict(landmark_weights=EYES, refine=False)),
     "redetect": (dict(rounds=3, mirror=False, jitter=0.0), dict(landmark_weights=EYES, refine=False)),
     "mirror": (dict(rounds=1, mirror=True, jitter=0.0), dict(landmark_weights=EYES, refine=False)),
@@ -65,8 +66,10 @@ def ruler_python() -> str:
 
 
 def config_for(name: str, device: str = "auto") -> Config:
-    lm, rg = CANDIDATES[name]
+    lm, rg, *facing = CANDIDATES[name]
     c = Config(device=device)
+    if facing:
+        c = replace(c, facing=replace(c.facing, **facing[0]))
     if lm is not None:
         c = replace(c, landmarks=replace(c.landmarks, **lm))
     if rg is not None:
