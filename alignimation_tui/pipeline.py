@@ -227,9 +227,10 @@ class Pipeline:
             for (r, _), raw in zip(batch, raws):
                 r.detection = raw
             return
-        with self.timed("landmarks"), face_mod.torch_threads(1) if self.device == "cpu" else nullcontext():
-            refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [p for _, p in batch], raws,
-                                                settings, self.device)
+        on_cpu = self.device == "cpu"
+        with self.timed("landmarks"), face_mod.torch_threads(1) if on_cpu else nullcontext():
+            refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [p for _, p in batch], raws, settings,
+                                                self.device, workers=self.detector().workers if on_cpu else 1)
         for (r, _), raw, lm in zip(batch, raws, refined):
             if raw.faces:
                 self.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}", lm)
