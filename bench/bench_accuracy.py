@@ -5,7 +5,7 @@ project never imports MediaPipe).
     .venv/bin/python bench/bench_accuracy.py                                # shared face folders, every candidate
     .venv/bin/python bench/bench_accuracy.py DIR [DIR...] --candidates default,main
 
-Per folder and candidate: kept (photos in the output / photos), eye spread (the ruler's headline,
+Per folder and candidate: kept (photos in the output / photos), turned (by the facing rule), eye spread (the ruler's headline,
 in inter-ocular distances), eye_err_max, and the seconds per photo of each step the candidate
 touches (detect = MTCNN, landmarks = the second landmark pass, register = the fit), from
 ``Pipeline.stage_seconds`` of the same run, each run with an empty cache. The last line is one JSON
@@ -101,12 +101,13 @@ def run_candidate(folder: Path, name: str, ruler: str, device: str = "auto") -> 
         p = made[0]
         photos = len(p.results)
         kept = len(p.kept())
+        turned = sum(r.status.value == "turned" for r in p.results.values())
         measured = subprocess.run([ruler, str(RULER / "measure.py"), str(frames)], capture_output=True, text=True)
         if measured.returncode != 0:
             raise SystemExit(f"ruler failed on {folder}:\n{measured.stderr[-2000:]}")
         m = json.loads(measured.stdout.strip().splitlines()[-1])
     per_photo = {k: round(p.stage_seconds.get(k, 0.0) / max(photos, 1), 4) for k in STEPS}
-    return {"folder": folder.name, "candidate": name, "photos": photos, "kept": kept,
+    return {"folder": folder.name, "candidate": name, "photos": photos, "kept": kept, "turned": turned,
             "ruler_found": m.get("n_detected"), "eye_spread": m.get("eye_spread"),
             "eye_err_max": m.get("eye_err_max"), "eye_err_median": m.get("eye_err_median"),
             "s_per_photo": per_photo, "seconds": round(seconds, 2)}
@@ -125,13 +126,13 @@ def main() -> None:
             raise SystemExit(f"unknown candidate {n!r}; choose from {', '.join(CANDIDATES)}")
     ruler = ruler_python()
     rows = []
-    print(f"{'folder':<14} {'candidate':<24} {'kept':>7} {'spread':>7} {'err_max':>7} "
+    print(f"{'folder':<14} {'candidate':<24} {'kept':>7} {'turned':>6} {'spread':>7} {'err_max':>7} "
           + " ".join(f"{s + ' s/ph':>14}" for s in STEPS), flush=True)
     for folder in args.folders:
         for name in names:
             row = run_candidate(folder, name, ruler, args.device)
             rows.append(row)
-            print(f"{row['folder']:<14} {name:<24} {row['kept']:>3}/{row['photos']:<3} "
+            print(f"{row['folder']:<14} {name:<24} {row['kept']:>3}/{row['photos']:<3} {row['turned']:>6} "
                   f"{row['eye_spread']:>7.4f} {row['eye_err_max']:>7.4f} "
                   + " ".join(f"{row['s_per_photo'][s]:>14.4f}" for s in STEPS), flush=True)
     print(json.dumps({"rows": rows}))
