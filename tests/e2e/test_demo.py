@@ -18,8 +18,7 @@ def test_demo_once_aligns_every_face_photo(tmp_path, capsys, monkeypatch):
     assert {n for n, r in by_name.items() if r["date_source"] == "name"} == dated_by_name
     assert all(r["date_source"] == "exif" for n, r in by_name.items() if n not in dated_by_name)
     out = tmp_path / "demo-timelapse.mp4"  # the default output: ./FOLDER-timelapse.mp4
-    # Rich wraps long lines, inside a long path too (it depends on the temporary folder's length).
-    assert f"wrote{out}" in "".join(err.split()) and f"({len(PHOTOS)} photos" in err
+    assert f"wrote {out}" in " ".join(err.split()) and f"({len(PHOTOS)} photos" in err
     reader = imageio.get_reader(out)
     try:
         assert reader.count_frames() >= len(PHOTOS)
