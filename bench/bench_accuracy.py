@@ -5,9 +5,9 @@ project never imports MediaPipe).
     .venv/bin/python bench/bench_accuracy.py                                # shared face folders, every candidate
     .venv/bin/python bench/bench_accuracy.py DIR [DIR...] --candidates default,main
 
-Per folder and candidate: kept (photos in the output / photos), turned (by the facing rule), eye spread (the ruler's headline,
-in inter-ocular distances), eye_err_max, and the seconds per photo of each step the candidate
-touches (detect = MTCNN, landmarks = the second landmark pass, register = the fit), from
+Per folder and candidate: kept (photos in the output / photos), turned (by the facing rule), eye
+spread (the ruler's headline, in inter-ocular distances), eye_err_max, and the seconds per photo of
+each step the candidate touches (detect = MTCNN, landmarks = the second landmark pass, register = the fit), from
 ``Pipeline.stage_seconds`` of the same run, each run with an empty cache. The last line is one JSON
 object. Candidates are settings only (the [landmarks], [register] and [facing] config sections),
 the same for every folder.

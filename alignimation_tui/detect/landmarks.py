@@ -204,7 +204,8 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
             crops.append((sel, warp_crops(img, m, oversample=oversample_for(m))))
         import torch
 
-        batch = torch.empty((len(idx) * len(variants), 3, CROP, CROP), dtype=crops[0][1].dtype, device=crops[0][1].device)
+        like = crops[0][1]
+        batch = torch.empty((len(idx) * len(variants), 3, CROP, CROP), dtype=like.dtype, device=like.device)
         order = np.arange(len(idx) * len(variants)).reshape(len(idx), len(variants))
         for sel, c in crops:
             batch[torch.as_tensor(order[sel].ravel(), device=batch.device)] = c

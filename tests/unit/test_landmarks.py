@@ -125,7 +125,8 @@ def eye_errors(mtcnn, img: np.ndarray, truth: np.ndarray | None, settings_list, 
     detector = FaceDetector(mtcnn, batch_size=4, workers=1)
     photos = [Decoded(Image.fromarray(_warp(img, m, size)), *size) for m in transforms]
     dets = detector.detect(photos)
-    back = lambda i, pts: pts @ np.linalg.inv(transforms[i])[:2, :2].T + np.linalg.inv(transforms[i])[:2, 2]  # noqa: E731
+    inverse = [np.linalg.inv(m) for m in transforms]
+    back = lambda i, pts: pts @ inverse[i][:2, :2].T + inverse[i][:2, 2]  # noqa: E731
 
     def pick(i, lms):
         if near is None:
