@@ -218,27 +218,6 @@ class Pipeline:
             return 0
         return self.mode.detect(todo, progress, cancel)
 
-    def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: set[str]) -> None:
-        """Refine the landmarks of freshly detected photos while they are decoded (see
-        detect/landmarks.py) and store them apart from the raw detection. ``fresh``: the photos
-        MTCNN has just detected; their detection is stored here, just before their landmarks, and
-        ``r.detection`` is set only after both: an interrupted run counts only what is stored."""
-        raws = [r.extra.pop("raw_detection") for r, _ in batch]
-        settings = self.landmark_settings
-        refined = [None] * len(batch)
-        if settings.rounds > 0:
-            on_cpu = self.device == "cpu"
-            with self.timed("landmarks"), face_mod.torch_threads(1) if on_cpu else nullcontext():
-                refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [p for _, p in batch], raws,
-                                                    settings, self.device,
-                                                    workers=self.detector().workers if on_cpu else 1)
-        for (r, _), raw, lm in zip(batch, raws, refined):
-            if r.frame.hash in fresh:
-                self.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", raw.to_json())
-            if lm is not None and raw.faces:
-                self.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}", lm)
-            r.detection = landmarks_mod.with_landmarks(raw, lm)
-
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,
                           cancel: threading.Event | None) -> int:

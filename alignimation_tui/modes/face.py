@@ -1,7 +1,9 @@
-"""Face mode's steps: MTCNN (and face embeddings when their weights are installed), choosing the
-person, facing-forward scores, registration on the 5 landmarks.
+"""Face mode's steps: MTCNN (and face embeddings when their weights are installed), the second
+landmark pass (detect/landmarks.py), choosing the person, facing-forward scores, registration on
+the 5 landmarks.
 
-Cache keys: ``faces:{hash}:{detect_fp}`` (JSON), ``embed:{hash}:{embed_fp}`` (``.npy``),
+Cache keys: ``faces:{hash}:{detect_fp}`` (JSON), ``landmarks:{hash}:{landmarks_fp}`` (``.npy``, the
+second pass's landmarks of every face), ``embed:{hash}:{embed_fp}`` (``.npy``),
 ``transform:{hash}:{fp}`` (JSON; the fingerprint covers the reference, the settings and the face).
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .. import curate
 from .. import register as reg
 from ..config import ConfigError
 from ..detect import face as face_mod
+from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
 from ..domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
@@ -46,6 +49,9 @@ class FaceMode(Mode):
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
         self._quality_fp: str | None = None
+        # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
+        # [landmarks] setting): detecting them runs only the second pass.
+        self._raw_pending: dict[str, FaceDetection] = {}
 
     # fingerprints -------------------------------------------------------------------------------
     @property
@@ -55,12 +61,21 @@ class FaceMode(Mode):
                            thresholds=d.thresholds, decode_slack=DETECT_DECODE_SLACK)
 
     @property
+    def landmark_settings(self) -> landmarks_mod.LandmarkSettings:
+        c = self.ctx.config.landmarks
+        return landmarks_mod.LandmarkSettings(c.rounds, c.mirror, c.jitter, c.max_faces)
+
+    @property
+    def landmarks_fp(self) -> str:
+        return fingerprint(detect=self.detect_fp, second_pass=self.landmark_settings.as_fingerprint())
+
+    @property
     def embed_fp(self) -> str:
         return fingerprint(model=face_mod.EMBEDDER_ID, detect=self.detect_fp)
 
     def register_fp(self, ref: Reference) -> str:
         rc = self.ctx.config.register
-        return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.detect_fp,
+        return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.landmarks_fp,
                            refine=[rc.refine, rc.sigma, rc.work_size, rc.iterations])
 
     @staticmethod
@@ -70,8 +85,19 @@ class FaceMode(Mode):
         return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.face.landmarks)}"
 
     def cached_detection(self, content_hash: str) -> FaceDetection | None:
+        """The stored detection with the second pass's landmarks (or MTCNN's when the pass is off);
+        None when either is missing."""
         cached = self.ctx.store.get_json(f"faces:{content_hash}:{self.detect_fp}")
-        return None if cached is None else FaceDetection.from_json(cached)
+        if cached is None:
+            return None
+        raw = FaceDetection.from_json(cached)
+        if self.landmark_settings.rounds == 0 or not raw.faces:
+            return raw
+        refined = self.ctx.store.get_array(f"landmarks:{content_hash}:{self.landmarks_fp}")
+        if refined is not None and len(refined) == len(raw.faces):
+            return landmarks_mod.with_landmarks(raw, refined)
+        self._raw_pending[content_hash] = raw
+        return None
 
     def _quality_key(self, content_hash: str) -> str:
         if self._quality_fp is None:  # computed once: a fingerprint per photo costs the open ~0.3 s per 300
@@ -129,12 +155,11 @@ class FaceMode(Mode):
                                   slack=DETECT_DECODE_SLACK)
 
         def flush(batch: list[tuple[FrameResult, object]]) -> None:
-            need = [(r, ph) for r, ph in batch if r.detection is None]
+            need = [(r, ph) for r, ph in batch if r.detection is None and r.frame.hash not in self._raw_pending]
             with p.timed("detect"):
                 found = detector.detect([ph for _, ph in need]) if need else []
-            for (r, _), det in zip(need, found):
-                p.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", det.to_json())
-                r.detection = det  # after the store: an interrupted run counts only what is stored
+            raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
+            self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
             for r, ph in batch:
                 if r.quality is None:  # measured on the picture already decoded for detection
                     with p.timed("quality"):
@@ -148,6 +173,28 @@ class FaceMode(Mode):
                 progress(r)
 
         return p.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+
+    def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: dict[str, FaceDetection]) -> None:
+        """Refine the landmarks of ``batch`` while the photos are decoded, and store them apart from
+        MTCNN's detection. ``fresh``: the detections MTCNN has just made (the others are stored);
+        they are stored here, just before their landmarks, and ``r.detection`` is set only after
+        both: an interrupted run counts only what is stored."""
+        p = self.ctx
+        raws = [fresh.get(r.frame.hash) or self._raw_pending.pop(r.frame.hash) for r, _ in batch]
+        settings = self.landmark_settings
+        refined = [None] * len(batch)
+        if settings.rounds > 0 and batch:
+            on_cpu = p.device == "cpu"
+            workers = self.detector().workers if on_cpu else 1
+            with p.timed("landmarks"), face_mod.torch_threads(1) if on_cpu else nullcontext():
+                refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [ph for _, ph in batch], raws,
+                                                    settings, p.device, workers=workers)
+        for (r, _), raw, lm in zip(batch, raws, refined):
+            if r.frame.hash in fresh:
+                p.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", raw.to_json())
+            if lm is not None and raw.faces:
+                p.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}", lm)
+            r.detection = landmarks_mod.with_landmarks(raw, lm)
 
     # select -------------------------------------------------------------------------------------
     def _faces_kept(self, det: FaceDetection) -> FaceDetection:

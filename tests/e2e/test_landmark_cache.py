@@ -41,7 +41,7 @@ def test_settings_changes_redo_only_what_they_change(tmp_path, count_detections,
 
     p, decoded = run(folder, store, config)
     assert decoded == 3 and sum(count_detections) == 3 and sum(passes) == 3
-    raw = [store.get_json(f"faces:{r.frame.hash}:{p.detect_fp}") for r in p.results.values()]
+    raw = [store.get_json(f"faces:{r.frame.hash}:{p.mode.detect_fp}") for r in p.results.values()]
     for r, cached in zip(p.results.values(), raw):  # the fit uses the refined landmarks, not MTCNN's
         assert r.subject.face.landmarks != tuple(tuple(v) for v in cached["faces"][0]["landmarks"])
         moved = np.abs(np.array(r.subject.face.landmarks) - np.array(cached["faces"][0]["landmarks"])).max()

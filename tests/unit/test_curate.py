@@ -76,7 +76,7 @@ def test_sharpness_and_one_photo_per_week(weekly, capsys):
         # the table: a sharpness column; min_sharpness flags the blurred frames
         threshold = (sharp["IMG_20240306_090000.jpg"] + sharp["IMG_20240304_090000.jpg"]) / 2
         rows = {row.name: row for row in frame_rows(list(p.results.values()), min_sharpness=threshold)}
-        assert rows["IMG_20240308_090000.jpg"].flag.startswith("⚑ blurry")
+        assert "blurry" in rows["IMG_20240308_090000.jpg"].flag  # (with any other reason: the flag lists all)
         assert "blurry" not in rows["IMG_20240306_090000.jpg"].flag
         assert rows["IMG_20240304_090000.jpg"].status == "skipped" and "⊘ week 2024-W10" in rows[
             "IMG_20240304_090000.jpg"].flag
