@@ -133,13 +133,15 @@ def _dct_scale(long_side: int, target: int, slack: float) -> int:
 
 
 def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000,
-               slack: float = 0.0) -> Decoded:
+               slack: float = 0.0, resize_within: float = 1.0) -> Decoded:
     """Decode ``path`` upright, at most ``max_side`` pixels on the long side (None: full size).
 
     JPEGs are decoded at a reduced DCT scale when that still covers ``max_side``, so a 12 MP photo
     costs a fraction of a full decode. With ``slack`` > 0 a DCT scale that falls short of
     ``max_side`` by at most that fraction is taken as it is (4032 px -> 1008 px, not 2016 px resized
-    to 1024 px: a quarter of the decoding and no resize). Never enlarges.
+    to 1024 px: a quarter of the decoding and no resize). With ``resize_within`` > 1 a decoded
+    picture up to that factor larger than ``max_side`` is returned as it is (a caller that warps it
+    anyway does the scaling in the warp). Never enlarges.
     """
     ensure_decoder(path)
     try:
@@ -169,7 +171,7 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
             rgb = _to_rgb(upright)
         except (OSError, SyntaxError, ValueError) as exc:
             raise PhotoError(f"cannot decode (truncated or damaged file): {exc}") from None
-    if max(rgb.size) > target:
+    if max(rgb.size) > target * resize_within:
         ratio = target / max(rgb.size)
         new = (max(1, round(rgb.width * ratio)), max(1, round(rgb.height * ratio)))
         rgb = rgb.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)

@@ -283,3 +283,27 @@ def test_frames_partial_folder_of_a_killed_render_is_removed(tmp_path):
     write_animation(make_items(tmp_path, WARPS[:2]), CANVAS, tmp_path / "t.gif", RenderSettings(), frames_dir=frames)
     assert not abandoned.exists() and live.is_dir()
     assert sorted(p.name for p in frames.iterdir()) == [live.name, "00001_p00.jpg", "00002_p01.jpg", "sidecar.json"]
+
+
+def test_a_frame_the_photo_covers_skips_the_blurred_background(tmp_path):
+    from alignimation_tui.photos import Decoded
+    from alignimation_tui.render.frame import compose_decoded, covers, warp
+
+    rng = np.random.default_rng(1)
+    photo = Decoded(Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)), 400, 300)
+    zoom = np.array([[2.0, 0, -100], [0, 2.0, -100], [0, 0, 1]])  # a close crop well inside the photo
+    assert covers(photo, zoom, (400, 300))
+    assert not covers(photo, np.array([[1.0, 0, 50], [0, 1.0, 0], [0, 0, 1]]), (400, 300))  # a border shows
+    framed = np.asarray(compose_decoded(photo, zoom, (400, 300), "blur"), np.int16)
+    plain = np.asarray(warp(photo, zoom, (400, 300)), np.int16)
+    assert np.abs(framed - plain).max() <= 1  # the same picture: nothing of the blurred copy shows
+
+
+def test_render_decode_is_not_resized_when_the_warp_scales_anyway(tmp_path):
+    from alignimation_tui.photos import open_photo
+
+    path = tmp_path / "p.jpg"
+    Image.new("RGB", (400, 300), (10, 20, 30)).save(path)
+    assert open_photo(path, max_side=300).image.size == (300, 225)
+    assert open_photo(path, max_side=300, resize_within=2.0).image.size == (400, 300)
+    assert open_photo(path, max_side=150, resize_within=2.0).image.size == (200, 150)  # the DCT half scale
