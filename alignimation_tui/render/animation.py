@@ -264,9 +264,17 @@ class _Outputs:
             shutil.rmtree(self.frames_partial, ignore_errors=True)
 
 
+def render_workers() -> int:
+    """Threads that decode and warp frames side by side (Pillow releases the GIL): half the cores,
+    2 to 8. A close framing of a small face decodes the whole photo, so on a many-core GPU machine
+    two threads left the render the slowest stage by far."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(2, min(8, cores // 2))
+
+
 def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
                     frames_dir: Path | None = None, progress: Callable[[int], None] = lambda n: None,
-                    workers: int = 2) -> RenderResult:
+                    workers: int | None = None) -> RenderResult:
     """Write ``items`` (in date order) to ``out`` (.mp4, .gif or .webp), optionally every aligned
     photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done."""
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -293,7 +301,8 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
         return img
 
     def pictures() -> Iterator[Image.Image]:
-        for k, img, error in decode_ahead(list(range(len(items))), picture, workers, ahead=workers):
+        n_workers = workers or render_workers()
+        for k, img, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
             if error is not None:
                 raise RenderError(f"{printable(items[k].name)}: {error}")
             if frames_dir is not None:
