@@ -311,21 +311,32 @@ class Pipeline:
         return missing
 
     # colour ------------------------------------------------------------------------------------
-    def colour_means(self, r: FrameResult) -> list[float] | None:
-        """The linear-light means of ``r``'s subject region (``colour``), measured once and stored."""
-        box = self.mode.colour_region(r)
-        if box is None:
-            return None
-        key = f"colour:{r.frame.hash}:{fingerprint(box=[round(v, 2) for v in box], side=STATS_SIDE, v=1)}"
-        stored = self.store.get_json(key)
-        if stored is not None:
-            return stored.get("means")
-        try:
-            photo = open_photo(r.frame.path, max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
-        except (PhotoError, OSError):
-            return None  # the render will say what is wrong with it
-        means = region_means(photo.image, box, photo.scale_xy)
-        self.store.put_json(key, {"means": means})
+    def colour_means(self, kept: list[FrameResult]) -> list[list[float] | None]:
+        """The linear-light means of each frame's subject region (``colour``), measured once and
+        stored; photos not measured yet are decoded small on the decode threads, side by side."""
+        means: list[list[float] | None] = [None] * len(kept)
+        todo = []
+        for k, r in enumerate(kept):
+            box = self.mode.colour_region(r)
+            if box is None:
+                continue
+            key = f"colour:{r.frame.hash}:{fingerprint(box=[round(v, 2) for v in box], side=STATS_SIDE, v=1)}"
+            stored = self.store.get_json(key)
+            if stored is not None:
+                means[k] = stored.get("means")
+            else:
+                todo.append((k, r.frame.path, box, key))
+
+        def measure(item) -> list[float]:
+            _, path, box, _ = item
+            photo = open_photo(path, max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
+            return region_means(photo.image, box, photo.scale_xy)
+
+        workers = self.config.detect.decode_workers
+        for (k, _, _, key), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
+            if error is None:  # else the render says what is wrong with the photo
+                means[k] = value
+                self.store.put_json(key, {"means": value})
         return means
 
     def colour_gains(self, kept: list[FrameResult]) -> list[ColourGain]:
@@ -334,7 +345,7 @@ class Pipeline:
         if how == "off" or not kept:
             return [ColourGain()] * len(kept)
         with self.timed("colour"):
-            means = [self.colour_means(r) for r in kept]
+            means = self.colour_means(kept)
         ref = self.reference.hash if self.reference is not None else None
         ref_index = next((k for k, r in enumerate(kept) if r.frame.hash == ref), None)
         return plan_gains(means, ref_index, how)
