@@ -263,9 +263,6 @@ class Pipeline:
         pinned = self.store.decisions.reference
         return pinned if pinned in self.results else None
 
-    def choose_reference(self) -> Reference | None:
-        return self.mode.choose_reference()
-
     def register(self, compute: bool = True) -> Reference | None:
         """Register every subject onto the reference's canvas. Transforms are cached against the
         reference and the registration settings (not the framing), so only new frames are

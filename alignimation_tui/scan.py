@@ -32,10 +32,6 @@ _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-
                         r"(?:[-_ T.]?([01]\d|2[0-3])[-_.:]?([0-5]\d)[-_.:]?([0-5]\d)(?!\d))?")
 
 
-def heic_available() -> bool:
-    return register_heic()
-
-
 @functools.cache
 def _avif_available() -> bool:
     from PIL import features

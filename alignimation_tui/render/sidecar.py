@@ -44,16 +44,6 @@ def stage_json(path: Path, data: Any) -> Path:
     return Path(tmp)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stage_json(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def read_sidecar(path: Path) -> dict:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if data.get("version") != SIDECAR_VERSION:

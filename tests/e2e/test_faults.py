@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -32,7 +31,7 @@ from alignimation_tui.store import Store
 from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.driver import Job
 from tests.conftest import save_with_date, similarity, warped_astronaut
-from tests.e2e.test_crash import signal_when
+from tests.e2e.test_crash import cached_detections, signal_when
 from tests.tui.test_app import settled, until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -313,19 +312,6 @@ async def test_verdict_on_a_read_only_data_folder(folder, monkeypatch):
 
 
 # Ctrl+C and SIGTERM ------------------------------------------------------------------------------
-
-def cached_detections(folder: Path) -> int:
-    store = Store(folder)
-    db = store.cache_dir / "cache.db"
-    store.close()
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute("SELECT count(*) FROM Cache WHERE key LIKE 'faces:%'").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
-
 
 def once(folder: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "alignimation_tui", str(folder), "--once", *args], cwd=REPO,
