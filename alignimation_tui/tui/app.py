@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,56 @@ NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
+# A logout, `kill`, a closed terminal or SSH session: the app ends as `q` ends it.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _HangupTolerant:
+    """The terminal's output file, where a write after a hang-up (the terminal closed: EIO) is
+    dropped. Textual writes from a thread that dies on the first failed write, and then its full
+    queue blocks the app's way out for good; so a closed terminal would leave the app, the worker
+    and a render's ffmpeg running."""
+
+    def __init__(self, file):
+        self._file = file
+        self.gone = False
+
+    def write(self, text: str) -> None:
+        if not self.gone:
+            try:
+                self._file.write(text)
+            except OSError:
+                self.gone = True
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._file.flush()
+            except OSError:
+                self.gone = True
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def isatty(self) -> bool:
+        return not self.gone and self._file.isatty()
+
+
+def _hangup_tolerant(driver_class: type) -> type:
+    """``driver_class`` (Textual's terminal driver) writing through ``_HangupTolerant``."""
+    try:
+        from textual.drivers.linux_driver import LinuxDriver
+    except ImportError:  # not a POSIX terminal driver
+        return driver_class
+    if not issubclass(driver_class, LinuxDriver):
+        return driver_class
+
+    class HangupTolerantDriver(driver_class):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._file = _HangupTolerant(self._file)  # Textual pinned in pyproject: its attribute
+
+    return HangupTolerantDriver
 
 
 def _cell(column: str, value: str) -> Text | str:
@@ -135,6 +186,8 @@ class AlignimationApp(App):
         self._verdicts: dict[str, tuple[int, Verdict]] = {}
         self._nudges: dict[str, tuple[int, Nudge | None]] = {}
         self._seq = 0
+        self._signals: tuple = ()  # the stop signals this app handles (see on_mount)
+        self._stopping: asyncio.Future | None = None
         self.state: PipelineState | None = None
         self.filter = "all"
         self.sort_column = "date"
@@ -188,10 +241,40 @@ class AlignimationApp(App):
             self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
 
     def on_mount(self) -> None:
+        self._catch_stop_signals()
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)
         self.table.focus()
+
+    def get_driver_class(self):
+        return _hangup_tolerant(super().get_driver_class())
+
+    def _catch_stop_signals(self) -> None:
+        """SIGTERM and SIGHUP end the app as `q` does: the worker stops, a render is cancelled (ffmpeg
+        ended, the partial file removed), and Textual restores the terminal on its way out. Without
+        this they would kill the process where it stands."""
+        try:
+            loop = asyncio.get_running_loop()
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._stop_signalled, signum)
+                self._signals += (signum,)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or not here
+            pass
+
+    def _stop_signalled(self, signum: int) -> None:
+        log.warning("%s: closing as q does", signal.Signals(signum).name)
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self.action_quit())
+
+    def _release_stop_signals(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for signum in self._signals:
+            loop.remove_signal_handler(signum)
+        self._signals = ()
 
     async def action_quit(self) -> None:
         self._stop_background()
@@ -210,6 +293,7 @@ class AlignimationApp(App):
             self.watcher = None
 
     def on_unmount(self) -> None:
+        self._release_stop_signals()
         self._stop_background()
         self.workers.cancel_all()
         if self.driver is not None:
