@@ -265,8 +265,17 @@ class Driver:
             return 0.25
         return max(0.01, min(0.25, self._render_due - time.monotonic()))
 
+    def _in_folder(self, path: Path) -> Path:
+        """The watcher's ``path`` spelled as the scan spells the folder's photos. The watcher reports
+        absolute paths; a folder opened as typed (``alignimation-tui photos``) is scanned as
+        ``photos/x.jpg``, and a path spelled two ways was two rows: a photo overwritten in place
+        kept its old row (and transform) beside the new one, a deleted one stayed."""
+        return self.pipeline.folder / path.name
+
     def _handle(self, jobs: list[Job]) -> None:
         p = self.pipeline
+        ref = p.reference
+        ref_name = p.results[ref.hash].frame.path.name if ref is not None and ref.hash in p.results else None
         removed = []
         new = []
         applied = []
@@ -275,10 +284,11 @@ class Driver:
         for job in jobs:
             match job:
                 case PhotoDeleted(path=path):
-                    h = p.remove_path(path)
+                    h = p.remove_path(self._in_folder(path))
                     if h is not None:
                         removed.append(h)
                 case PhotoReady(path=path):
+                    path = self._in_folder(path)
                     if not path.exists():
                         continue
                     before = {h for h, r in p.results.items() if r.frame.path == path}
@@ -315,12 +325,26 @@ class Driver:
             self.busy = "registering" if repin else "updating"
             self.post_state()
             self._align_from_cache()
+        if ref is not None and ref.hash in removed:
+            self._say_new_reference(ref_name)
         for h, seq in applied:  # after the rows that show them
             self._post(DecisionApplied(h, seq))
         if renders:
             self._render(renders[-1].path)
         elif (new or removed) and self.auto_render:
             self._render_due = time.monotonic() + self.auto_render_delay
+
+    def _say_new_reference(self, gone: str | None) -> None:
+        """The reference photo left the folder (deleted, replaced): say which one took its place."""
+        p = self.pipeline
+        ref = p.reference
+        now = printable(p.results[ref.hash].frame.path.name) if ref is not None and ref.hash in p.results else None
+        was = printable(gone or "the reference photo")
+        if now:
+            self._post(Notice(f"{was} was the reference and is gone; {now} is the reference now, "
+                              "every frame is registered onto it"))
+        else:
+            self._post(Notice(f"{was} was the reference and is gone; no photo can take its place yet", "warning"))
 
     def _align_from_cache(self) -> None:
         """Choose subjects and register with what is cached; only new transforms are computed."""

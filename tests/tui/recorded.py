@@ -14,6 +14,7 @@ detects, as ``count_detections`` does for the real detector.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ ASTRONAUT_FACE = Face(box=(180.547, 62.614, 268.078, 174.102), prob=0.99999,
 
 _placed: dict[str, np.ndarray] = {}  # content hash -> portrait pixels -> photo pixels
 DETECTED: list[int] = []  # photos per detection batch
+# Photo name -> an event its detection waits for (set by a test to hold a photo in `detecting`);
+# DETECTING holds the names being detected now.
+HOLD: dict[str, threading.Event] = {}
+DETECTING: set[str] = set()
 
 
 def recorded_photo(path: Path, matrix: np.ndarray) -> Path:
@@ -72,6 +77,16 @@ class RecordedFaceMode(FaceMode):
 
         def flush(batch) -> None:
             DETECTED.append(len(batch))
+            names = {r.frame.path.name for r, _ in batch}
+            DETECTING.update(names)
+            try:
+                for name in names & set(HOLD):
+                    HOLD[name].wait(60)
+                detected(batch)
+            finally:
+                DETECTING.difference_update(names)
+
+        def detected(batch) -> None:
             for r, photo in batch:
                 m = _placed.get(r.frame.hash)
                 faces = () if m is None else (placed_face(m),)
