@@ -18,6 +18,7 @@ class Part:
     text: str
     rank: int  # 0: always shown; the higher, the sooner it is shortened or dropped
     short: str | None = None  # what it says when room is short (None: it has no shorter form)
+    short_rank: int | None = None  # when the short form is taken (default: ``rank``)
 
 
 def fit_status(parts: list[Part], width: int) -> str:
@@ -32,18 +33,17 @@ def fit_status(parts: list[Part], width: int) -> str:
 
     if width <= 0:
         return ""
-    by_usefulness = sorted(range(len(parts)), key=lambda i: -parts[i].rank)  # least useful first
-    for i in by_usefulness:
+    steps = [(p.rank, 1, i) for i, p in enumerate(parts) if p.rank > 0]  # 1: drop it
+    steps += [(p.rank if p.short_rank is None else p.short_rank, 0, i)  # 0: take its short form
+              for i, p in enumerate(parts) if p.short is not None]
+    for _, drop, i in sorted(steps, key=lambda s: (-s[0], s[1])):  # the least useful first
         if len(line()) <= width:
             return line()
-        if parts[i].short is not None and shown[i]:
+        if drop:
+            shown[i] = False
+        elif shown[i]:
             texts[i] = parts[i].short
             shown[i] = bool(texts[i])
-    for i in by_usefulness:
-        if len(line()) <= width:
-            return line()
-        if parts[i].rank > 0:
-            shown[i] = False
     over = len(line()) - width
     if over > 0:  # the kept parts alone are too long: cut the longest of them, not the line's end
         i = max((i for i in range(len(parts)) if shown[i]), key=lambda i: len(texts[i]))
@@ -71,7 +71,7 @@ def status_parts(counts: dict[str, int], *, nudge_step: str, filter_name: str, s
         if render_note.startswith("wrote "):  # the path's last part is enough when room is short
             path = render_note[len("wrote "):].split(" (")[0]
             short = "wrote " + path.rstrip("/").rsplit("/", 1)[-1]
-        parts.append(Part(render_note, 2, short if short != render_note else None))
+        parts.append(Part(render_note, 2, short if short != render_note else None, short_rank=8))
     if queue is not None:
         if mode == "body":
             parts.append(Part(f"body · {device} · Mask R-CNN + Keypoint R-CNN", 9, f"body · {device}"))
@@ -79,7 +79,7 @@ def status_parts(counts: dict[str, int], *, nudge_step: str, filter_name: str, s
             parts.append(Part(f"{device} · MTCNN" + (" + identity" if identity_on else ""), 9))
             if not identity_on:  # a standing condition: said here, once
                 parts.append(Part("identity matching off: `alignimation-tui models --download`", 3,
-                                  "identity matching off"))
+                                  "identity matching off", short_rank=8))
         parts.append(Part(f"ref {reference or '—'}", 5))
     parts.append(Part(f"filter {filter_name}", 2 if filter_name != "all" else 6))
     parts.append(Part(f"sort {sort_column}", 7))
