@@ -14,8 +14,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.app import App, ComposeResult
 from textual.css.query import NoMatches
 from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Header, Static
@@ -34,7 +33,7 @@ from ..triage import COLUMNS, FILTERS, FrameRow, flag_text, is_flagged, matches,
 from ..watch import FolderWatcher
 from .commands import ActionCommands
 from .driver import Driver, Job
-from .keys import KEYS, AppFooter, KeysScreen, bindings
+from .keys import AppFooter, KeysPanel, bindings
 from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress, RowsChanged,
                        RowsRemoved)
 from ..nudge import Nudge
@@ -42,6 +41,7 @@ from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widg
 from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
+from .table_view import mark_sort_column, move_to_row, visible_columns
 from .widgets.statusbar import StatusBar
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "no_
                  "detecting": "cyan", "queued": "dim"}
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
-KEY_ACTIONS = {k.action.split("(")[0] for k in KEYS if k.action}
 NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
@@ -90,7 +89,7 @@ def _sort_key(column: str):
     return lambda v: str(v).lower()
 
 
-class AlignimationApp(App):
+class AlignimationApp(KeysPanel, App):
     CSS_PATH = "app.tcss"
     TITLE = "alignimation"
     BINDINGS = bindings()  # every key, its Footer word and its label: keys.py
@@ -354,12 +353,8 @@ class AlignimationApp(App):
         cursor changes all the same (it was removed, or filtered out)."""
         before = self._selected_hash()
         change()
-        table = self.table
-        if before is not None and before in table.rows:
-            index = table.get_row_index(before)
-            if index != table.cursor_row:
-                table.move_cursor(row=index)  # its RowHighlighted tells the preview and the plot
-                return
+        if move_to_row(self.table, before):
+            return  # its RowHighlighted tells the preview and the plot
         now = self._selected_hash()
         if now != self._highlighted and now is not None:
             self._highlighted = now
@@ -531,7 +526,7 @@ class AlignimationApp(App):
         self._update_status()
 
     def action_cycle_sort(self) -> None:
-        self.sort_column = next_sort_column(self.sort_column, self._visible_columns(), self.sort_chosen)
+        self.sort_column = next_sort_column(self.sort_column, visible_columns(self.table), self.sort_chosen)
         self._sort_by(self.sort_column)
 
     @on(DataTable.HeaderSelected, "#frames")
@@ -544,45 +539,11 @@ class AlignimationApp(App):
         self._keeping_selection(self._apply_sort)
         self._update_status()
 
-    def _visible_columns(self) -> list[str]:
-        """The columns wholly in view (the preview takes a third of a wide terminal)."""
-        table = self.table
-        left, right, x, shown = table.scroll_x, table.scroll_x + table.scrollable_content_region.width, 0, []
-        for column in table.ordered_columns:
-            width = column.get_render_width(table)
-            if x >= left and x + width <= right:
-                shown.append(column.key.value)
-            x += width
-        return shown
-
     def _sort_reversed(self) -> bool:
         return self.sort_column in ("residual", "flag")  # the worst first
 
     def _mark_sort_column(self) -> None:
-        """The sort column's header says so, with the direction."""
-        table = self.table
-        for key, label, _ in COLUMNS:
-            mark = ("▼" if self._sort_reversed() else "▲") if key == self.sort_column else ""
-            column = table.columns[key]
-            column.label = Text(label + mark)
-            column.content_width = max(column.content_width, column.label.cell_len)
-        table.refresh()
+        mark_sort_column(self.table, self.sort_column, self._sort_reversed())
 
     def _apply_sort(self) -> None:
         self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=self._sort_reversed())
-
-    # the keys panel and the palette -------------------------------------------------------------
-    def action_show_keys(self) -> None:
-        if not isinstance(self.screen, KeysScreen):
-            self.push_screen(KeysScreen())
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """While the keys panel is up, the app's keys do nothing (it closes on Escape, `?` or `q`)."""
-        return not (action in KEY_ACTIONS and isinstance(self.screen, KeysScreen))
-
-    def get_system_commands(self, screen):
-        """Textual's own commands, with "Keys" opening our keys panel (which Escape closes)."""
-        for command in super().get_system_commands(screen):
-            if command.title == "Keys":
-                command = SystemCommand("Keys", "Every key, grouped (?)", self.action_show_keys)
-            yield command

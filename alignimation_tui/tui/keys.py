@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -181,3 +181,28 @@ class KeysScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss()
+
+
+KEY_ACTIONS = {k.action.split("(")[0] for k in KEYS if k.action}
+
+
+class KeysPanel:
+    """Mixed into the App: `?` opens the panel, the palette's "Keys" too, and the app's own keys do
+    nothing while it is up (it closes on Escape, `?` or `q`)."""
+
+    def action_show_keys(self) -> None:
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen())
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in KEY_ACTIONS and isinstance(self.screen, KeysScreen):
+            return False
+        return super().check_action(action, parameters)
+
+    def get_system_commands(self, screen):
+        """Textual's own commands, with "Keys" opening our panel (Textual's own does not close on
+        Escape and labels keys by their bindings' descriptions)."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Keys":
+                command = SystemCommand("Keys", "Every key, grouped (?)", self.action_show_keys)
+            yield command
