@@ -56,11 +56,25 @@ def count_text(counts: dict[str, int]) -> str:
     return " · ".join(f"{n} {status}" for status, n in counts.items()) or "no photos yet"
 
 
+def model_parts(models: str) -> list[Part]:
+    """The mode's words on its device and models (``"cpu · MTCNN + identity"``), one part per
+    `` · `` piece. A piece that carries a hint in brackets is a standing condition (``"identity
+    matching off (`alignimation-tui models --download`)"``): it stays long after the device has
+    gone, then loses its hint, then goes."""
+    parts = []
+    for piece in filter(None, (p.strip() for p in models.split(" · "))):
+        if piece.endswith(")") and " (" in piece:
+            parts.append(Part(piece, 3, piece[:piece.index(" (")], short_rank=8))
+        else:
+            parts.append(Part(piece, 9))
+    return parts
+
+
 def status_parts(counts: dict[str, int], *, nudge_step: str, filter_name: str, sort_column: str,
-                 render_note: str = "", busy: str = "", queue: int | None = None, device: str = "",
-                 mode: str = "face", identity_on: bool | None = None, reference: str | None = None) -> list[Part]:
-    """What the status bar can say, in display order. ``queue``/``identity_on``/``reference`` are
-    None before the worker has said anything."""
+                 render_note: str = "", busy: str = "", queue: int | None = None, models: str = "",
+                 reference: str | None = None) -> list[Part]:
+    """What the status bar can say, in display order. ``queue`` is None before the worker has
+    said anything (and then neither ``models`` nor ``reference`` is shown)."""
     parts = [Part(count_text(counts), 0)]
     if busy:
         parts.append(Part(busy, 1))
@@ -73,13 +87,7 @@ def status_parts(counts: dict[str, int], *, nudge_step: str, filter_name: str, s
             short = "wrote " + path.rstrip("/").rsplit("/", 1)[-1]
         parts.append(Part(render_note, 2, short if short != render_note else None, short_rank=8))
     if queue is not None:
-        if mode == "body":
-            parts.append(Part(f"body · {device} · Mask R-CNN + Keypoint R-CNN", 9, f"body · {device}"))
-        else:
-            parts.append(Part(f"{device} · MTCNN" + (" + identity" if identity_on else ""), 9))
-            if not identity_on:  # a standing condition: said here, once
-                parts.append(Part("identity matching off: `alignimation-tui models --download`", 3,
-                                  "identity matching off", short_rank=8))
+        parts += model_parts(models)
         parts.append(Part(f"ref {reference or '—'}", 5))
     parts.append(Part(f"filter {filter_name}", 2 if filter_name != "all" else 6))
     parts.append(Part(f"sort {sort_column}", 7))

@@ -89,6 +89,14 @@ def _sort_key(column: str):
     return lambda v: str(v).lower()
 
 
+def _models_text(s: PipelineState) -> str:
+    if s.mode == "body":
+        return f"{s.mode} · {s.device} · Mask R-CNN + Keypoint R-CNN"
+    if s.identity_on:
+        return f"{s.device} · MTCNN + identity"
+    return f"{s.device} · identity matching off (`alignimation-tui models --download`)"
+
+
 class AlignimationApp(KeysPanel, App):
     CSS_PATH = "app.tcss"
     TITLE = "alignimation"
@@ -305,8 +313,8 @@ class AlignimationApp(KeysPanel, App):
         """One line (statusline.py decides what fits): what is happening first, standing conditions
         next (said here once, not as a notification at every start), settings last."""
         s = self.state
-        known = {} if s is None else {"busy": s.busy, "queue": s.queue, "device": s.device, "mode": s.mode,
-                                      "identity_on": s.identity_on, "reference": s.reference}
+        known = {} if s is None else {"busy": s.busy, "queue": s.queue, "models": _models_text(s),
+                                      "reference": s.reference}
         self.query_one("#status-bar", StatusBar).show(status_parts(
             status_counts(list(self.rows.values())), nudge_step=self.nudge_step, filter_name=self.filter,
             sort_column=self.sort_column, render_note=self.render_note, **known))

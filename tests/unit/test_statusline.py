@@ -3,18 +3,18 @@ from alignimation_tui.statusline import SEP, Part, fit_status, status_parts
 
 
 def parts(**kw):
-    base = dict(nudge_step="fine", filter_name="all", sort_column="date", busy="", queue=0, device="cpu",
-                mode="face", identity_on=False, reference="week00.jpg")
+    base = dict(nudge_step="fine", filter_name="all", sort_column="date", busy="", queue=0,
+                models="cpu · identity matching off (`alignimation-tui models --download`)", reference="week00.jpg")
     return status_parts({"aligned": 12, "no_subject": 1, "failed": 1}, **{**base, **kw})
 
 
 def test_everything_fits_on_one_line_at_160_columns():
     line = fit_status(parts(), 158)  # the bar's padding takes two
     assert "\n" not in line and len(line) <= 158
-    for text in ("12 aligned · 1 no_subject · 1 failed", "`alignimation-tui models --download`",
+    for text in ("12 aligned · 1 no_subject · 1 failed", "identity matching off (`alignimation-tui models --download`)",
                  "ref week00.jpg", "filter all", "sort date", "nudge fine"):
         assert text in line
-    assert "cpu · MTCNN" in fit_status(parts(), 178)  # the device is the first to go
+    assert "│ cpu │" in fit_status(parts(), 178)  # the device is the first to go
 
 
 def test_narrower_drops_the_least_useful_first_never_the_counts_or_the_nudge_step():
@@ -32,7 +32,9 @@ def test_narrower_drops_the_least_useful_first_never_the_counts_or_the_nudge_ste
         previous = kinds
     at_118 = fit_status(parts(), 118)
     assert "identity matching off" in at_118 and "ref week00.jpg" in at_118  # a standing condition stays long
-    assert "cpu · MTCNN" not in fit_status(parts(), 78)  # the device goes before the condition
+    assert "│ cpu │" not in at_118  # the device goes before the condition
+    body = fit_status(parts(models="body · cpu · Mask R-CNN + Keypoint R-CNN"), 158)
+    assert "body │ cpu │ Mask R-CNN + Keypoint R-CNN" in body
 
 
 def test_a_filter_that_hides_rows_outlives_the_sort_and_the_reference():
