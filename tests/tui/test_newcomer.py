@@ -1,6 +1,6 @@
 """The app as a newcomer meets it: every key findable (`?`, the Footer, the command palette), one
 status line, the cursor on the same photo whatever happens to the rows, words that agree with the
-row. Through the Pilot, with the real MTCNN on the CPU."""
+row. Through the Pilot, on recorded detections (``tests.tui.recorded``)."""
 from __future__ import annotations
 
 from textual.widgets import OptionList
@@ -9,8 +9,8 @@ from textual.widgets._footer import FooterKey
 from alignimation_tui.domain import Verdict
 from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.keys import GROUPS, KEYS, KeysScreen
-from tests.tui.test_app import (astronaut_photo, config, decisions, folder, select, settled,  # noqa: F401
-                                template, until)
+from tests.tui.test_app import (astronaut_photo, config, decisions, folder, make_app, select,  # noqa: F401
+                                settled, template, until)
 
 
 def selected_name(app: AlignimationApp) -> str:
@@ -37,7 +37,7 @@ async def palette_options(pilot, app, query: str) -> list[str]:
 
 
 async def test_keys_panel_palette_and_one_status_line_at_160x48(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         bar = app.query_one("#status-bar")
@@ -80,7 +80,7 @@ async def test_keys_panel_palette_and_one_status_line_at_160x48(folder, config):
 
 
 async def test_at_80x24_the_footer_keeps_keys_and_quit_and_the_panel_fits(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         keys = {k.key_display: k for k in app.query(FooterKey)}
@@ -99,7 +99,7 @@ async def test_at_80x24_the_footer_keeps_keys_and_quit_and_the_panel_fits(folder
 
 
 async def test_the_cursor_stays_on_its_photo_through_sorts_inserts_and_removals(folder, config, tmp_path):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
         await select(pilot, app, "week03.jpg")
@@ -134,7 +134,7 @@ async def test_the_cursor_stays_on_its_photo_through_sorts_inserts_and_removals(
 
 
 async def test_captions_agree_with_the_row_and_an_empty_filter_says_so(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(160, 48)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         await select(pilot, app, "2024-03-20 broken.jpg")
