@@ -30,12 +30,17 @@ WORK_SIDE = 544
 # Forward-backward disagreement (work pixels) trusted fully below TOL + REL * |flow|, not at all at twice that.
 FB_TOL = 1.0
 FB_REL = 0.1
-# Texture: the mean gradient magnitude nearby (grey levels per work pixel) at which the flow is trusted.
-TEXTURE = 2.0
+# Texture: the mean gradient magnitude nearby (grey levels per work pixel): below FLAT the flow is
+# not trusted at all (nothing to match: a wall, a smooth gradient), from TEXTURE on fully.
+FLAT, TEXTURE = 0.4, 1.5
 TEXTURE_SIGMA = 6.0  # work pixels: how far a textured edge lends its trust to flat surroundings
+# Matched pixels differ by less than this on the contrast-normalised pictures (whose spread is
+# 40 levels); by twice it, they are no match.
+MISMATCH = 20.0
 # Motion beyond this share of the work long side is not a face moving between aligned frames.
 MAX_MOTION = 0.08
-TRUST_SIGMA = 3.0  # work pixels: the trust map's smoothing
+FLOW_SIGMA = 4.0  # work pixels: the flow is averaged over its reliable neighbours this far
+TRUST_SIGMA = 6.0  # work pixels: the trust map's smoothing
 NORM_SIGMA, NORM_FLOOR = 8.0, 4.0  # local contrast normalisation before the flow (work pixels, grey levels)
 FLOW_LEVELS, FLOW_WINDOW = 5, 21  # Farneback's pyramid and window (work pixels)
 
@@ -122,19 +127,39 @@ def _ramp(value: np.ndarray, full: np.ndarray | float) -> np.ndarray:
     return np.clip(2.0 - value / full, 0.0, 1.0)
 
 
-def trust_map(grey_a: np.ndarray, grey_b: np.ndarray, flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
-    """0..1 per work pixel: how far the flow there can be followed (1) or a blend is safer (0)."""
+def _mismatch(a: np.ndarray, b: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """How different ``a`` looks from ``b`` where the flow says it went (levels, smoothed)."""
+    cv2 = _cv2()
+    h, w = flow.shape[:2]
+    gx, gy = _work_grid(w, h)
+    b_at = cv2.remap(b, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.GaussianBlur(cv2.absdiff(a, b_at).astype(np.float32), (0, 0), 2.0)
+
+
+def reliability(grey_a: np.ndarray, grey_b: np.ndarray, norm_a: np.ndarray, norm_b: np.ndarray,
+                flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
+    """0..1 per work pixel: whether the flow there can be followed (1) or a blend is safer (0)."""
     cv2 = _cv2()
     speed_ab = cv2.magnitude(flow_ab[..., 0], flow_ab[..., 1])
     speed_ba = cv2.magnitude(flow_ba[..., 0], flow_ba[..., 1])
     consistent = np.minimum(_ramp(_disagreement(flow_ab, flow_ba), FB_TOL + FB_REL * speed_ab),
                             _ramp(_disagreement(flow_ba, flow_ab), FB_TOL + FB_REL * speed_ba))
-    textured = np.clip(np.maximum(_texture(grey_a), _texture(grey_b)) / TEXTURE, 0.0, 1.0)
+    # compared on the contrast-normalised pictures, so a change of light is not a mismatch
+    matching = np.minimum(_ramp(_mismatch(norm_a, norm_b, flow_ab), MISMATCH),
+                          _ramp(_mismatch(norm_b, norm_a, flow_ba), MISMATCH))
+    textured = np.clip((np.maximum(_texture(grey_a), _texture(grey_b)) - FLAT) / (TEXTURE - FLAT), 0.0, 1.0)
     limit = MAX_MOTION * max(grey_a.shape)
     plausible = np.minimum(_ramp(speed_ab, limit), _ramp(speed_ba, limit))
-    trust = np.minimum(np.minimum(consistent, textured), plausible)
-    # Smoothed, but never above what the pixel itself allows: a narrow occlusion stays blended.
-    return np.minimum(cv2.GaussianBlur(trust, (0, 0), TRUST_SIGMA), cv2.GaussianBlur(consistent, (0, 0), 1.0))
+    return np.minimum(np.minimum(consistent, matching), np.minimum(textured, plausible))
+
+
+def _smoothed(flow: np.ndarray, weight: np.ndarray, blurred_weight: np.ndarray) -> np.ndarray:
+    """The flow averaged over its reliable neighbours (normalised convolution): a smooth field,
+    so the warp stretches the picture gently and never folds or tears it."""
+    cv2 = _cv2()
+    flow = np.stack([cv2.medianBlur(np.ascontiguousarray(flow[..., i]), 5) for i in range(2)], -1)  # outliers out
+    summed = cv2.GaussianBlur(flow * weight[..., None], (0, 0), FLOW_SIGMA)
+    return summed / np.maximum(blurred_weight, 1e-3)[..., None]
 
 
 def _normalised(grey: np.ndarray) -> np.ndarray:
@@ -150,7 +175,8 @@ def _normalised(grey: np.ndarray) -> np.ndarray:
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dense flow from ``a`` to ``b``: ``a(x)`` matches ``b(x + flow(x))``."""
     cv2 = _cv2()
-    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, FLOW_LEVELS, FLOW_WINDOW, 3, 5, 1.1, 0)
+    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, FLOW_LEVELS, FLOW_WINDOW, 3, 7, 1.5,
+                                        cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
 
 
 def correspond(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> Correspondence:
@@ -167,12 +193,15 @@ def correspond(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> Corr
     grey_a, grey_b = _grey(a, size), _grey(b, size)
     norm_a, norm_b = _normalised(grey_a), _normalised(grey_b)
     flow_ab, flow_ba = _flow(norm_a, norm_b), _flow(norm_b, norm_a)
-    trust = trust_map(grey_a, grey_b, flow_ab, flow_ba)
+    cv2 = _cv2()
+    reliable = reliability(grey_a, grey_b, norm_a, norm_b, flow_ab, flow_ba)
+    around = cv2.GaussianBlur(reliable, (0, 0), FLOW_SIGMA)
+    trust = np.clip(cv2.GaussianBlur(reliable, (0, 0), TRUST_SIGMA), 0.0, 1.0)
     if float(trust.max()) < 0.02:
         return Correspondence(a, b, None, None, trust)
-    to_output = np.array([w / size[0], h / size[1]], np.float32)
-    weight = trust[..., None] * to_output
-    return Correspondence(a, b, flow_ab * weight, flow_ba * weight, trust)
+    weight = trust[..., None] * np.array([w / size[0], h / size[1]], np.float32)  # work -> output pixels
+    return Correspondence(a, b, _smoothed(flow_ab, reliable, around) * weight,
+                          _smoothed(flow_ba, reliable, around) * weight, trust)
 
 
 def inbetweens(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, n: int) -> list[Image.Image]:
