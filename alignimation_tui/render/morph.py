@@ -26,7 +26,7 @@ from PIL import Image
 from .frame import CaptionStyle, draw_caption
 
 # Flow is computed on grey copies whose long side is at most this (a 1080 px frame: about half).
-WORK_SIDE = 544
+WORK_SIDE = 384
 # Forward-backward disagreement (work pixels) trusted fully below TOL + REL * |flow|, not at all at twice that.
 FB_TOL = 1.0
 FB_REL = 0.1
@@ -42,7 +42,6 @@ MAX_MOTION = 0.08
 FLOW_SIGMA = 4.0  # work pixels: the flow is averaged over its reliable neighbours this far
 TRUST_SIGMA = 6.0  # work pixels: the trust map's smoothing
 NORM_SIGMA, NORM_FLOOR = 8.0, 4.0  # local contrast normalisation before the flow (work pixels, grey levels)
-FLOW_LEVELS, FLOW_WINDOW = 5, 21  # Farneback's pyramid and window (work pixels)
 
 
 def _cv2():
@@ -69,24 +68,56 @@ class Correspondence:
         h, w = self.a.shape[:2]
         f_t0 = -(1 - t) * t * self.flow_ab + t * t * self.flow_ba
         f_t1 = (1 - t) * (1 - t) * self.flow_ab - t * (1 - t) * self.flow_ba
-        grid_x, grid_y = _grid(w, h)
-        warped = []
-        for image, flow in ((self.a, f_t0), (self.b, f_t1)):
-            full = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-            warped.append(cv2.remap(image, grid_x + full[..., 0], grid_y + full[..., 1], cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE))
+        warped = [cv2.remap(image, _sample_map(flow, (w, h)), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                  for image, flow in ((self.a, f_t0), (self.b, f_t1))]
         return Image.fromarray(cv2.addWeighted(warped[0], 1 - t, warped[1], t, 0))
 
 
-_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+def _sample_map(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Where each output pixel samples (x, y), as one two-channel map: built at the work size (the
+    flow's) and scaled up once. Bilinear scaling keeps the grid part exact except within a pixel
+    or two of the edges, where the scaling clamps: those strips are corrected."""
+    cv2 = _cv2()
+    h, w = flow.shape[:2]
+    grid_x, grid_y, fix_x, fix_y = _map_grid((w, h), size)
+    work = flow.copy()
+    work[..., 0] += grid_x[None, :]
+    work[..., 1] += grid_y[:, None]
+    full = cv2.resize(work, size, interpolation=cv2.INTER_LINEAR)
+    for cols in fix_x:
+        full[:, cols, 0] += _FIX[size][0][cols]
+    for rows in fix_y:
+        full[rows, :, 1] += _FIX[size][1][rows][:, None]
+    return full
 
 
-def _grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    if (w, h) not in _GRIDS:
-        _GRIDS.clear()
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        _GRIDS[(w, h)] = (gx, gy)
-    return _GRIDS[(w, h)]
+_MAP_GRIDS: dict = {}
+_FIX: dict = {}
+
+
+def _map_grid(work: tuple[int, int], size: tuple[int, int]):
+    """Output coordinates of the work pixels' centres, and the edge strips to correct."""
+    key = (work, size)
+    if key not in _MAP_GRIDS:
+        cv2 = _cv2()
+        (w, h), (W, H) = work, size
+        gx = ((np.arange(w, dtype=np.float32) + 0.5) * (W / w) - 0.5)
+        gy = ((np.arange(h, dtype=np.float32) + 0.5) * (H / h) - 0.5)
+        scaled_x = cv2.resize(gx[None, :], (W, 1), interpolation=cv2.INTER_LINEAR)[0]
+        scaled_y = cv2.resize(gy[:, None], (1, H), interpolation=cv2.INTER_LINEAR)[:, 0]
+        fx = np.arange(W, dtype=np.float32) - scaled_x
+        fy = np.arange(H, dtype=np.float32) - scaled_y
+
+        def strips(fix: np.ndarray, n: int) -> list[slice]:
+            bad = np.nonzero(np.abs(fix) > 1e-3)[0]
+            lo, hi = bad[bad < n // 2], bad[bad >= n // 2]
+            return ([slice(0, int(lo.max()) + 1)] if len(lo) else []) + ([slice(int(hi.min()), n)] if len(hi) else [])
+
+        _MAP_GRIDS.clear()
+        _FIX.clear()
+        _MAP_GRIDS[key] = (gx, gy, strips(fx, W), strips(fy, H))
+        _FIX[size] = (fx, fy)
+    return _MAP_GRIDS[key]
 
 
 def _grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -173,10 +204,9 @@ def _normalised(grey: np.ndarray) -> np.ndarray:
 
 
 def _flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Dense flow from ``a`` to ``b``: ``a(x)`` matches ``b(x + flow(x))``."""
+    """Dense flow from ``a`` to ``b``: ``a(x)`` matches ``b(x + flow(x))`` (DIS, Kroeger et al. 2016)."""
     cv2 = _cv2()
-    return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, FLOW_LEVELS, FLOW_WINDOW, 3, 7, 1.5,
-                                        cv2.OPTFLOW_FARNEBACK_GAUSSIAN)
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
 
 
 def correspond(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> Correspondence:
