@@ -13,7 +13,8 @@ process: plain, ``crossfade = N`` and ``morph = N``. Every frame is decoded back
   hair lines differ halves the contrast there; a morph that lines them up keeps it.
 * Frames: photos + (photos - 1) x N (no holds by default) and the smallest mean difference
   between neighbouring frames (every frame must differ from its neighbour).
-* Cost: seconds of each render and the ratio morph / plain in the same process; milliseconds per
+* Cost: seconds of each render (after a first render that measures the colour statistics; plain
+  twice, before and after, averaged) and the ratio morph / plain in the same process; milliseconds per
   in-between frame (the pair's correspondence shared out over its N frames, plus the frame's own
   warp) measured on the rendered photos. ``--cost-photos 40``: the same ratio on 40 synthetic
   12 MP phone photos (bench/synth_photos.py, kept in ``--photos``) rendered at 1080x1080, where
@@ -125,9 +126,11 @@ def measure_folder(folder: Path, tmp: Path, n: int) -> tuple[dict, dict]:
         p.process()
         out = tmp / folder.name
         out.mkdir()
+        render(p, out / "warm.mp4", crossfade=0, morph=0)  # measures and caches the colour statistics
         seconds = {"plain": render(p, out / "plain.mp4", crossfade=0, morph=0),
                    "crossfade": render(p, out / "crossfade.mp4", crossfade=n, morph=0),
                    "morph": render(p, out / "morph.mp4", crossfade=0, morph=n)}
+        seconds["plain"] = (seconds["plain"] + render(p, out / "plain.mp4", crossfade=0, morph=0)) / 2
         photos = p.last_render.photos
     finally:
         p.close()
