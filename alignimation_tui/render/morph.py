@@ -1,17 +1,20 @@
 """In-between frames that move the face from one photo's place to the next's (``render.morph``).
 
 Both pictures are already aligned and rendered at the output size, so what is left to move is
-small: a dense correspondence both ways (OpenCV's DIS optical flow, on grey copies reduced to
-``WORK_SIDE``), then for each in-between at time ``t`` both pictures are warped part of the way
+small: a dense correspondence both ways (OpenCV's DIS optical flow, on contrast-normalised grey
+copies reduced to ``WORK_SIDE``, so a change of light is not taken for motion), then for each in-between at time ``t`` both pictures are warped part of the way
 and blended, ``(1 - t) A(x + F_t0) + t B(x + F_t1)``, with the intermediate flows built from the
 two flows as in Super SloMo (Jiang et al. 2018): ``F_t0 = -(1 - t) t F_ab + t² F_ba`` and
 ``F_t1 = (1 - t)² F_ab - t (1 - t) F_ba``.
 
 Where the correspondence cannot be trusted the flow is faded out, so the picture there becomes a
 plain blend of the two, never a tear: where the two flows disagree (forward-backward check:
-occlusion, a hand, a new background), where neither picture has texture to match (a plain wall,
-a smooth gradient whose brightness changed), and where the motion is implausibly large for
-aligned frames. The trust map is smooth, so the change from morph to blend has no seam.
+occlusion, a hand, a turned head), where the pictures do not match where the flow points (a new
+background), where neither picture has texture to match (a plain wall, a smooth gradient whose
+brightness changed), and where the motion is implausibly large for aligned frames. The flow is
+averaged over its reliable neighbours (a median first, then a normalised convolution), so the
+warp stretches smoothly and never folds; the trust map is smooth, so the change from morph to
+blend has no seam.
 
 The caption is not part of the pictures morphed: it is drawn afterwards on each in-between (the
 caption of the nearer photo), so it never moves or doubles.
@@ -19,6 +22,7 @@ caption of the nearer photo), so it never moves or doubles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -52,7 +56,8 @@ def _cv2():
 
 @dataclass(frozen=True)
 class Correspondence:
-    """Two pictures and the flows between them at the output size, already faded by trust."""
+    """Two pictures (output size) and the flows between them (at the work size, in output
+    pixels), already faded where they cannot be trusted."""
 
     a: np.ndarray  # H x W x 3 uint8
     b: np.ndarray
@@ -79,45 +84,36 @@ def _sample_map(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     or two of the edges, where the scaling clamps: those strips are corrected."""
     cv2 = _cv2()
     h, w = flow.shape[:2]
-    grid_x, grid_y, fix_x, fix_y = _map_grid((w, h), size)
+    grid_x, grid_y, fix_x, fix_y, strips_x, strips_y = _map_grid((w, h), size)
     work = flow.copy()
     work[..., 0] += grid_x[None, :]
     work[..., 1] += grid_y[:, None]
     full = cv2.resize(work, size, interpolation=cv2.INTER_LINEAR)
-    for cols in fix_x:
-        full[:, cols, 0] += _FIX[size][0][cols]
-    for rows in fix_y:
-        full[rows, :, 1] += _FIX[size][1][rows][:, None]
+    for cols in strips_x:
+        full[:, cols, 0] += fix_x[cols]
+    for rows in strips_y:
+        full[rows, :, 1] += fix_y[rows][:, None]
     return full
 
 
-_MAP_GRIDS: dict = {}
-_FIX: dict = {}
+@lru_cache(maxsize=4)
+def _map_grid(work: tuple[int, int], size: tuple[int, int]) -> tuple:
+    """Output coordinates of the work pixels' centres; what scaling them up misses at the edges
+    (per output column and row) and the edge strips where it does."""
+    cv2 = _cv2()
+    (w, h), (width, height) = work, size
+    gx = (np.arange(w, dtype=np.float32) + 0.5) * (width / w) - 0.5
+    gy = (np.arange(h, dtype=np.float32) + 0.5) * (height / h) - 0.5
+    fix_x = np.arange(width, dtype=np.float32) - cv2.resize(gx[None, :], (width, 1), interpolation=cv2.INTER_LINEAR)[0]
+    fix_y = np.arange(height, dtype=np.float32) - cv2.resize(gy[:, None], (1, height), interpolation=cv2.INTER_LINEAR)[:, 0]
 
+    def strips(fix: np.ndarray) -> list[slice]:
+        n = len(fix)
+        bad = np.nonzero(np.abs(fix) > 1e-3)[0]
+        lo, hi = bad[bad < n // 2], bad[bad >= n // 2]
+        return ([slice(0, int(lo.max()) + 1)] if len(lo) else []) + ([slice(int(hi.min()), n)] if len(hi) else [])
 
-def _map_grid(work: tuple[int, int], size: tuple[int, int]):
-    """Output coordinates of the work pixels' centres, and the edge strips to correct."""
-    key = (work, size)
-    if key not in _MAP_GRIDS:
-        cv2 = _cv2()
-        (w, h), (W, H) = work, size
-        gx = ((np.arange(w, dtype=np.float32) + 0.5) * (W / w) - 0.5)
-        gy = ((np.arange(h, dtype=np.float32) + 0.5) * (H / h) - 0.5)
-        scaled_x = cv2.resize(gx[None, :], (W, 1), interpolation=cv2.INTER_LINEAR)[0]
-        scaled_y = cv2.resize(gy[:, None], (1, H), interpolation=cv2.INTER_LINEAR)[:, 0]
-        fx = np.arange(W, dtype=np.float32) - scaled_x
-        fy = np.arange(H, dtype=np.float32) - scaled_y
-
-        def strips(fix: np.ndarray, n: int) -> list[slice]:
-            bad = np.nonzero(np.abs(fix) > 1e-3)[0]
-            lo, hi = bad[bad < n // 2], bad[bad >= n // 2]
-            return ([slice(0, int(lo.max()) + 1)] if len(lo) else []) + ([slice(int(hi.min()), n)] if len(hi) else [])
-
-        _MAP_GRIDS.clear()
-        _FIX.clear()
-        _MAP_GRIDS[key] = (gx, gy, strips(fx, W), strips(fy, H))
-        _FIX[size] = (fx, fy)
-    return _MAP_GRIDS[key]
+    return gx, gy, fix_x, fix_y, strips(fix_x), strips(fix_y)
 
 
 def _grey(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -143,14 +139,9 @@ def _disagreement(flow: np.ndarray, back: np.ndarray) -> np.ndarray:
     return cv2.magnitude(*np.moveaxis(flow + back_at, -1, 0))
 
 
-_WORK_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-
+@lru_cache(maxsize=4)
 def _work_grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    if (w, h) not in _WORK_GRIDS:
-        _WORK_GRIDS.clear()
-        _WORK_GRIDS[(w, h)] = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-    return _WORK_GRIDS[(w, h)]
+    return tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
 
 
 def _ramp(value: np.ndarray, full: np.ndarray | float) -> np.ndarray:
