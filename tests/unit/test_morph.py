@@ -204,3 +204,43 @@ def test_render_with_morph_and_caption(tmp_path):
         assert (here & ~own).sum() < 0.05 * own.sum()  # no other caption showing through
     data = read_sidecar(sidecar_path(out))
     assert data["settings"]["morph"] == 3 and data["frames_total"] == 5
+
+
+@pytest.mark.parametrize("suffix, crop, fill", [(".mp4", "canvas", "blur"), (".gif", "shared", "black")])
+def test_morph_follows_fill_crop_colour_and_nudge(tmp_path, suffix, crop, fill):
+    """The morph works on the frames as rendered: after the fill, the crop, the colour gains and
+    the nudge; the in-betweens lead from one rendered photo to the next."""
+    from alignimation_tui.colour import ColourGain
+    from alignimation_tui.nudge import Nudge
+    from tests.conftest import similarity
+
+    items = []
+    for k, (angle, scale, tx, ty) in enumerate([(0, 1.0, 0, 0), (6, 1.08, 10, -6), (-5, 0.95, -8, 6)]):
+        path = tmp_path / f"p{k}.jpg"
+        Image.fromarray(feature_pair((4.0 * k, 0.0))[1]).save(path, quality=95)
+        items.append(RenderItem(path, path.name, similarity(angle, scale, tx, ty, centre=(160, 160)), hash=f"h{k}",
+                                size=(SIZE, SIZE), colour=ColourGain((1.0, 1.1, 0.9)) if k == 1 else None,
+                                nudge=Nudge(dx=0.05) if k == 2 else None,
+                                anchor=np.array([[130.0, 140.0], [190.0, 140.0]])))
+    out = tmp_path / f"m{suffix}"
+    frames_dir = tmp_path / "frames"
+    result = write_animation(items, (SIZE, SIZE), out, RenderSettings(fps=10, morph=2, crop=crop, fill=fill,
+                                                                     gif_max_width=SIZE), frames_dir=frames_dir)
+    assert result.frames == 3 + 2 * 2
+    photos = [np.asarray(Image.open(p)).astype(float) for p in sorted(frames_dir.glob("*.jpg"))]
+    assert len(photos) == 3  # the aligned frames are the photos, not the in-betweens
+    if suffix == ".mp4":
+        reader = imageio.get_reader(out)
+        frames = [np.asarray(f).astype(float) for f in reader]
+        reader.close()
+    else:
+        with Image.open(out) as im:
+            frames = []
+            for k in range(im.n_frames):
+                im.seek(k)
+                frames.append(np.asarray(im.convert("RGB")).astype(float))
+    assert len(frames) == 7 and frames[0].shape == photos[0].shape
+    for k in range(2):  # the first in-between is nearer its own photo, the second nearer the next
+        a, first, second, b = photos[k], frames[3 * k + 1], frames[3 * k + 2], photos[k + 1]
+        assert np.abs(first - a).mean() < np.abs(first - b).mean()
+        assert np.abs(second - b).mean() < np.abs(second - a).mean()
