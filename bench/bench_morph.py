@@ -16,7 +16,8 @@ process: plain, ``crossfade = N`` and ``morph = N``. Every frame is decoded back
 * Cost: seconds of each render (after a first render that measures the colour statistics; plain
   twice, before and after, averaged) and the ratio morph / plain in the same process; milliseconds per
   in-between frame (the pair's correspondence shared out over its N frames, plus the frame's own
-  warp) measured on the rendered photos. ``--cost-photos 40``: the same ratio on 40 synthetic
+  warp) measured on the rendered photos, wall time and, on one thread, CPU time (which the other
+  processes on a shared machine do not inflate). ``--cost-photos 40``: the same ratio on 40 synthetic
   12 MP phone photos (bench/synth_photos.py, kept in ``--photos``) rendered at 1080x1080, where
   decoding a photo dominates as it does for real photos.
 * ``--sheet``: a contact sheet of one pair (the first folder's median pair): crossfade on top,
@@ -99,8 +100,25 @@ def in_between_ms(frames: list[np.ndarray], n: int, pairs: int = 6) -> dict:
         pair_s.append(t1 - t0)
         frame_s.append((time.perf_counter() - t1) / n)
     pair_ms, frame_ms = 1000 * statistics.median(pair_s), 1000 * statistics.median(frame_s)
+    # The same work on one thread, as CPU time: what it costs whatever else the machine is doing.
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        cpu = []
+        for k in pick:
+            t0 = time.thread_time()
+            pair = correspond(photos[k], photos[k + 1])
+            for j in range(1, n + 1):
+                pair.frame(j / (n + 1))
+            cpu.append((time.thread_time() - t0) / n)
+    finally:
+        cv2.setNumThreads(threads)
     return {"correspondence_ms_per_pair": round(pair_ms, 1), "warp_ms_per_frame": round(frame_ms, 1),
-            "ms_per_in_between": round(pair_ms / n + frame_ms, 1), "size": list(frames[0].shape[1::-1])}
+            "ms_per_in_between": round(pair_ms / n + frame_ms, 1),
+            "cpu_ms_per_in_between_one_thread": round(1000 * statistics.median(cpu), 1),
+            "size": list(frames[0].shape[1::-1])}
 
 
 def render(p: Pipeline, out: Path, **render_keys) -> float:
