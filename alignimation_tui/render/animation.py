@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
@@ -278,15 +278,47 @@ def render_workers() -> int:
     return max(2, min(8, cores // 2))
 
 
+class _Unreadable(Exception):
+    """Photo ``index`` could not be read at render time (deleted meanwhile, damaged)."""
+
+    def __init__(self, index: int, error: str):
+        super().__init__(error)
+        self.index, self.error = index, error
+
+
 def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
                     frames_dir: Path | None = None, progress: Callable[[int], None] = lambda n: None,
                     workers: int | None = None) -> RenderResult:
     """Write ``items`` (in date order) to ``out`` (.mp4, .gif or .webp), optionally every aligned
-    photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done."""
+    photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done.
+
+    A photo that cannot be read (deleted before or while the render reads it, damaged since) is
+    left out with a notice naming it, and the render goes on without it (started again when the
+    photo was found missing midway: what was written so far is discarded)."""
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise RenderError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
-    if not items:
-        raise RenderError("no frames to render")
+    left_out = []
+    items = list(items)
+    for item in list(items):
+        if not os.path.lexists(item.path):
+            items.remove(item)
+            left_out.append(f"{printable(item.name)} left out of this render: the file is gone")
+    while True:
+        if not items:
+            raise RenderError("no frames to render" + (f" ({'; '.join(left_out)})" if left_out else ""))
+        try:
+            result = _write(items, canvas, out, settings, frames_dir, progress, workers)
+        except _Unreadable as exc:
+            item = items.pop(exc.index)
+            left_out.append(f"{printable(item.name)} left out of this render: {exc.error}")
+            continue
+        if left_out:
+            result = replace(result, notices=[*left_out, *result.notices])
+        return result
+
+
+def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
+           frames_dir: Path | None, progress: Callable[[int], None], workers: int | None) -> RenderResult:
     layout = plan_layout(items, canvas, settings)
     timing = plan_timing(len(items), settings.fps, settings.duration, settings.hold_first,
                          settings.hold_last, settings.crossfade or settings.morph)
@@ -314,7 +346,7 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
         n_workers = workers or render_workers()
         for k, shown, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
             if error is not None:
-                raise RenderError(f"{printable(items[k].name)}: {error}")
+                raise _Unreadable(k, error)
             if frames_dir is not None:
                 outputs.save_frame(shown[0], frame_file_name(k + 1, items[k]))
             progress(k + 1)
