@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -42,6 +43,17 @@ _END = object()
 _UNREAD = object()  # add_path: the stored stat record has not been read yet
 
 
+@dataclass(frozen=True)
+class PathChange:
+    """What ``Pipeline.path_changed`` / ``path_removed`` did: the hashes whose results went (a front
+    end removes their rows), the new result (to detect when it needs it), and whether the
+    reference went with them (the next ``register`` chooses another and says so in ``notices``)."""
+
+    removed: list[str]
+    added: FrameResult | None
+    reference_lost: bool
+
+
 class OutputError(ValueError):
     """The output path is not acceptable (it would overwrite a photo, or has the wrong suffix)."""
 
@@ -59,6 +71,8 @@ class Pipeline:
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
+        self._reference_names: dict[str, str] = {}  # the reference's file name, said when it goes
+        self._reference_gone: tuple[str, str] | None = None  # (its name, "deleted" | "changed")
         # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
         # detector waited for a decoded photo), for benchmarks and profiling.
         self.stage_seconds: dict[str, float] = {}
@@ -163,11 +177,50 @@ class Pipeline:
 
     def remove_path(self, path: Path) -> str | None:
         """Forget the photo that was at ``path`` (deleted or moved away); returns its hash."""
-        for h, r in list(self.results.items()):
-            if r.frame.path == path:
-                del self.results[h]
-                return h
-        return None
+        removed = self.path_removed(path).removed
+        return removed[0] if removed else None
+
+    # one row per path ---------------------------------------------------------------------------
+    def path_changed(self, path: Path) -> "PathChange":
+        """The file at ``path`` was written (a new photo, or one overwritten, moved over or
+        re-exported under the same name): whatever was known of the old content at that path goes,
+        its transform with it, and the new content is a new result (from the store when its
+        content is known, else to be detected). Gone meanwhile: as ``path_removed``."""
+        path = Path(path)
+        before = {h for h, r in self.results.items() if r.frame.path == path}
+        if not os.path.lexists(path):
+            return self.path_removed(path)
+        r = self.add_path(path)
+        if r is None and not os.path.lexists(path):  # gone while it was read
+            return self.path_removed(path)
+        removed = [h for h in before if h not in self.results or self.results[h].frame.path != path]
+        return self._forgot(removed, r, "changed")
+
+    def path_removed(self, path: Path) -> "PathChange":
+        """The photo at ``path`` was deleted or moved away, whatever it was doing (queued, being
+        detected, aligned, the reference): it leaves the results, so the next render leaves it out;
+        its verdict and cache stay (the same photo coming back is known again)."""
+        path = Path(path)
+        removed = [h for h, r in self.results.items() if r.frame.path == path]
+        for h in removed:
+            del self.results[h]
+        return self._forgot(removed, None, "deleted")
+
+    def _forgot(self, removed: list[str], added: FrameResult | None, how: str) -> "PathChange":
+        lost = self.reference is not None and self.reference.hash in removed
+        if lost:  # every transform is onto the old reference: none is used until ``register`` redoes them
+            self._reference_gone = (self._name_of_reference(), how)
+            self.reference = None
+            self.framing = None
+            for r in self.results.values():
+                r.transform = None
+                r.extra.pop("transform_key", None)
+                if r.status is FrameStatus.ALIGNED:
+                    r.status = FrameStatus.QUEUED
+        return PathChange(removed, added, lost)
+
+    def _name_of_reference(self) -> str:
+        return self._reference_names.get(self.reference.hash, self.reference.hash[:12])
 
     def sort_results(self) -> None:
         self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
@@ -287,7 +340,14 @@ class Pipeline:
         with self.timed("register"):
             self.reference = ref = self.mode.choose_reference()
             if ref is not None:
+                self._reference_names = {ref.hash: self.results[ref.hash].frame.path.name}
                 self.mode.register(ref, compute)
+        gone = self._reference_gone
+        if gone is not None and ref is not None:
+            self._reference_gone = None
+            self.notices.append(f"the reference photo {printable(gone[0])} was {gone[1]}; "
+                                f"{printable(self.results[ref.hash].frame.path.name)} is the reference now "
+                                "and every frame is registered onto it again")
         curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
         self.framing = self.plan_framing()
         return ref
