@@ -410,6 +410,7 @@ class Store:
         self.warnings: list[str] = []  # plain sentences for the person (e.g. a cache rebuilt)
         self.on_warning = lambda message: None  # told of warnings that come up while running
         self._rebuild_lock = threading.Lock()
+        self._tolerant, self._retry_seconds, self._failed_at = False, 10.0, None
         self.cache = self._open_cache()
         try:
             self.decisions = Decisions(data_root / "decisions.json")
@@ -474,9 +475,73 @@ class Store:
             self.cache = self._move_aside(str(exc))
         self.on_warning(self.warnings[-1])
 
+    # faults while running -----------------------------------------------------------------------
+    def keep_going_on_write_faults(self, retry_seconds: float = 10.0) -> None:
+        """From now on (a long-running app, after the store opened), a cache that cannot be used
+        (a full disk, a read-only or removed folder) is a warning naming the folder and
+        ``store.cache_dir``, said once, not an error: reads miss, writes are skipped and work goes
+        on without caching. The next write after ``retry_seconds`` tries again (the folder is made
+        and the cache opened again when it was removed); when one succeeds, a warning says so.
+        Without this call (``--once``) every fault is a ``FolderError``."""
+        self._tolerant = True
+        self._retry_seconds = retry_seconds
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the cache is being skipped for a fault (see ``keep_going_on_write_faults``)."""
+        return self._failed_at is not None
+
+    def _degrade(self, exc: FolderError) -> None:
+        first = self._failed_at is None
+        self._failed_at = time.monotonic()
+        if first:
+            log.warning("cache: %s", exc)
+            self._warn(f"{exc}. Going on without the cache meanwhile (results are not kept for the next start); "
+                       f"trying again every {self._retry_seconds:g} s")
+
+    def _retry_due(self) -> bool:
+        if self._failed_at is None:
+            return True
+        if time.monotonic() - self._failed_at < self._retry_seconds:
+            return False
+        if not (self.cache_dir / diskcache.core.DBNAME).exists():  # removed: start it again
+            try:
+                old, self.cache = self.cache, self._open_cache()
+                try:
+                    old.close()
+                except Exception:  # its files are gone
+                    pass
+            except FolderError:
+                self._failed_at = time.monotonic()
+                return False
+        return True
+
     def _cache_call(self, name: str, key: str, *args):
         """``self.cache.<name>(key, *args)`` with the faults handled: a damaged database is rebuilt
-        (and the call made again on the new one), anything else is a ``FolderError``."""
+        (and the call made again on the new one); anything else is a ``FolderError``, or with
+        ``keep_going_on_write_faults`` a warning and a miss."""
+        if not self._tolerant:
+            return self._cache_call_strict(name, key, *args)
+        writing = name in ("set", "delete")
+        if writing and self._failed_at is None and not (self.cache_dir / diskcache.core.DBNAME).exists():
+            # removed under us: SQLite would go on writing into the deleted file, all of it lost
+            self._degrade(FolderError(f"cannot write to the cache in {printable(str(self.cache_dir))}: it was "
+                                      f"removed; choose another folder with {CACHE_KEY} to keep it elsewhere",
+                                      self.cache_dir, CACHE_KEY))
+            self._failed_at -= self._retry_seconds  # start it again now
+        if writing and not self._retry_due():
+            return None
+        try:
+            value = self._cache_call_strict(name, key, *args)
+        except FolderError as exc:
+            self._degrade(exc)
+            return None
+        if writing and self._failed_at is not None:
+            self._failed_at = None
+            self._warn(f"the cache in {printable(str(self.cache_dir))} can be written again; results are cached again")
+        return value
+
+    def _cache_call_strict(self, name: str, key: str, *args):
         db_key = cache_key(key)
         for attempt in range(2):
             cache = self.cache

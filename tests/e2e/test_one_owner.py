@@ -27,8 +27,8 @@ def staged(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.partial*"))
 
 
-def processes_naming(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (an orphaned ffmpeg names its partial)."""
+def processes_naming(text: str) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes that mention ``text`` (an orphaned ffmpeg names its partial)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -41,7 +41,7 @@ def processes_naming(text: str) -> list[str]:
         except OSError:
             continue
         if text in cmd and state != b"Z":
-            found.append(cmd)
+            found.append((int(pid), cmd))
     return found
 
 
@@ -124,12 +124,30 @@ def test_kill_9_while_rendering_ends_ffmpeg_and_the_next_run_removes_the_partial
     partial, whoever left it."""
     out = tmp_path / "week.mp4"
     proc = once(folder, "--config", str(slow_config(tmp_path)), "--out", str(out))
-    signal_when(proc, lambda: bool(staged(out)) and bool(processes_naming(str(tmp_path))), signal.SIGKILL, wait=60)
-    assert proc.returncode == -signal.SIGKILL
+
+    def encoders() -> list[int]:
+        return [pid for pid, cmd in processes_naming(f".{out.name}.partial") if "ffmpeg" in cmd]
+
+    def encoding() -> bool:  # ffmpeg has written frames already (an orphan would finish a readable file)
+        files = staged(out)
+        return bool(encoders() and files and files[0].stat().st_size > 100_000)
+
+    wait_for(lambda: encoding() or proc.poll() is not None, "the render's ffmpeg to write frames", 300)
+    assert proc.poll() is None, proc.stderr.read()
+    ffmpeg = encoders()
+    for pid in ffmpeg:  # held still, so it cannot finish before its parent is gone
+        os.kill(pid, signal.SIGSTOP)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    for pid in ffmpeg:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     left = staged(out)
     assert left, "the killed run's partial file is there"
-    wait_for(lambda: not processes_naming(str(tmp_path)), "ffmpeg to end with its parent", 30)
-    with pytest.raises(Exception):  # killed with its parent, ffmpeg never completed the file
+    wait_for(lambda: not processes_naming(str(tmp_path)), "ffmpeg to end", 60)
+    with pytest.raises(Exception):  # killed with its parent, ffmpeg never went on to complete the file
         imageio_ffmpeg.count_frames_and_secs(str(left[0]))
     other = tmp_path / "other.gif"
     assert main([str(folder), "--once", "--out", str(other)]) == 0
