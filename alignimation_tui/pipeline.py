@@ -127,6 +127,7 @@ class Pipeline:
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
         ``cached_stat``: the stored stat record for ``path`` when the caller has read it already."""
+        path = self.local_path(path)
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
         if problem is not None:
             return self._unreadable(path, problem)
@@ -181,12 +182,20 @@ class Pipeline:
         return removed[0] if removed else None
 
     # one row per path ---------------------------------------------------------------------------
+    def local_path(self, path: Path) -> Path:
+        """``path`` spelt as the scan spells the folder's photos: the watcher reports absolute paths
+        (``/home/me/photos/a.jpg``) for a folder opened as ``photos``; one photo, one spelling."""
+        path = Path(path)
+        if path.parent != self.folder and os.path.abspath(path.parent) == os.path.abspath(self.folder):
+            return self.folder / path.name
+        return path
+
     def path_changed(self, path: Path) -> "PathChange":
         """The file at ``path`` was written (a new photo, or one overwritten, moved over or
         re-exported under the same name): whatever was known of the old content at that path goes,
         its transform with it, and the new content is a new result (from the store when its
         content is known, else to be detected). Gone meanwhile: as ``path_removed``."""
-        path = Path(path)
+        path = self.local_path(path)
         before = {h for h, r in self.results.items() if r.frame.path == path}
         if not os.path.lexists(path):
             return self.path_removed(path)
@@ -200,7 +209,7 @@ class Pipeline:
         """The photo at ``path`` was deleted or moved away, whatever it was doing (queued, being
         detected, aligned, the reference): it leaves the results, so the next render leaves it out;
         its verdict and cache stay (the same photo coming back is known again)."""
-        path = Path(path)
+        path = self.local_path(path)
         removed = [h for h, r in self.results.items() if r.frame.path == path]
         for h in removed:
             del self.results[h]

@@ -104,6 +104,27 @@ def test_a_photo_changed_with_the_same_size_and_mtime_is_read_again_by_once(fold
     assert len(rows) == N
 
 
+def test_one_row_per_path_when_the_folder_was_opened_by_a_relative_path(folder, monkeypatch):
+    """The app opened as ``alignimation-tui photos``: the watcher reports ``/abs/photos/day05.jpg``.
+    Overwritten in place (``cp new.jpg day05.jpg``), the photo still has one row, and its old
+    result (and transform) is gone."""
+    monkeypatch.chdir(folder.parent)
+    p = Pipeline(Path(folder.name), Config())
+    p.scan()
+    p.process()
+    path = folder / "day05.jpg"  # absolute, as the watcher says it
+    old = next(h for h, r in p.results.items() if r.frame.path.name == "day05.jpg")
+    new_content(path)
+    r = p.add_path(path)  # what the driver does today for the watcher's event
+    assert old not in p.results
+    assert [x.frame.hash for x in p.results.values() if x.frame.path.name == "day05.jpg"] == [r.frame.hash]
+    p.process([r])
+    assert len(p.kept()) == N and len({x.frame.path.name for x in p.kept()}) == N
+    p.remove_path(folder / "day06.jpg")
+    assert len(p.results) == N - 1
+    p.close()
+
+
 def test_a_deleted_reference_is_replaced_and_said(folder, tmp_path):
     p = processed(folder)
     ref = p.reference.hash
