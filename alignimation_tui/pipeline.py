@@ -34,7 +34,7 @@ from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
-from .store import Store, fingerprint
+from .store import DecisionChanges, Store, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,20 @@ class Pipeline:
         r = self.results.get(content_hash)
         if r is not None:
             r.nudge = None if nudge is None or nudge.is_identity else nudge
+
+    def refresh_decisions(self) -> DecisionChanges:
+        """Take what another process (a second app, a script) changed in the decisions file since
+        this one last read or wrote it: verdicts and nudges are applied to the results; when the
+        pinned reference moved (``reference_changed``), the caller runs ``register`` again. Cheap
+        when nothing changed (one stat): meant to be polled."""
+        changes = self.store.decisions.reload()
+        for h, verdict in changes.verdicts.items():
+            if h in self.results:
+                self.results[h].verdict = verdict
+        for h, nudge in changes.nudges.items():
+            if h in self.results:
+                self.results[h].nudge = nudge
+        return changes
 
     def final_matrix(self, r: FrameResult) -> np.ndarray:
         """The frame's matrix from the upright original to the output picture: its nudge after

@@ -55,6 +55,7 @@ class Staged:
     def __init__(self, path: Path, is_dir: bool):
         self.path, self.is_dir = path, is_dir
         self._fd: int | None = None
+        self.discarded = False  # by stop_all, or the writer's own clean-up: no more writes
 
     @classmethod
     def file(cls, final: Path) -> "Staged":
@@ -103,6 +104,7 @@ class Staged:
 
     def discard(self) -> None:
         """Remove the staged file or folder (what this run wrote, nothing else)."""
+        self.discarded = True
         try:
             if self.is_dir:
                 shutil.rmtree(self.path, ignore_errors=True)

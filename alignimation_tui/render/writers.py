@@ -209,6 +209,8 @@ class GifWriter:
             raise
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
+        if self.partial.discarded:  # staging.stop_all(): the app is going
+            raise WriteFailed(None, "the render was stopped")
         frame = gif_frame(img, self.max_width)
         start, self._shown = self._shown, self._shown + repeat
         delay_cs = max(2, round(self._shown * 100 / self.fps) - round(start * 100 / self.fps))

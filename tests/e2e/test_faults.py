@@ -274,14 +274,14 @@ def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypat
         raise OSError(errno.EROFS, "Read-only file system")
 
     with monkeypatch.context() as m:
-        m.setattr(writers, "open", read_only, raising=False)  # the writer creating its partial file
+        m.setattr(staging.Staged, "file", classmethod(read_only))  # the writer creating its partial file
         capsys.readouterr()
         assert main([str(folder), "--once", "--out", str(out)]) == 2
         line = one_line(capsys.readouterr().err)
         assert line == (f"alignimation-tui: error: cannot write the animation into {tmp_path}: read-only file "
                         "system; make it writable, or choose another folder with render.output (or --out)")
     with monkeypatch.context() as m:
-        m.setattr("alignimation_tui.render.animation.tempfile.mkdtemp", read_only)
+        m.setattr(staging.Staged, "folder", classmethod(read_only))
         frames = tmp_path / "frames"
         assert main([str(folder), "--once", "--out", str(out), "--frames", str(frames)]) == 2
         line = one_line(capsys.readouterr().err)

@@ -160,3 +160,29 @@ def test_two_processes_setting_100_verdicts_each_keep_all_200(tmp_path):
     verdicts = json.loads(path.read_text())["verdicts"]
     assert len(verdicts) == 200
     assert verdicts["a001"] == verdicts["b099"] == "rejected" and verdicts["a000"] == "accepted"
+
+
+def test_a_pipeline_takes_the_verdicts_another_process_set(tmp_path):
+    from PIL import Image
+
+    from alignimation_tui.config import Config
+    from alignimation_tui.pipeline import Pipeline
+    from alignimation_tui.scan import content_hash
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 80, 120)).save(folder / f"p{i}.jpg")
+    p = Pipeline(folder, Config())
+    p.scan()
+    h = content_hash(folder / "p1.jpg")
+    assert not p.refresh_decisions()
+    other = Decisions(p.store.decisions.path)  # the second app
+    other.set_verdict(h, Verdict.REJECTED)
+    other.pin_reference(h)
+    changes = p.refresh_decisions()
+    assert changes.verdicts == {h: Verdict.REJECTED} and changes.reference_changed
+    assert p.results[h].verdict is Verdict.REJECTED
+    p.set_verdict(content_hash(folder / "p0.jpg"), Verdict.ACCEPTED)  # and this one's change keeps theirs
+    assert Decisions(p.store.decisions.path).verdict(h) is Verdict.REJECTED
+    p.close()
