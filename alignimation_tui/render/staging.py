@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 # .NAME.partial-PID-RANDOM[.SUFFIX] (files) and .partial-PID-RANDOM (frames folders)
-_STAGED = re.compile(r"^\..*\.partial-(\d+)-[a-z0-9]+(\.[^.]*)?$|^\.partial-(\d+)-[A-Za-z0-9_]+$")
+_STAGED = re.compile(r"^\..+\.partial-(\d+)-[0-9a-f]{8}\.(mp4|gif|webp|json)$|^\.partial-(\d+)-[A-Za-z0-9_]+$")
 # A staged entry of a live pid that nobody locks is taken for a reused pid only after this long:
 # the writer takes its lock right after creating the entry.
 _REUSED_PID_AGE_S = 60.0
@@ -194,7 +194,10 @@ def folder_locked(*folders: Path) -> Iterator[None]:
             except OSError:
                 continue
             fds.append(fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # a file system without flock on folders: the renames are atomic anyway
+                pass
         yield
     finally:
         for fd in fds:
