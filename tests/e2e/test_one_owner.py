@@ -81,8 +81,12 @@ def test_two_once_runs_writing_one_output_leave_it_whole(folder, tmp_path, suffi
     assert main([str(folder), "--once", "--config", str(config), "--out", str(out)]) == 0  # last week's
     good = readable_frames(out)
     first = once(folder, "--config", str(config), "--out", str(out))
+
+    def writing() -> bool:  # the encoder has opened and begun the first run's partial file
+        return any(p.stat().st_size > 0 for p in staged(out))
+
     try:
-        wait_for(lambda: staged(out) or first.poll() is not None, "the first run's partial file", 300)
+        wait_for(lambda: writing() or first.poll() is not None, "the first run's partial file", 300)
         assert first.poll() is None, first.stderr.read()
         os.kill(first.pid, signal.SIGSTOP)  # in the middle of its render
         second = subprocess.run([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--config",
