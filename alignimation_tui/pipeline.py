@@ -263,11 +263,9 @@ class Pipeline:
         when nothing changed (one stat): meant to be polled."""
         changes = self.store.decisions.reload()
         for h, verdict in changes.verdicts.items():
-            if h in self.results:
-                self.results[h].verdict = verdict
+            self.apply_verdict(h, verdict)
         for h, nudge in changes.nudges.items():
-            if h in self.results:
-                self.results[h].nudge = nudge
+            self.apply_nudge(h, nudge)
         return changes
 
     def final_matrix(self, r: FrameResult) -> np.ndarray:
