@@ -364,6 +364,8 @@ class Decisions:
         change made here too (not on disk: not decided either)."""
         with self._lock, self._file_lock("save your decision in"):
             raw, _ = self._read(locked=True)
+            for key, empty in (("verdicts", {}), ("reference", None), ("nudges", {})):
+                raw.setdefault(key, empty)  # the file's whole shape, as every version wrote it
             change(raw)
             with folder_access("save your decision in", self.path.parent, DATA_KEY):
                 self._write_file(raw)
