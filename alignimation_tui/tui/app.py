@@ -74,6 +74,9 @@ NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
+# A cache that cannot be written (a full disk, a read-only or removed folder) while the app runs is a
+# notification, and the app goes on without it; writes are tried again after this many seconds.
+CACHE_RETRY_S = 10.0
 # A logout, `kill`, a closed terminal or SSH session: the app ends as `q` ends it.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -158,6 +161,7 @@ class AlignimationApp(KeysPanel, App):
         self.config = config
         self.watch_folder = watch
         built = pipeline(self.folder, config)  # raises DeviceError before any screen appears
+        built.store.keep_going_on_write_faults(CACHE_RETRY_S)  # said on screen; the worker goes on
         self.decisions = built.store.decisions  # written on the key press (see the module's note)
         self.driver: Driver | None = None
         self.watcher: FolderWatcher | None = None

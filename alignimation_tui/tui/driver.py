@@ -132,6 +132,16 @@ class Driver:
         self.render_idle.set()
         self._closed = False
         self._close_lock = threading.Lock()
+        # The store's warnings (a cache that cannot be written, and written again) are notices too;
+        # they are shown as warnings, not as plain information.
+        self._warnings: set[str] = set()
+        told = pipeline.store.on_warning
+
+        def warned(text: str) -> None:
+            self._warnings.add(text)
+            told(text)
+
+        pipeline.store.on_warning = warned
 
     # before the thread starts ---------------------------------------------------------------------
     def prepare(self) -> bool:
@@ -204,9 +214,14 @@ class Driver:
             self._post(ViewsChanged(changed_views))
         if changed:
             self._post(RowsChanged(changed))
+        self.post_notices()
+
+    def post_notices(self) -> None:
+        """The pipeline's notices not posted yet (after every batch of jobs, even one that changed
+        no row: a cache that failed on a photo already known is said too)."""
         for text in self.pipeline.notices[self._notices_sent:]:
             if not is_standing(text):  # the status bar says it, once, for as long as it holds
-                self._post(Notice(printable(text)))
+                self._post(Notice(printable(text), "warning" if text in self._warnings else "information"))
         self._notices_sent = len(self.pipeline.notices)
         self.post_state()
 
@@ -259,23 +274,15 @@ class Driver:
                 self._handle(jobs)
             except FolderError as exc:
                 self._report(exc)
+            self.post_notices()
 
     def _wait_time(self) -> float:
         if self._render_due is None:
             return 0.25
         return max(0.01, min(0.25, self._render_due - time.monotonic()))
 
-    def _in_folder(self, path: Path) -> Path:
-        """The watcher's ``path`` spelled as the scan spells the folder's photos. The watcher reports
-        absolute paths; a folder opened as typed (``alignimation-tui photos``) is scanned as
-        ``photos/x.jpg``, and a path spelled two ways was two rows: a photo overwritten in place
-        kept its old row (and transform) beside the new one, a deleted one stayed."""
-        return self.pipeline.folder / path.name
-
     def _handle(self, jobs: list[Job]) -> None:
         p = self.pipeline
-        ref = p.reference
-        ref_name = p.results[ref.hash].frame.path.name if ref is not None and ref.hash in p.results else None
         removed = []
         new = []
         applied = []
@@ -284,16 +291,14 @@ class Driver:
         for job in jobs:
             match job:
                 case PhotoDeleted(path=path):
-                    h = p.remove_path(self._in_folder(path))
-                    if h is not None:
-                        removed.append(h)
+                    # Whatever it was doing (queued, detecting, aligned, the reference): its rows go.
+                    # The pipeline spells the watcher's absolute path as the scan does (a folder
+                    # opened as typed, `photos`, is scanned as photos/x.jpg): one photo, one row.
+                    removed += p.path_removed(path).removed
                 case PhotoReady(path=path):
-                    path = self._in_folder(path)
-                    if not path.exists():
-                        continue
-                    before = {h for h, r in p.results.items() if r.frame.path == path}
-                    r = p.add_path(path)
-                    removed += [h for h in before if h not in p.results]
+                    change = p.path_changed(path)  # overwritten, moved over: the old row goes
+                    removed += change.removed
+                    r = change.added
                     if r is not None and r not in new:
                         new.append(r)
                 case Decided(hash=h, verdict=verdict, seq=seq):
@@ -313,6 +318,9 @@ class Driver:
                     pass
         if removed:
             self._post(RowsRemoved(removed))
+            for h in removed:  # a hash that is back (deleted and restored, moved) is posted again
+                self._posted.pop(h, None)
+                self._posted_views.pop(h, None)
         if new:
             p.sort_results()
             self.post_rows()
@@ -325,26 +333,12 @@ class Driver:
             self.busy = "registering" if repin else "updating"
             self.post_state()
             self._align_from_cache()
-        if ref is not None and ref.hash in removed:
-            self._say_new_reference(ref_name)
         for h, seq in applied:  # after the rows that show them
             self._post(DecisionApplied(h, seq))
         if renders:
             self._render(renders[-1].path)
         elif (new or removed) and self.auto_render:
             self._render_due = time.monotonic() + self.auto_render_delay
-
-    def _say_new_reference(self, gone: str | None) -> None:
-        """The reference photo left the folder (deleted, replaced): say which one took its place."""
-        p = self.pipeline
-        ref = p.reference
-        now = printable(p.results[ref.hash].frame.path.name) if ref is not None and ref.hash in p.results else None
-        was = printable(gone or "the reference photo")
-        if now:
-            self._post(Notice(f"{was} was the reference and is gone; {now} is the reference now, "
-                              "every frame is registered onto it"))
-        else:
-            self._post(Notice(f"{was} was the reference and is gone; no photo can take its place yet", "warning"))
 
     def _align_from_cache(self) -> None:
         """Choose subjects and register with what is cached; only new transforms are computed."""
@@ -356,24 +350,35 @@ class Driver:
         self.post_rows()
 
     def _process(self, todo: list) -> None:
-        """``Pipeline.process`` in chunks, so rows reach `aligned` as we go."""
+        """``Pipeline.process`` in chunks, so rows reach `aligned` as we go. A fault in one chunk
+        (a folder that cannot be used) is said and the next chunk goes on: no row is left
+        `detecting` and the queue count does not stay up (the app used to stall there, idle, at
+        "detecting 8 queued 16" when the cache's disk filled)."""
         p = self.pipeline
         self.backlog = len(todo)
-        for start in range(0, len(todo), CHUNK):
-            if self.cancel.is_set():
-                return
-            chunk = todo[start:start + CHUNK]
-            for r in chunk:
-                r.status = FrameStatus.DETECTING
-            self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
-            self.post_rows()
-            try:
-                p.process(chunk, cancel=self.cancel)
-            except ConfigError as exc:
-                self._post(Notice(str(exc), "error"))
-            self.backlog = max(0, len(todo) - start - len(chunk))
-            self.post_rows()
-        self.backlog = 0
+        try:
+            for start in range(0, len(todo), CHUNK):
+                if self.cancel.is_set():
+                    return
+                chunk = todo[start:start + CHUNK]
+                for r in chunk:
+                    r.status = FrameStatus.DETECTING
+                self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
+                self.post_rows()
+                try:
+                    p.process(chunk, cancel=self.cancel)
+                except ConfigError as exc:
+                    self._post(Notice(str(exc), "error"))
+                except FolderError as exc:
+                    self._report(exc)
+                finally:
+                    for r in chunk:
+                        if r.status is FrameStatus.DETECTING:  # not reached: queued again, for next time
+                            r.status = FrameStatus.QUEUED
+                self.backlog = max(0, len(todo) - start - len(chunk))
+                self.post_rows()
+        finally:
+            self.backlog = 0
 
     def _render(self, out: Path | None) -> None:
         self._render_due = None

@@ -80,7 +80,7 @@ async def test_overwritten_and_moved_over_photos_have_one_row(folder, config, tm
         assert hash_of(app, "week02.jpg") == content_hash(folder / "week02.jpg")
         assert hash_of(app, "week03.jpg") == moved_hash
         status = str(app.query_one("#status-bar").render())
-        assert status.startswith("aligned 5 failed 1"), status
+        assert status.startswith("5 aligned · 1 failed"), status
 
         # the render: each photo once, the new ones placed by their own transforms
         eyes = eyes_in_output(await render(pilot, app), placed)
