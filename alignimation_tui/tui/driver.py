@@ -262,6 +262,7 @@ class Driver:
             try:
                 jobs = [self.jobs.get(timeout=self._wait_time())]
             except queue.Empty:
+                self._take_outside_decisions()
                 if self._render_due is not None and time.monotonic() >= self._render_due:
                     self._render(None)
                 continue
@@ -274,6 +275,21 @@ class Driver:
                 self._handle(jobs)
             except FolderError as exc:
                 self._report(exc)
+            self.post_notices()
+
+    def _take_outside_decisions(self) -> None:
+        """What another process (a second app on the folder, a script) changed in the decisions
+        file: shown, and used (the kept frames, a pinned reference). One stat while nothing changed;
+        asked whenever the worker is idle."""
+        try:
+            changes = self.pipeline.refresh_decisions()
+        except FolderError as exc:
+            self._report(exc)
+            return
+        if changes:
+            self.busy = "registering" if changes.reference_changed else "updating"
+            self.post_state()
+            self._align_from_cache()
             self.post_notices()
 
     def _wait_time(self) -> float:
