@@ -20,6 +20,7 @@ class FrameStatus(str, enum.Enum):
     NO_SUBJECT = "no_subject"
     FAILED = "failed"
     SKIPPED = "skipped"  # aligned, but left out by the selection ([select]); the reason is kept
+    OUTLIER = "outlier"  # registered, but implausibly for the series (outliers.py); the reason is kept
 
 
 class Verdict(str, enum.Enum):
@@ -145,6 +146,7 @@ class FrameResult:
     quality: FrameQuality | None = None  # sharpness per face and the photo's hash (curate.py)
     skip_reason: str | None = None  # why the selection left it out (status skipped)
     nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
+    outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
 
     @property
     def kept(self) -> bool:

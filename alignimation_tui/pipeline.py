@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import curate
+from . import curate, outliers
 from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict
@@ -273,6 +273,7 @@ class Pipeline:
             self.reference = ref = self.mode.choose_reference()
             if ref is not None:
                 self.mode.register(ref, compute)
+        outliers.apply_outliers(list(self.results.values()), ref.hash if ref is not None else None)
         curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
         self.framing = self.plan_framing()
         return ref
