@@ -35,7 +35,7 @@ import numpy as np
 from .domain import FrameResult, FrameStatus, Verdict
 
 MIN_SERIES = 8  # fewer frames than this: no yardstick, nobody is judged
-OUTLIER_Z = 4.0  # robust z-score (median / 1.4826 MAD) beyond which a value is far from the rest
+OUTLIER_Z = 3.5  # robust z-score (median / 1.4826 MAD) beyond which a value is far from the rest
 # Floors on the raw difference from the median: below these a frame is never an outlier.
 SIZE_RATIO = 1.25  # box size on the canvas, either way (x1.25 or /1.25)
 POSITION_SIZES = 0.3  # box centre, in median box sizes
