@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .borders import PictureBox
     from .curate import FrameQuality
     from .nudge import Nudge
 
@@ -147,6 +148,7 @@ class FrameResult:
     skip_reason: str | None = None  # why the selection left it out (status skipped)
     nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
     outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
+    picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
     @property
     def kept(self) -> bool:

@@ -138,6 +138,7 @@ class Pipeline:
         result.detection = self.mode.cached_detection(frame.hash)
         if result.detection is not None:
             result.quality = self.mode.cached_quality(frame.hash)
+            result.picture = self.mode.cached_picture(frame.hash)
         self.results[frame.hash] = result
         return result
 
@@ -388,7 +389,8 @@ class Pipeline:
                                   "residual_pct": r.transform.residual_pct,
                                   "colour_gain": [round(g, 4) for g in gain.gains],
                                   **({"nudge": r.nudge.to_json()} if r.nudge else {})},
-                            colour=None if gain.is_identity else gain, nudge=r.nudge, anchor=anchor_points(r.subject))
+                            colour=None if gain.is_identity else gain, nudge=r.nudge, anchor=anchor_points(r.subject),
+                            picture=r.picture.box if r.picture is not None else None)
                  for r, gain in zip(kept, gains)]
         items = self.mode.render_items(kept, items)
         with self.timed("render"):

@@ -36,11 +36,12 @@ def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int, matri
     size, s = fit(output or r.transform.canvas, box)
     matrix = np.diag([s, s, 1.0]) @ nudged(matrix, r.nudge, anchor_points(r.subject))
     photo_size = (r.detection.width, r.detection.height) if r.detection else None
+    picture = r.picture.box if r.picture is not None else None  # its flat borders are not picture
     if photo_size is None:
-        return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size)
+        return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size, picture)
     needed = math.ceil(max(photo_size) * math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) * 1.05) + 2
     photo = _decoded(r.frame.path, r.frame.hash, -(-needed // DECODE_STEP) * DECODE_STEP, max_pixels)
-    return compose_decoded(photo, matrix, size, fill)
+    return compose_decoded(photo, matrix, size, fill, picture)
 
 
 @lru_cache(maxsize=4)
