@@ -90,3 +90,21 @@ def test_the_table_flags_an_outlier_with_its_reason_and_n_reaches_it():
     row = frame_rows([r])[0]
     assert row.status == "outlier" and row.flag.startswith("⚑ outlier: face 1.8x the median size")
     assert is_flagged(row) and status_counts([row]) == {"outlier": 1}
+
+
+def test_body_mode_is_judged_on_the_persons_box():
+    """Body mode has no face landmarks: size, position and turn of the person's box, no shape."""
+    from alignimation_tui.domain import BodySubject, Person
+    results = []
+    for k in range(10):
+        r = triage_result(k)
+        person = Person((100.0, 50.0, 300.0, 650.0), 0.99, ((0.0, 0.0),) * 17, (3.0,) * 17)
+        r.subject = BodySubject(0, person, "left", ((0.0, 0.0),) * 3, (1.0,) * 3, 0.0)
+        s = 2.0 if k == 4 else 1.0  # one frame registered at twice the others' scale
+        r.transform = Transform(((s, 0.0, 0.0), (0.0, s, 0.0), (0.0, 0.0, 1.0)), (800, 1000), 0.5)
+        r.status = FrameStatus.ALIGNED
+        results.append(r)
+    assert signals_of(results[0]).shape is None
+    apply_outliers(results, reference=results[0].frame.hash)
+    assert [r.frame.hash for r in results if r.status is FrameStatus.OUTLIER] == ["h4"]
+    assert "2.0x the median size" in results[4].outlier_reason
