@@ -7,9 +7,11 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
+
+from .modes import mode_names, mode_sections
 
 
 class ConfigError(ValueError):
@@ -31,6 +33,15 @@ def _one_of(*choices: str) -> dict:
     return _check(lambda v: None if v in choices else f"must be one of {', '.join(map(repr, choices))}, got {v!r}")
 
 
+# For the modes' own config sections (``modes.base.Mode.config_sections``), which use the same checks.
+check, between, one_of = _check, _between, _one_of
+
+
+def _known_mode(v: str) -> str | None:
+    names = mode_names()
+    return None if v in names else f"must be one of {', '.join(map(repr, names))}, got {v!r}"
+
+
 def _weights(v: list) -> str | None:
     if len(v) != 5 or any(not isinstance(x, (int, float)) or isinstance(x, bool) or x < 0 for x in v):
         return "must be a list of 5 non-negative numbers (left eye, right eye, nose, mouth left, mouth right)"
@@ -43,29 +54,6 @@ def _thresholds(v: list) -> str | None:
     if len(v) != 3 or any(not isinstance(x, (int, float)) or isinstance(x, bool) or not 0 < x < 1 for x in v):
         return "must be a list of 3 numbers between 0 and 1"
     return None
-
-
-BODY_PARTS = ("nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
-
-
-def _body_parts(v: list) -> str | None:
-    if not v or any(p not in BODY_PARTS for p in v) or len(set(v)) != len(v):
-        return f"must be a list of distinct keypoints from {', '.join(BODY_PARTS)}"
-    return None
-
-
-def _body_weights(v: list) -> str | None:
-    if not v or any(not isinstance(x, (int, float)) or isinstance(x, bool) or x < 0 for x in v) or sum(v) <= 0:
-        return "must be a list of non-negative numbers, not all zero, one per keypoint"
-    return None
-
-
-def _background(v: str) -> str | None:
-    if v in ("keep", "white", "black", "blur"):
-        return None
-    if len(v) == 7 and v[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in v[1:]):
-        return None
-    return f"must be 'keep', 'white', 'black', 'blur' or a colour '#rrggbb', got {v!r}"
 
 
 @dataclass(frozen=True)
@@ -206,27 +194,8 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True)
-class BodyConfig:
-    detect_size: int = field(default=800, metadata=_between(128, 4096))
-    batch_size: int = field(default=4, metadata=_between(1, 256))
-    mask_size: int = field(default=256, metadata=_between(64, 1024))
-    min_person_score: float = field(default=0.7, metadata=_between(0.0, 1.0))
-    keypoints: list = field(default_factory=lambda: ["ear", "shoulder", "hip"], metadata=_check(_body_parts))
-    keypoint_weights: list = field(default_factory=lambda: [1.0, 1.0, 1.0], metadata=_check(_body_weights))
-    side: str = field(default="auto", metadata=_one_of("auto", "left", "right"))
-    min_keypoint_score: float = field(default=2.0, metadata=_between(-100.0, 100.0))
-    background: str = field(default="keep", metadata=_check(_background))
-    feather_px: float = field(default=6.0, metadata=_between(0.0, 200.0))
-
-    def __post_init__(self):
-        if len(self.keypoint_weights) != len(self.keypoints):
-            raise ConfigError("body.keypoint_weights", f"needs one weight per keypoint ({len(self.keypoints)}: "
-                              f"{', '.join(self.keypoints)}), got {len(self.keypoint_weights)}")
-
-
-@dataclass(frozen=True)
 class Config:
-    mode: str = field(default="face", metadata=_one_of("face", "body"))
+    mode: str = field(default="face", metadata=_check(_known_mode))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda"))
     store: StoreConfig = field(default_factory=StoreConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -239,7 +208,14 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
-    body: BodyConfig = field(default_factory=BodyConfig)
+    # The modes' own sections (``[body]``, ...), by name; the ones a file leaves out are defaults.
+    sections: dict = field(default_factory=dict, metadata={"sections": True})
+
+    def section(self, name: str):
+        """A mode's config section (``modes.base.Mode.config_sections``): as read, or its defaults."""
+        if name in self.sections:
+            return self.sections[name]
+        return mode_sections()[name]()
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
@@ -256,10 +232,13 @@ def _coerce(key: str, want: type, value: Any) -> Any:
 
 
 def _build(cls: type, table: dict, prefix: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("sections")}
+    extra = mode_sections() if cls is Config else {}
     for key in table:
+        if key in extra:
+            continue
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = difflib.get_close_matches(key, [*known, *extra], n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(prefix + key, f"unknown key{hint}")
     values = {}
@@ -272,12 +251,23 @@ def _build(cls: type, table: dict, prefix: str) -> Any:
                 raise ConfigError(key, "must be a table ([section])")
             values[name] = _build(f.default_factory, value, key + ".")
             continue
-        want = {"int": int, "float": float, "str": str, "bool": bool, "list": list}[f.type]
+        want = f.type if isinstance(f.type, type) else \
+            {"int": int, "float": float, "str": str, "bool": bool, "list": list}[f.type]
         value = _coerce(key, want, value)
         problem = f.metadata.get("check", lambda v: None)(value)
         if problem:
             raise ConfigError(key, problem)
         values[name] = value
+    sections = {}
+    for name, section in extra.items():
+        if name in table:
+            if not isinstance(table[name], dict):
+                raise ConfigError(prefix + name, "must be a table ([section])")
+            built = _build(section, table[name], f"{prefix}{name}.")
+            if built != section():  # kept only when it differs: a config equals another with the same values
+                sections[name] = built
+    if sections:
+        values["sections"] = sections
     return cls(**values)
 
 
@@ -293,6 +283,13 @@ def load_config(path: Path | None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
     return _build(Config, table, "")
+
+
+def as_table(config: Config) -> dict:
+    """``config`` as the TOML table it reads back from: every key, the modes' sections included."""
+    table = asdict(config)
+    table.pop("sections")
+    return table | {name: asdict(config.section(name)) for name in mode_sections()}
 
 
 def with_overrides(config: Config, **top: Any) -> Config:

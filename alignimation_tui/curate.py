@@ -23,29 +23,16 @@ status ``skipped`` and the reason. No Textual here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from .domain import FrameResult, FrameStatus, Verdict
+from .domain import FrameQuality  # noqa: F401  (it lived here: domain.py holds the stored value types)
+from .domain import Box, FrameResult, FrameStatus, Verdict, is_kept
 
 SHARPNESS_SIDE = 64  # most faces are larger and are shrunk to it: scores hardly depend on face size
 NEIGHBOURS = 30  # near-duplicates are looked for among this many neighbours in date order
 PERIODS = ("day", "week", "month")
-
-
-@dataclass(frozen=True)
-class FrameQuality:
-    dhash: int  # 64-bit difference hash of the whole photo
-    sharpness: tuple[float, ...]  # per detected face, in detection order
-
-    def to_json(self) -> dict:
-        return {"dhash": f"{self.dhash:016x}", "sharpness": [round(s, 2) for s in self.sharpness]}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "FrameQuality":
-        return cls(int(d["dhash"], 16), tuple(float(s) for s in d["sharpness"]))
 
 
 def dhash(image: Image.Image) -> int:
@@ -76,20 +63,20 @@ def face_sharpness(image: Image.Image, box: tuple[float, float, float, float]) -
     return laplacian_variance(np.asarray(crop))
 
 
-def frame_quality(photo, detection) -> FrameQuality:
-    """From a decoded photo (``photos.Decoded``) and its face detection (original pixels)."""
+def frame_quality(photo, boxes: tuple[Box, ...]) -> FrameQuality:
+    """From a decoded photo (``photos.Decoded``) and the boxes (original pixels) whose sharpness
+    is measured: a face mode's every face, in detection order."""
     sx, sy = photo.scale_xy
-    sharp = tuple(face_sharpness(photo.image, (f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy))
-                  for f in getattr(detection, "faces", ()))
+    sharp = tuple(face_sharpness(photo.image, (b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy)) for b in boxes)
     return FrameQuality(dhash(photo.image), sharp)
 
 
 def subject_sharpness(r: FrameResult) -> float | None:
+    """The sharpness of the subject's region (the quality holds one per detected candidate)."""
     q, s = r.quality, r.subject
-    index = getattr(s, "face_index", None)
-    if q is None or index is None or index >= len(q.sharpness):
+    if q is None or s is None or not 0 <= s.index < len(q.sharpness):
         return None
-    return q.sharpness[index]
+    return q.sharpness[s.index]
 
 
 def is_blurry(r: FrameResult, min_sharpness: float) -> bool:
@@ -101,7 +88,8 @@ def frame_score(r: FrameResult, median_sharpness: float, min_sharpness: float) -
     """Higher is better: (not blurry, sharpness vs median (<= 2) x cos(yaw) / (1 + residual %))."""
     sharp = subject_sharpness(r)
     relative = min(sharp / median_sharpness, 2.0) if sharp is not None and median_sharpness > 0 else 1.0
-    yaw = getattr(getattr(r.subject, "scores", None), "yaw_deg", 0.0)
+    facing = r.subject.facing if r.subject is not None else None
+    yaw = facing.yaw_deg if facing is not None else 0.0
     residual = r.transform.residual_pct if r.transform is not None else 0.0
     return (not is_blurry(r, min_sharpness), relative * math.cos(math.radians(min(abs(yaw), 89.0))) / (1 + residual))
 
@@ -117,13 +105,7 @@ def period_of(r: FrameResult, every: str) -> str:
 
 
 def _candidates(results: list[FrameResult], keep_turned: bool) -> list[FrameResult]:
-    out = []
-    for r in results:
-        if r.transform is None or r.verdict is Verdict.REJECTED:
-            continue
-        if r.verdict is Verdict.ACCEPTED or r.status in (FrameStatus.ALIGNED, FrameStatus.SKIPPED) or (
-                keep_turned and r.status is FrameStatus.TURNED):
-            out.append(r)
+    out = [r for r in results if is_kept(r, keep_turned, skipped=True)]
     return sorted(out, key=lambda r: r.frame.sort_key)
 
 

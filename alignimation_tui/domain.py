@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .borders import PictureBox
-    from .curate import FrameQuality
     from .nudge import Nudge
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in upright photo pixels
 
 
 class FrameStatus(str, enum.Enum):
@@ -28,6 +29,21 @@ class Verdict(str, enum.Enum):
     AUTO = "auto"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class FrameQuality:
+    """Measured on the picture detection decoded (see ``curate``): stored with the detection."""
+
+    dhash: int  # 64-bit difference hash of the whole photo
+    sharpness: tuple[float, ...]  # per detected candidate (face), in detection order
+
+    def to_json(self) -> dict:
+        return {"dhash": f"{self.dhash:016x}", "sharpness": [round(s, 2) for s in self.sharpness]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FrameQuality":
+        return cls(int(d["dhash"], 16), tuple(float(s) for s in d["sharpness"]))
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,10 @@ class FaceDetection:
     def from_json(cls, d: dict) -> "FaceDetection":
         return cls(int(d["width"]), int(d["height"]), tuple(Face.from_json(f) for f in d["faces"]))
 
+    @property
+    def boxes(self) -> tuple[Box, ...]:
+        return tuple(f.box for f in self.faces)
+
 
 @dataclass(frozen=True)
 class FacingScores:
@@ -106,12 +126,41 @@ class FacingScores:
 
 @dataclass(frozen=True)
 class Subject:
-    """The face chosen as the person in one photo."""
+    """The face chosen as the person in one photo (``modes.base.Subject`` is what the rest of the
+    program may read of it)."""
 
     face_index: int
     face: Face
     scores: FacingScores
     identity_distance: float | None  # None when identity matching is off
+
+    @property
+    def index(self) -> int:
+        return self.face_index
+
+    @property
+    def box(self) -> Box:
+        return self.face.box
+
+    @property
+    def confidence(self) -> float:
+        return self.face.prob
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        return self.face.landmarks
+
+    @property
+    def facing(self) -> FacingScores:
+        return self.scores
+
+    @property
+    def pivot(self) -> tuple[tuple[float, float], ...]:
+        """The eyes: the nudge turns and zooms about their midpoint, in units of their distance."""
+        return self.face.landmarks[:2]
+
+
+FaceSubject = Subject
 
 
 @dataclass(frozen=True)
@@ -150,14 +199,17 @@ class FrameResult:
     outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
     picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
-    @property
-    def kept(self) -> bool:
-        """Whether this frame goes into the animation (turned frames are decided by the caller)."""
-        if self.verdict is Verdict.REJECTED or self.transform is None:
-            return False
-        if self.verdict is Verdict.ACCEPTED:
-            return True
-        return self.status is FrameStatus.ALIGNED
+
+
+def is_kept(r: FrameResult, keep_turned: bool = False, skipped: bool = False) -> bool:
+    """The one rule for whether a frame goes into the animation: registered, not rejected, and
+    accepted, aligned, or turned with ``facing.keep_turned``. ``skipped``: as the selection sees the
+    frames (one it skipped before counts as aligned, since the selection decides again)."""
+    if r.transform is None or r.verdict is Verdict.REJECTED:
+        return False
+    if r.verdict is Verdict.ACCEPTED or r.status is FrameStatus.ALIGNED:
+        return True
+    return (keep_turned and r.status is FrameStatus.TURNED) or (skipped and r.status is FrameStatus.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -205,6 +257,10 @@ class BodyDetection:
     def from_json(cls, d: dict) -> "BodyDetection":
         return cls(int(d["width"]), int(d["height"]), tuple(Person.from_json(p) for p in d["persons"]))
 
+    @property
+    def boxes(self) -> tuple[Box, ...]:
+        return tuple(p.box for p in self.persons)
+
 
 @dataclass(frozen=True)
 class BodySubject:
@@ -219,3 +275,37 @@ class BodySubject:
     points: tuple[tuple[float, float], ...]
     weights: tuple[float, ...]
     match_cost: float  # how far from the reference's person (0 = same place, size and outline)
+
+    @property
+    def index(self) -> int:
+        return self.person_index
+
+    @property
+    def box(self) -> Box:
+        return self.person.box
+
+    @property
+    def confidence(self) -> float:
+        return self.person.score
+
+    @property
+    def facing(self) -> None:
+        return None
+
+    @property
+    def pivot(self) -> tuple[tuple[float, float], ...] | None:
+        """The two registered keypoints farthest apart; None with fewer than two."""
+        return farthest_pair(self.points)
+
+
+def farthest_pair(points) -> tuple[tuple[float, float], ...] | None:
+    """The two finite points of ``points`` farthest apart, or None with fewer than two."""
+    import numpy as np
+
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) < 2:
+        return None
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    i, j = np.unravel_index(np.argmax(d), d.shape)
+    return tuple(map(tuple, pts[[i, j]].tolist()))

@@ -25,7 +25,6 @@ import numpy as np
 
 SIZE_PRESETS = {"square": (1080, 1080), "portrait": (1080, 1350), "story": (1080, 1920),
                 "landscape": (1920, 1080)}
-DEFAULT_SIZE = {"face": "square", "body": "portrait"}
 _WXH = re.compile(r"(\d+)x(\d+)")
 MIN_SIDE, MAX_SIDE = 16, 8192
 
@@ -82,8 +81,9 @@ class FramingSettings:
         rc = config.render
         return cls(rc.framing, rc.size, rc.eye_x, rc.eye_y, rc.eye_distance, rc.body_height)
 
-    def output_size(self, mode: str) -> tuple[int, int]:
-        return parse_size(self.size) or SIZE_PRESETS[DEFAULT_SIZE[mode]]
+    def output_size(self, default: str) -> tuple[int, int]:
+        """``size``, or with "auto" the preset ``default`` (the mode's: ``Mode.default_size``)."""
+        return parse_size(self.size) or SIZE_PRESETS[default]
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,16 @@ def similarity(scale: float, angle: float, src: tuple[float, float], dst: tuple[
     return m
 
 
-def plan_framing(settings: FramingSettings, mode: str, canvas: tuple[int, int],
+def plan_framing(settings: FramingSettings, default_size: str, canvas: tuple[int, int],
                  subject: SubjectOnCanvas | None) -> Framing:
-    """The framing for a registration ``canvas`` whose reference subject is ``subject``."""
+    """The framing for a registration ``canvas`` whose reference subject is ``subject``;
+    ``default_size``: the preset ``size = "auto"`` stands for (the mode's)."""
     if settings.style == "reference" or subject is None or subject.size <= 0:
         cx, cy = canvas[0] / 2, canvas[1] / 2
         unit = subject.size if subject is not None else float(canvas[1])
         centre = subject.centre if subject is not None else (cx, cy)
         return Framing(tuple(canvas), np.eye(3), centre, unit, "reference")
-    w, h = settings.output_size(mode)
+    w, h = settings.output_size(default_size)
     if subject.kind == "eyes":
         anchor = (settings.eye_x * w, settings.eye_y * h)
         unit = settings.eye_distance * w

@@ -63,11 +63,11 @@ def interrupted_line(pipeline: Pipeline | None) -> str:
     return f"interrupted: {done} of {len(readable)} photos detected and cached; run again to go on"
 
 
-def frame_json(r: FrameResult, output_matrix=None) -> dict:
+def frame_json(r: FrameResult, output_matrix=None, mode_fields: dict | None = None) -> dict:
     """``transform``: the registration (photo -> the reference's canvas); ``output_transform``: the
-    matrix the render uses (photo -> output, framing included)."""
-    s = getattr(r.subject, "scores", None)
-    people = getattr(r.detection, "persons", None)  # body mode
+    matrix the render uses (photo -> output, framing included); ``mode_fields``: the mode's own
+    (``Mode.report``: face mode's faces and identity distance, body mode's persons and side)."""
+    s = r.subject.facing if r.subject is not None else None
     sharp = subject_sharpness(r)
     return json_safe({
         **path_fields(r.frame.path),
@@ -77,9 +77,9 @@ def frame_json(r: FrameResult, output_matrix=None) -> dict:
         "status": r.status.value,
         "verdict": r.verdict.value,
         "scores": {"eye_ratio": s.eye_ratio, "mouth_ratio": s.mouth_ratio, "yaw_deg": s.yaw_deg} if s else None,
-        "confidence": (r.subject.person.score if people is not None else r.subject.face.prob) if r.subject else None,
-        "faces": len(r.detection.faces) if r.detection and people is None else None,
-        "identity_distance": getattr(r.subject, "identity_distance", None),
+        "confidence": r.subject.confidence if r.subject is not None else None,
+        "faces": None,
+        "identity_distance": None,
         "residual_pct": r.transform.residual_pct if r.transform else None,
         "transform": [list(row) for row in r.transform.matrix] if r.transform else None,
         "output_transform": None if output_matrix is None else [[float(v) for v in row] for row in output_matrix],
@@ -89,8 +89,7 @@ def frame_json(r: FrameResult, output_matrix=None) -> dict:
         "skipped": r.skip_reason,
         "outlier": r.outlier_reason,
         "error": r.error,
-        **({"persons": len(people), "side": getattr(r.subject, "side", None)} if people is not None else {}),
-    })
+    } | (mode_fields or {}))
 
 
 def _progress(console: Console) -> Progress:
@@ -112,7 +111,8 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED,
                                                    FrameStatus.OUTLIER)]
     for r in problems[:50]:
-        why = r.error or r.outlier_reason or (f"yaw {r.subject.scores.yaw_deg:+.0f}°" if r.subject else "")
+        facing = r.subject.facing if r.subject is not None else None
+        why = r.error or r.outlier_reason or (f"yaw {facing.yaw_deg:+.0f}°" if facing is not None else "")
         console.print(f"  [yellow]{r.status.value:<10}[/] {printable(r.frame.path.name)}: {printable(why)}")
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")
@@ -181,9 +181,7 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
             results = pipeline.scan(exclude={out})
             pipeline.check_output(out)
             task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
-            pipeline.detect(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
-            pipeline.select()
-            pipeline.register()
+            pipeline.process(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
         for notice in pipeline.notices:
             console.print(f"[cyan]note:[/] {printable(notice)}")
         kept = pipeline.kept()
@@ -200,7 +198,7 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
     if as_json:
         for r in pipeline.results.values():
             output = pipeline.output_matrix(r) if r.transform is not None and pipeline.framing else None
-            sys.stdout.write(json.dumps(frame_json(r, output)) + "\n")
+            sys.stdout.write(json.dumps(frame_json(r, output, pipeline.mode.report(r))) + "\n")
         sys.stdout.flush()
     if failed is not None:
         say(f"alignimation-tui: cannot render: {failed}")

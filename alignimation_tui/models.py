@@ -1,9 +1,12 @@
 """Finding and loading model weights, and choosing the device. Never downloads unless asked."""
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .modes import mode_class
 
 
 class ModelError(Exception):
@@ -73,8 +76,9 @@ BODY_MODELS = (PERSON_SEGMENTER, KEYPOINT_DETECTOR)
 
 
 def required_models(mode: str) -> tuple[ModelFile, ...]:
-    """Weights a run in ``mode`` cannot do without (the face embedder is optional: see identity)."""
-    return BODY_MODELS if mode == "body" else ()
+    """Weights a run in ``mode`` cannot do without (``Mode.required_models``; face mode's embedder
+    is optional: see identity)."""
+    return tuple(mode_class(mode).required_models)
 
 
 def require_models(mode: str) -> None:
@@ -96,18 +100,15 @@ def choose_device(wanted: str = "auto") -> str:
     return wanted
 
 
-def preload(mode: str, detection: bool = True) -> None:
-    """Import the heavy libraries a run will need, now. An import holds Python's interpreter lock
-    for its whole duration (seconds for facenet-pytorch and torchvision), so the app does this
-    before it shows the table rather than freezing the screen later."""
+def preload(modules: tuple[str, ...] = ()) -> None:
+    """Import the heavy libraries a run will need, now: registration's, and ``modules`` (what the
+    mode's detection needs: ``Mode.preload_modules``, e.g. facenet_pytorch). An import holds
+    Python's interpreter lock for its whole duration (seconds for facenet-pytorch and torchvision),
+    so the app does this before it shows the table rather than freezing the screen later."""
     import kornia.geometry  # noqa: F401  (registration)
 
-    if not detection:
-        return
-    if mode == "body":
-        import torchvision.models.detection  # noqa: F401
-    else:
-        import facenet_pytorch  # noqa: F401
+    for name in modules:
+        importlib.import_module(name)
 
 
 def load_face_detector(device: str, min_face_size: int, thresholds: list):

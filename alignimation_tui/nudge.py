@@ -82,20 +82,11 @@ def _replace(n: Nudge, **kw) -> Nudge:
 
 
 def anchor_points(subject) -> np.ndarray | None:
-    """Two points in the upright original whose midpoint and distance anchor the nudge: the eyes
-    (face mode), or the two registered keypoints farthest apart (body mode). None without a subject."""
-    if subject is None:
-        return None
-    face = getattr(subject, "face", None)
-    if face is not None:
-        return np.asarray(face.landmarks[:2], np.float64)
-    points = np.asarray(getattr(subject, "points", ()), np.float64).reshape(-1, 2)
-    points = points[np.isfinite(points).all(axis=1)]
-    if len(points) < 2:
-        return None
-    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
-    i, j = np.unravel_index(np.argmax(d), d.shape)
-    return points[[i, j]]
+    """Two points in the upright original whose midpoint and distance anchor the nudge: the
+    subject's ``pivot`` (``modes.base.Subject``: the eyes in face mode, the two registered
+    keypoints farthest apart in body mode). None without a subject or a pivot."""
+    pivot = None if subject is None else subject.pivot
+    return None if pivot is None else np.asarray(pivot, np.float64).reshape(2, 2)
 
 
 def nudge_matrix(nudge: Nudge, centre: np.ndarray, unit: float) -> np.ndarray:

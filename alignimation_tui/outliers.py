@@ -59,20 +59,18 @@ class FitSignals:
 
 
 def signals_of(r: FrameResult) -> FitSignals | None:
-    """The signals of ``r``'s fit; None without a transform or a subject with a box."""
-    if r.transform is None or r.subject is None:
-        return None
-    face = getattr(r.subject, "face", None)
-    box = face.box if face is not None else getattr(getattr(r.subject, "person", None), "box", None)
-    if box is None:
+    """The signals of ``r``'s fit; None without a transform or a subject with a box. The shape is
+    measured where the subject has facing scores and the five face landmarks (face mode)."""
+    if r.transform is None or r.subject is None or getattr(r.subject, "box", None) is None:
         return None
     m = np.asarray(r.transform.matrix, np.float64)
     scale = math.sqrt(abs(np.linalg.det(m[:2, :2])))
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = r.subject.box
     cx, cy, _ = m @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
     shape = None
-    if face is not None and len(face.landmarks) >= 5 and y1 > y0:
-        lm = np.asarray(face.landmarks, np.float64)
+    points = r.subject.points
+    if r.subject.facing is not None and len(points) == 5 and y1 > y0:  # eyes, nose, mouth corners
+        lm = np.asarray(points, np.float64)
         shape = float(np.hypot(*((lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2)) / (y1 - y0))
     size = scale * max(x1 - x0, y1 - y0)
     return FitSignals(r.frame.hash, size, (float(cx), float(cy)),

@@ -1,4 +1,6 @@
 """The one synchronous API that both front ends drive: scan -> detect -> select -> register -> render.
+``process`` is the one step sequence both run (``--once`` once, the app's worker per batch of
+photos and after every decision).
 
 Each step reads and writes the store, so a step that already ran for a photo (same content, same
 settings) is not run again. Nothing here prints; callers get progress through callbacks and
@@ -20,11 +22,12 @@ import numpy as np
 from . import curate, outliers
 from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
 from .config import Config, ConfigError
-from .domain import FrameResult, FrameStatus, Verdict
+from .domain import FrameResult, FrameStatus, Verdict, is_kept
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
 from .models import choose_device
 from .names import printable
-from .modes import Mode, Reference, mode_for
+from .modes import mode_for
+from .modes.base import Mode, Reference
 from .nudge import Nudge, anchor_points, nudged
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
@@ -173,6 +176,10 @@ class Pipeline:
     def set_verdict(self, content_hash: str, verdict: Verdict) -> None:
         """Store the person's decision first (it survives a crash), then show it."""
         self.store.decisions.set_verdict(content_hash, verdict)
+        self.apply_verdict(content_hash, verdict)
+
+    def apply_verdict(self, content_hash: str, verdict: Verdict) -> None:
+        """Use a decision already on disk (the app stores it on the key press, on its own thread)."""
         r = self.results.get(content_hash)
         if r is not None:
             r.verdict = verdict
@@ -180,6 +187,10 @@ class Pipeline:
     def set_nudge(self, content_hash: str, nudge: Nudge | None) -> None:
         """Store the person's correction of one frame first (like a verdict), then use it."""
         self.store.decisions.set_nudge(content_hash, nudge)
+        self.apply_nudge(content_hash, nudge)
+
+    def apply_nudge(self, content_hash: str, nudge: Nudge | None) -> None:
+        """Use a correction already on disk."""
         r = self.results.get(content_hash)
         if r is not None:
             r.nudge = None if nudge is None or nudge.is_identity else nudge
@@ -195,14 +206,18 @@ class Pipeline:
         self.store.decisions.pin_reference(content_hash)
 
     def process(self, results: list[FrameResult] | None = None, progress: Progress = lambda r: None,
-                cancel: threading.Event | None = None) -> Reference | None:
-        """Detect what lacks detections, then choose subjects and register: what a new photo
-        needs to reach ``aligned``. Cached work is not repeated."""
-        self.detect(results, progress=progress, cancel=cancel)
-        if cancel is not None and cancel.is_set():
-            return self.reference
+                cancel: threading.Event | None = None, compute: bool = True) -> Reference | None:
+        """The one step sequence: detect what lacks detections (``results``, default all), then
+        choose subjects, register, select and frame: what a new photo needs to reach ``aligned``.
+        Cached work is not repeated. ``results=[]``: nothing is detected (after a decision, a pin, a
+        removed photo); ``compute=False``: nothing is computed at all, only what is stored is read
+        (``--render-only``, the app before its screen is up)."""
+        if compute:
+            self.detect(results, progress=progress, cancel=cancel)
+            if cancel is not None and cancel.is_set():
+                return self.reference
         self.select()
-        return self.register()
+        return self.register(compute)
 
     def needs_detection(self, result: FrameResult) -> bool:
         if result.extra.get("unreadable"):
@@ -286,7 +301,7 @@ class Pipeline:
         ref = self.reference
         if ref is None:
             return None
-        return plan_framing(FramingSettings.from_config(self.config), self.mode.name, ref.canvas,
+        return plan_framing(FramingSettings.from_config(self.config), self.mode.default_size, ref.canvas,
                             self.mode.subject_on_canvas(ref, self.kept()))
 
     def output_matrix(self, r: FrameResult) -> np.ndarray:
@@ -299,8 +314,7 @@ class Pipeline:
         detection and no registration. Returns one sentence per photo that lacks something; those
         photos are left out of the render."""
         self.scan(exclude)
-        self.select()
-        self.register(compute=False)
+        self.process([], compute=False)
         missing = []
         for r in self.results.values():
             if r.detection is None:
@@ -351,15 +365,9 @@ class Pipeline:
 
     # render ------------------------------------------------------------------------------------
     def kept(self) -> list[FrameResult]:
+        """The frames in the animation, in date order (``domain.is_kept``)."""
         keep_turned = self.config.facing.keep_turned
-        out = []
-        for r in self.results.values():
-            if r.transform is None or r.verdict is Verdict.REJECTED:
-                continue
-            if r.verdict is Verdict.ACCEPTED or r.status is FrameStatus.ALIGNED or (
-                    keep_turned and r.status is FrameStatus.TURNED):
-                out.append(r)
-        return out
+        return [r for r in self.results.values() if is_kept(r, keep_turned)]
 
     def default_output(self) -> Path:
         if self.config.render.output:

@@ -1,8 +1,12 @@
 """Small pictures for the preview pane: the aligned frame, an onion skin with the reference, and
-the original with what was detected drawn on it. Pure Pillow; no Textual here."""
+the original with what was detected drawn on it. Pure Pillow; no Textual here.
+
+They read a ``FrameView``: what the preview needs of one frame, copied out of the pipeline by the
+thread that owns it, so the preview worker never reads live pipeline objects."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .domain import FrameResult
-from .nudge import anchor_points, nudged
+from .nudge import Nudge, anchor_points, nudged
 from .photos import Decoded, open_photo
 from .render import compose
 from .render.frame import compose_decoded
@@ -20,28 +24,72 @@ DECODE_STEP = 64  # decode sizes are rounded up to this, so a nudge's small zoom
 LANDMARK_COLOURS = ((80, 220, 255), (80, 220, 255), (255, 220, 60), (255, 90, 160), (255, 90, 160))
 
 
+@dataclass(frozen=True)
+class FrameView:
+    """One frame as the preview shows it: an immutable copy. ``matrix``: upright photo -> output
+    picture (framing ∘ registration), before the nudge; None when the frame is not aligned."""
+
+    hash: str
+    path: Path
+    name: str
+    status: str
+    error: str | None
+    photo_size: tuple[int, int] | None
+    matrix: tuple[tuple[float, ...], ...] | None
+    canvas: tuple[int, int] | None  # the registration canvas (the picture's size without a framing)
+    residual_pct: float | None
+    nudge: Nudge | None
+    pivot: tuple[tuple[float, float], ...] | None  # the nudge's two anchor points
+    boxes: tuple = ()  # every candidate found (faces, people)
+    chosen: int | None = None  # the subject's index among them
+    points: tuple = ()  # the subject's points
+    subject_word: str = "subject"
+    picture: tuple[float, float, float, float] | None = None  # the photo without its flat borders
+
+
+def frame_view(r: FrameResult, matrix: np.ndarray | None = None, subject_word: str = "subject") -> FrameView:
+    """``r`` copied for the preview; ``matrix``: its output matrix (the registration without one)."""
+    det, subject = r.detection, r.subject
+    if matrix is None and r.transform is not None:
+        matrix = r.transform.matrix
+    pivot = anchor_points(subject)
+    return FrameView(
+        hash=r.frame.hash, path=r.frame.path, name=r.frame.path.name, status=r.status.value, error=r.error,
+        photo_size=(det.width, det.height) if det is not None else None,
+        matrix=None if matrix is None or r.transform is None else tuple(tuple(float(v) for v in row) for row in matrix),
+        canvas=tuple(r.transform.canvas) if r.transform is not None else None,
+        residual_pct=r.transform.residual_pct if r.transform is not None else None, nudge=r.nudge,
+        pivot=None if pivot is None else tuple(map(tuple, pivot.tolist())),
+        boxes=tuple(det.boxes) if det is not None else (), chosen=subject.index if subject is not None else None,
+        points=tuple(subject.points) if subject is not None else (), subject_word=subject_word,
+        picture=r.picture.box if r.picture is not None else None)
+
+
 def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], float]:
     """The largest size with ``size``'s aspect that fits in ``box``, and the scale factor."""
     s = min(box[0] / size[0], box[1] / size[1])
     return (max(1, round(size[0] * s)), max(1, round(size[1] * s))), s
 
 
-def aligned_preview(r: FrameResult, box: tuple[int, int], max_pixels: int, matrix: np.ndarray | None = None,
-                    output: tuple[int, int] | None = None, fill: str = "black") -> Image.Image:
+def aligned_preview(v: FrameView | FrameResult, box: tuple[int, int], max_pixels: int,
+                    matrix: np.ndarray | None = None, output: tuple[int, int] | None = None,
+                    fill: str = "black") -> Image.Image:
     """The frame as the render shows it, with its nudge, at preview size (decoded small, warped
     once). ``matrix``: the photo -> output matrix (``Pipeline.output_matrix``: framing included)
-    and ``output`` its size; without them, the registration onto the reference's canvas. The
-    decoded photo is kept for the next call, so nudging the same frame only warps."""
-    matrix = np.asarray(r.transform.matrix if matrix is None else matrix, np.float64)
-    size, s = fit(output or r.transform.canvas, box)
-    matrix = np.diag([s, s, 1.0]) @ nudged(matrix, r.nudge, anchor_points(r.subject))
-    photo_size = (r.detection.width, r.detection.height) if r.detection else None
-    picture = r.picture.box if r.picture is not None else None  # its flat borders are not picture
+    and ``output`` its size; without them, the view's (or the registration onto the reference's
+    canvas). The decoded photo is kept for the next call, so nudging the same frame only warps."""
+    if isinstance(v, FrameResult):
+        v = frame_view(v, matrix)
+    matrix = np.asarray(v.matrix if matrix is None else matrix, np.float64)
+    size, s = fit(output or v.canvas, box)
+    pivot = None if v.pivot is None else np.asarray(v.pivot, np.float64)
+    matrix = np.diag([s, s, 1.0]) @ nudged(matrix, v.nudge, pivot)
+    photo_size = v.photo_size
     if photo_size is None:
-        return compose(r.frame.path, matrix, size, fill, max_pixels, photo_size, picture)
+        return compose(v.path, matrix, size, fill, max_pixels, photo_size, v.picture)
     needed = math.ceil(max(photo_size) * math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) * 1.05) + 2
-    photo = _decoded(r.frame.path, r.frame.hash, -(-needed // DECODE_STEP) * DECODE_STEP, max_pixels)
-    return compose_decoded(photo, matrix, size, fill, picture)
+    photo = _decoded(v.path, v.hash, -(-needed // DECODE_STEP) * DECODE_STEP, max_pixels)
+    return compose_decoded(photo, matrix, size, fill, v.picture)
 
 
 @lru_cache(maxsize=4)
@@ -55,15 +103,15 @@ def onion_skin(frame: Image.Image, reference: Image.Image, alpha: float = 0.5) -
     return Image.blend(frame.convert("RGB"), reference.convert("RGB"), alpha)
 
 
-def detections_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) -> Image.Image:
-    """The upright original, small, with every face box (the subject's in green) and the
-    subject's landmarks drawn."""
-    photo = open_photo(r.frame.path, max_side=max(box) * 2, max_pixels=max_pixels)
+def detections_preview(v: FrameView, box: tuple[int, int], max_pixels: int) -> Image.Image:
+    """The upright original, small, with every candidate's box (the subject's in green) and the
+    subject's points drawn."""
+    photo = open_photo(v.path, max_side=max(box) * 2, max_pixels=max_pixels)
     size, _ = fit(photo.image.size, box)
     image = photo.image.resize(size, Image.Resampling.BILINEAR)
     sx, sy = size[0] / photo.width, size[1] / photo.height
     draw = ImageDraw.Draw(image)
-    boxes, chosen, points = detected_shapes(r)
+    boxes, chosen, points = v.boxes, v.chosen, v.points
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         colour = (60, 230, 90) if i == chosen else (200, 200, 200)
         draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=colour, width=1)
@@ -73,15 +121,3 @@ def detections_preview(r: FrameResult, box: tuple[int, int], max_pixels: int) ->
             colour = LANDMARK_COLOURS[i] if len(points) == 5 else (255, 220, 60)
             draw.ellipse((x * sx - rad, y * sy - rad, x * sx + rad, y * sy + rad), fill=colour)
     return image
-
-
-def detected_shapes(r: FrameResult) -> tuple[list, int | None, list]:
-    """Boxes of every face (or person, in body mode), the subject's index, and its points."""
-    det, subject = r.detection, r.subject
-    if det is None:
-        return [], None, []
-    if hasattr(det, "faces"):
-        return ([f.box for f in det.faces], subject.face_index if subject else None,
-                list(subject.face.landmarks) if subject else [])
-    return ([p.box for p in det.persons], subject.person_index if subject else None,
-            list(subject.points) if subject else [])

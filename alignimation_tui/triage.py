@@ -95,16 +95,12 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def _scores(r: FrameResult) -> FacingScores | None:
-    return getattr(r.subject, "scores", None)
+    return r.subject.facing if r.subject is not None else None
 
 
 def _confidence(r: FrameResult) -> float | None:
-    """The face's detection probability, or in body mode the person's detection score."""
-    if r.subject is None:
-        return None
-    if hasattr(r.subject, "face"):
-        return r.subject.face.prob
-    return r.subject.person.score
+    """The subject's detection score (a face's probability, a person's score)."""
+    return r.subject.confidence if r.subject is not None else None
 
 
 NUDGE_MARK = "✥ nudged"
@@ -125,6 +121,14 @@ def flag_text(r: FrameResult, outlier: str = "") -> str:
     if r.nudge is not None and not r.nudge.is_identity:
         parts.append(NUDGE_MARK)
     return " ".join(parts)
+
+
+def with_nudge_mark(flag: str, nudged: bool) -> str:
+    """``flag`` (a row's flag column) with the nudge's mark set or cleared."""
+    plain = flag.replace(NUDGE_MARK, "").strip()
+    if not nudged:
+        return plain
+    return f"{plain} {NUDGE_MARK}" if plain else NUDGE_MARK
 
 
 def frame_row(r: FrameResult, flag: str = "") -> FrameRow:

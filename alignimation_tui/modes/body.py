@@ -9,21 +9,65 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import register as reg
-from ..config import ConfigError
+from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
-from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform, Verdict
+from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
-from ..models import load_keypoint_detector, load_person_segmenter
+from ..models import BODY_MODELS, load_keypoint_detector, load_person_segmenter
 from ..photos import open_photo
 from ..render import RenderItem
 from ..store import fingerprint
-from .base import Mode, ModeContext, Progress, Reference
+from .base import Mode, ModeContext, Progress, Reference, box_on_canvas
 
 AUTO_REFERENCE_KEY = "reference:auto-body:0"
+
+BODY_PARTS = ("nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+
+
+def _body_parts(v: list) -> str | None:
+    if not v or any(p not in BODY_PARTS for p in v) or len(set(v)) != len(v):
+        return f"must be a list of distinct keypoints from {', '.join(BODY_PARTS)}"
+    return None
+
+
+def _body_weights(v: list) -> str | None:
+    if not v or any(not isinstance(x, (int, float)) or isinstance(x, bool) or x < 0 for x in v) or sum(v) <= 0:
+        return "must be a list of non-negative numbers, not all zero, one per keypoint"
+    return None
+
+
+def _background(v: str) -> str | None:
+    if v in ("keep", "white", "black", "blur"):
+        return None
+    if len(v) == 7 and v[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in v[1:]):
+        return None
+    return f"must be 'keep', 'white', 'black', 'blur' or a colour '#rrggbb', got {v!r}"
+
+
+@dataclass(frozen=True)
+class BodyConfig:
+    detect_size: int = field(default=800, metadata=between(128, 4096))
+    batch_size: int = field(default=4, metadata=between(1, 256))
+    mask_size: int = field(default=256, metadata=between(64, 1024))
+    min_person_score: float = field(default=0.7, metadata=between(0.0, 1.0))
+    keypoints: list = field(default_factory=lambda: ["ear", "shoulder", "hip"], metadata=check(_body_parts))
+    keypoint_weights: list = field(default_factory=lambda: [1.0, 1.0, 1.0], metadata=check(_body_weights))
+    side: str = field(default="auto", metadata=one_of("auto", "left", "right"))
+    min_keypoint_score: float = field(default=2.0, metadata=between(-100.0, 100.0))
+    background: str = field(default="keep", metadata=check(_background))
+    feather_px: float = field(default=6.0, metadata=between(0.0, 200.0))
+
+    def __post_init__(self):
+        if len(self.keypoint_weights) != len(self.keypoints):
+            raise ConfigError("body.keypoint_weights", f"needs one weight per keypoint ({len(self.keypoints)}: "
+                              f"{', '.join(self.keypoints)}), got {len(self.keypoint_weights)}")
+
+
 
 
 def _subject(b, det: BodyDetection, index: int, cost: float) -> BodySubject:
@@ -49,21 +93,45 @@ def _candidates(b, det: BodyDetection) -> list[int]:
 class BodyMode(Mode):
     name = "body"
     subject_word = "person"
+    default_size = "portrait"
+    config_sections = {"body": BodyConfig}
+    required_models = BODY_MODELS
+    preload_modules = ("torchvision.models.detection",)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
         self._detector: body_mod.BodyDetector | None = None
-        self.reference_hash: str | None = None
+        self.chosen_reference: str | None = None  # chosen in ``select``: the subjects depend on it
         self.masks: dict[str, np.ndarray | None] = {}  # hash -> (P, h, w) uint8
+
+    @property
+    def settings(self) -> BodyConfig:
+        return self.section("body")
+
+    @property
+    def auto_reference_key(self) -> str:
+        return AUTO_REFERENCE_KEY
+
+    def status_text(self, device: str) -> str:
+        return f"{self.name} · {device} · Mask R-CNN + Keypoint R-CNN"
+
+    def report(self, r: FrameResult) -> dict:
+        if not isinstance(r.detection, BodyDetection):
+            return {}
+        return {"persons": len(r.detection.persons),
+                "side": r.subject.side if isinstance(r.subject, BodySubject) else None}
+
+    def why_unusable(self, r: FrameResult) -> str:
+        return r.error or "no person with two confident keypoints"
 
     # fingerprints and the cache -----------------------------------------------------------------
     @property
     def detect_fp(self) -> str:
-        b = self.ctx.config.body
+        b = self.settings
         return fingerprint(model=body_mod.DETECTOR_ID, size=b.detect_size, mask_size=b.mask_size)
 
     def register_fp(self, ref: Reference) -> str:
-        rc, b = self.ctx.config.register, self.ctx.config.body
+        rc, b = self.ctx.config.register, self.settings
         ref_r = self.ctx.results[ref.hash]
         return fingerprint(ref=ref.hash, ref_person=ref_r.subject.person_index, ref_side=ref_r.subject.side,
                            canvas=ref.canvas, detect=self.detect_fp, keypoints=b.keypoints,
@@ -85,7 +153,7 @@ class BodyMode(Mode):
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
         if self._detector is None:
-            b, device = self.ctx.config.body, self.ctx.device
+            b, device = self.settings, self.ctx.device
             self._detector = body_mod.BodyDetector(load_person_segmenter(device, b.detect_size),
                                                    load_keypoint_detector(device, b.detect_size),
                                                    device, b.batch_size, b.mask_size)
@@ -93,7 +161,7 @@ class BodyMode(Mode):
 
     def detect(self, todo: list[FrameResult], progress: Progress, cancel: threading.Event | None) -> int:
         p = self.ctx
-        b = p.config.body
+        b = self.settings
         det = self.detector()
         fp = self.detect_fp
 
@@ -111,37 +179,15 @@ class BodyMode(Mode):
         return p.decode_in_batches(todo, decode, b.batch_size, flush, progress, cancel)
 
     # select -------------------------------------------------------------------------------------
-    def _reference_hash(self, candidates: dict[str, list[int]]) -> str | None:
-        p = self.ctx
-        named = p.named_reference_hash()
-        if named is not None:
-            if not candidates.get(named):
-                r = p.results[named]
-                raise ConfigError("register.reference", f"{r.frame.path.name} has no usable person "
-                                  f"({r.error or 'no person with two confident keypoints'})")
-            return named
-
-        def usable(h: str | None) -> bool:
-            return bool(h) and bool(candidates.get(h)) and p.results[h].verdict is not Verdict.REJECTED
-
-        # Sticky, as in face mode: a photo added later is registered against the same reference.
-        stored = (p.store.get_json(AUTO_REFERENCE_KEY) or {}).get("hash")
-        if usable(stored):
-            return stored
-        first = next((h for h in p.results if usable(h)), None)  # results are in date order
-        if first is not None:
-            p.store.put_json(AUTO_REFERENCE_KEY, {"hash": first})
-        return first
-
     def select(self) -> None:
         """Choose the subject in every photo: in the reference photo its most prominent person, in the
         others the person who best matches that one (position, size, mask overlap)."""
         p = self.ctx
-        b = p.config.body
+        b = self.settings
         usable = {h: r for h, r in p.results.items()
                   if isinstance(r.detection, BodyDetection) and r.status is not FrameStatus.FAILED}
         candidates = {h: _candidates(b, r.detection) for h, r in usable.items()}
-        ref_hash = self.reference_hash = self._reference_hash(candidates)
+        ref_hash = self.chosen_reference = self.reference_hash(lambda r: bool(candidates.get(r.frame.hash)))
         ref_shape = None
         if ref_hash is not None:
             det = usable[ref_hash].detection
@@ -170,12 +216,7 @@ class BodyMode(Mode):
         return masks[i] if masks is not None and 0 <= i < len(masks) else None
 
     def choose_reference(self) -> Reference | None:
-        h = self.reference_hash
-        r = self.ctx.results.get(h) if h else None
-        if r is None or not isinstance(r.subject, BodySubject):
-            return None
-        canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, self.ctx.config.register.long_side)
-        return Reference(h, np.asarray(r.subject.points, np.float64), canvas, scale)
+        return self.reference_of(self.chosen_reference)
 
     def register(self, ref: Reference, compute: bool) -> None:
         """Closed form from the chosen keypoints, then the batched refinement on person mask x keypoint
@@ -184,7 +225,6 @@ class BodyMode(Mode):
         subjects = [r for r in p.results.values() if isinstance(r.subject, BodySubject)]
         if not subjects:
             return
-        rc = p.config.register
         ref_r = p.results[ref.hash]
         ref_w = np.asarray(ref_r.subject.weights, np.float64)
         ref_mask = self._mask(ref_r)
@@ -209,8 +249,7 @@ class BodyMode(Mode):
         has_mask = [ref_mask is not None and self._mask(r) is not None for r, _ in todo]
         with_mask = [t for t, m in zip(todo, has_mask) if m]
         without = [t for t, m in zip(todo, has_mask) if not m]
-        settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
-            if rc.refine else None
+        settings = self.refine_settings()
         self._register_group(ref, ref_w, ref_mask, with_mask, settings)
         self._register_group(ref, ref_w, None, without, None)  # no person mask: closed form only
 
@@ -240,20 +279,17 @@ class BodyMode(Mode):
         used = np.where(weights[..., None] > 0, src, np.nan)
         residuals = reg.residual_pct(matrices, used, ref.landmarks * ref.scale, ref.canvas[1])
         for (r, key), m, res in zip(group, matrices, residuals):
-            r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
+            r.transform = self.make_transform(m, ref.canvas, res)
             p.store.put_json(key, r.transform.to_json())
 
     # render and framing -------------------------------------------------------------------------
     def render_items(self, kept: list[FrameResult], items: list[RenderItem]) -> list[RenderItem]:
         """Attach each frame's person mask when the background is to be replaced."""
-        b = self.ctx.config.body
+        b = self.settings
         if b.background == "keep":
             return items
         return [dataclasses.replace(item, mask=self._mask(r), background=b.background, feather_px=b.feather_px)
                 if isinstance(r.subject, BodySubject) else item for r, item in zip(kept, items)]
-
-    def colour_region(self, r: FrameResult) -> tuple[float, float, float, float] | None:
-        return r.subject.person.box if isinstance(r.subject, BodySubject) else None
 
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas | None:
         """The reference person's box on the canvas: the bounding box of its mask (its detected box
@@ -262,11 +298,7 @@ class BodyMode(Mode):
         if r is None or not isinstance(r.subject, BodySubject) or r.transform is None:
             return None
         box = person_box(self._mask(r), r.detection.width, r.detection.height) or r.subject.person.box
-        x0, y0, x1, y1 = box
-        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
-        on_canvas = corners @ np.asarray(r.transform.matrix, np.float64).T
-        (cx0, cy0), (cx1, cy1) = on_canvas[:, :2].min(0), on_canvas[:, :2].max(0)
-        return SubjectOnCanvas.from_box(cx0, cy0, cx1, cy1)
+        return box_on_canvas(box, r.transform)
 
 
 def person_box(mask: np.ndarray | None, width: int, height: int) -> tuple[float, float, float, float] | None:

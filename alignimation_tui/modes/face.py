@@ -15,12 +15,11 @@ import numpy as np
 
 from .. import borders, curate
 from .. import register as reg
-from ..config import ConfigError
 from ..detect import face as face_mod
 from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
-from ..domain import FaceDetection, FrameResult, FrameStatus, Subject, Transform, Verdict
+from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
 from ..models import FACE_EMBEDDER, load_face_detector, load_face_embedder
 from ..photos import open_photo
@@ -33,15 +32,11 @@ AUTO_REFERENCE_KEY = "reference:auto:0"
 DETECT_DECODE_SLACK = 0.05
 
 
-def usable_for_reference(r: FrameResult) -> bool:
-    if r.subject is None or r.verdict is Verdict.REJECTED:
-        return False
-    return r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED
-
-
 class FaceMode(Mode):
     name = "face"
     subject_word = "face"
+    default_size = "square"
+    preload_modules = ("facenet_pytorch",)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
@@ -74,16 +69,17 @@ class FaceMode(Mode):
     def embed_fp(self) -> str:
         return fingerprint(model=face_mod.EMBEDDER_ID, detect=self.detect_fp)
 
+    @property
+    def auto_reference_key(self) -> str:
+        return AUTO_REFERENCE_KEY
+
+    def point_weights(self) -> np.ndarray:
+        return np.asarray(self.ctx.config.register.landmark_weights, np.float64)
+
     def register_fp(self, ref: Reference) -> str:
         rc = self.ctx.config.register
         return fingerprint(ref=ref.hash, canvas=ref.canvas, weights=rc.landmark_weights, detect=self.landmarks_fp,
                            refine=[rc.refine, rc.sigma, rc.work_size, rc.iterations])
-
-    @staticmethod
-    def _transform_key(r: FrameResult, fp: str) -> str:
-        # The chosen face is part of the key: a different choice (identity weights installed,
-        # another min_confidence) must not reuse a transform fitted to another face.
-        return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.face.landmarks)}"
 
     def cached_detection(self, content_hash: str) -> FaceDetection | None:
         """The stored detection with the second pass's landmarks (or MTCNN's when the pass is off);
@@ -105,10 +101,10 @@ class FaceMode(Mode):
             self._quality_fp = fingerprint(detect=self.detect_fp, side=curate.SHARPNESS_SIDE)
         return f"quality:{content_hash}:{self._quality_fp}"
 
-    def cached_quality(self, content_hash: str) -> curate.FrameQuality | None:
+    def cached_quality(self, content_hash: str) -> FrameQuality | None:
         cached = self.ctx.store.get_json(self._quality_key(content_hash))
         try:
-            return None if cached is None else curate.FrameQuality.from_json(cached)
+            return None if cached is None else FrameQuality.from_json(cached)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -155,6 +151,15 @@ class FaceMode(Mode):
     def warm_up(self) -> None:
         self.detector()  # loading the weights is unpickling: it holds the interpreter lock
 
+    def status_text(self, device: str) -> str:
+        if self.identity_on:
+            return f"{device} · MTCNN + identity"
+        return f"{device} · identity matching off (`alignimation-tui models --download`)"
+
+    def report(self, r: FrameResult) -> dict:
+        return {"faces": len(r.detection.faces) if isinstance(r.detection, FaceDetection) else None,
+                "identity_distance": r.subject.identity_distance if isinstance(r.subject, Subject) else None}
+
     # detect -------------------------------------------------------------------------------------
     def detect(self, todo: list[FrameResult], progress: Progress, cancel: threading.Event | None) -> int:
         """Detect faces (and embeddings when identity matching is on)."""
@@ -177,7 +182,7 @@ class FaceMode(Mode):
             for r, ph in batch:
                 if r.quality is None:  # measured on the picture already decoded for detection
                     with p.timed("quality"):
-                        r.quality = curate.frame_quality(ph, r.detection)
+                        r.quality = curate.frame_quality(ph, r.detection.boxes)
                     p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
                 if r.picture is None:  # its flat borders, on the same picture
                     with p.timed("borders"):
@@ -261,77 +266,6 @@ class FaceMode(Mode):
             f = cfg.facing
             turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
-
-    # reference and register ---------------------------------------------------------------------
-    def choose_reference(self) -> Reference | None:
-        p = self.ctx
-        named = p.named_reference_hash()
-        if named is not None:
-            r = p.results[named]
-            if r.subject is None:
-                raise ConfigError("register.reference", f"{r.frame.path.name} has no usable face "
-                                  f"({r.error or r.status.value})")
-        else:
-            # Once chosen, the automatic reference stays while it is usable: a photo added later
-            # (even one dated earlier) is registered against it, not the other way round.
-            stored = (p.store.get_json(AUTO_REFERENCE_KEY) or {}).get("hash")
-            r = p.results.get(stored) if stored else None
-            if r is None or not usable_for_reference(r):
-                r = next((r for r in p.results.values() if usable_for_reference(r)), None)
-                if r is None:
-                    return None
-                p.store.put_json(AUTO_REFERENCE_KEY, {"hash": r.frame.hash})
-        canvas, scale = reg.canvas_for(r.detection.width, r.detection.height, p.config.register.long_side)
-        return Reference(r.frame.hash, np.asarray(r.subject.face.landmarks), canvas, scale)
-
-    def register(self, ref: Reference, compute: bool) -> None:
-        """Closed form, then batched semantic refinement, for the frames with no stored transform."""
-        p = self.ctx
-        subjects = [r for r in p.results.values() if r.subject is not None]
-        if not subjects:
-            return
-        fp = self.register_fp(ref)
-        todo = []
-        keys = {}
-        for r in subjects:
-            keys[r.frame.hash] = key = self._transform_key(r, fp)
-            if r.transform is not None and r.extra.get("transform_key") == key:
-                continue  # already loaded for this reference, settings and face
-            cached = p.store.get_json(key)
-            if cached is not None:
-                r.transform = Transform.from_json(cached)
-                r.extra["transform_key"] = key
-            else:
-                todo.append(r)
-        if not compute:
-            for r in todo:
-                r.error = "no stored transform"
-            todo = []
-        if todo:
-            rc = p.config.register
-            src = np.stack([np.asarray(r.subject.face.landmarks) for r in todo])
-            weights = np.tile(np.asarray(rc.landmark_weights, np.float64), (len(todo), 1))
-            sizes = np.array([[r.detection.width, r.detection.height] for r in todo], np.float64)
-            settings = reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
-                if rc.refine else None
-            ref_face = p.results[ref.hash].subject.face
-            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH).
-            with face_mod.torch_threads(1) if p.device == "cpu" else nullcontext():
-                matrices, _, _ = reg.register_frames(
-                    src, weights, sizes, ref.landmarks, np.asarray(rc.landmark_weights), ref.canvas, ref.scale,
-                    boxes=np.array([r.subject.face.box for r in todo]), ref_box=np.asarray(ref_face.box),
-                    settings=settings, device=p.device)
-            residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
-            for r, m, res in zip(todo, matrices, residuals):
-                r.transform = Transform(tuple(tuple(float(v) for v in row) for row in m), ref.canvas, float(res))
-                p.store.put_json(keys[r.frame.hash], r.transform.to_json())
-                r.extra["transform_key"] = keys[r.frame.hash]
-        for r in subjects:
-            if r.status is not FrameStatus.TURNED and r.transform is not None:
-                r.status = FrameStatus.ALIGNED
-
-    def colour_region(self, r: FrameResult) -> tuple[float, float, float, float] | None:
-        return r.subject.face.box if isinstance(r.subject, Subject) else None
 
     # framing ------------------------------------------------------------------------------------
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas:

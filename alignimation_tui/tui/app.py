@@ -1,8 +1,11 @@
 """`alignimation-tui DIR`: the frame table, the preview, keyboard triage, and a watched folder.
 
-The app only drives the pipeline: one thread worker (``Driver``) owns it and posts messages; the
-app shows them. Verdicts are the exception: they are written to the store on the key press, on
-the UI thread, so they are safe the moment the person decides.
+The app only drives the pipeline: one thread worker (``Driver``) owns it and posts immutable
+snapshots (rows, frame views, the state); the app shows them and never reads the pipeline. The
+app is built on a pipeline from ``pipeline`` (a factory: tests pass one whose detections are
+recorded). Decisions are written to the decisions file on the key press, on the UI thread, so
+they are safe the moment the person decides; the worker is then told, and until it says it uses
+them (``DecisionApplied``) the screen shows the decision over what the worker last posted.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import functools
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from rich.text import Text
 from textual import on, work
@@ -21,19 +25,19 @@ from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..folders import FolderError
 from ..names import printable
 from ..domain import Verdict
 from ..photos import PhotoError
 from ..models import preload
 from ..pipeline import Pipeline
-from ..preview import aligned_preview, detected_shapes, detections_preview, onion_skin
-from ..triage import COLUMNS, FILTERS, FrameRow, flag_text, is_flagged, matches, status_counts
+from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
+from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
-from .driver import Driver, Job
-from .messages import (Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress, RowsChanged,
-                       RowsRemoved)
+from .driver import Decided, Driver, Nudged, Pin, PhotoDeleted, PhotoReady, Render
+from .messages import (DecisionApplied, Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress,
+                       RowsChanged, RowsRemoved, ViewsChanged)
 from ..nudge import Nudge
 from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widget
 from .widgets.graphics import prepare as prepare_graphics
@@ -115,15 +119,22 @@ class AlignimationApp(App):
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
 
-    def __init__(self, folder: Path, config: Config, *, watch: bool = True):
+    def __init__(self, folder: Path, config: Config, *, watch: bool = True,
+                 pipeline: Callable[[Path, Config], Pipeline] = Pipeline):
         super().__init__()
         self.folder = Path(folder)
         self.config = config
         self.watch_folder = watch
-        self.pipeline = Pipeline(self.folder, config)  # raises DeviceError before any screen appears
+        built = pipeline(self.folder, config)  # raises DeviceError before any screen appears
+        self.decisions = built.store.decisions  # written on the key press (see the module's note)
         self.driver: Driver | None = None
         self.watcher: FolderWatcher | None = None
         self.rows: dict[str, FrameRow] = {}
+        self.views: dict[str, FrameView] = {}
+        # Decisions stored by a key press that the worker has not said it uses yet: hash -> (seq, value)
+        self._verdicts: dict[str, tuple[int, Verdict]] = {}
+        self._nudges: dict[str, tuple[int, Nudge | None]] = {}
+        self._seq = 0
         self.state: PipelineState | None = None
         self.filter = "all"
         self.sort_column = "date"
@@ -135,7 +146,7 @@ class AlignimationApp(App):
         # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
         self.graphics = choose_graphics(config.preview.graphics)
         prepare_graphics(self.graphics)
-        self._start()
+        self._start(built)
 
     # layout -------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -157,32 +168,24 @@ class AlignimationApp(App):
     def table(self) -> DataTable:
         return self.query_one("#frames", DataTable)
 
-    def _start(self) -> None:
+    def _start(self, pipeline: Pipeline) -> None:
         """The watcher, then the part of the first scan the store already knows (unchanged photos:
         no file is read), before the screen: a cached folder's table is ready at once. New photos
-        are read by the worker, with the screen up."""
+        are read by the worker, with the screen up. From here on the pipeline is the driver's."""
         w = self.config.watch
-        self.driver = Driver(self, self.pipeline, auto_render=w.auto_render, auto_render_delay=w.auto_render_delay)
+        self.driver = Driver(self, pipeline, auto_render=w.auto_render, auto_render_delay=w.auto_render_delay)
         if self.watch_folder:  # started before the first scan, so nothing arriving meanwhile is missed
-            self.watcher = FolderWatcher(self.folder, on_ready=lambda p: self.driver.submit(Job("ready", p)),
-                                         on_deleted=lambda p: self.driver.submit(Job("deleted", p)),
+            self.watcher = FolderWatcher(self.folder, on_ready=lambda p: self.driver.submit(PhotoReady(p)),
+                                         on_deleted=lambda p: self.driver.submit(PhotoDeleted(p)),
                                          settle_s=w.settle_seconds)
             self.watcher.start()
             self.driver.watcher_pending = lambda: self.watcher.pending
-        p = self.pipeline
-        p.scan(exclude={p.default_output()}, known_only=True)
-        try:  # stored subjects and transforms only: nothing is computed before the screen is up
-            p.select()
-            p.register(compute=False)
-        except ConfigError:
-            pass  # the worker reports it, with the screen up
+        detecting = self.driver.prepare()
         # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds): done
         # here, it cannot freeze the screen later; a folder with nothing to detect skips it.
-        detecting = bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
-        preload(self.config.mode, detection=detecting)
+        preload(self.driver.preload_modules() if detecting else ())
         if detecting:
-            p.warm_up()  # loading the weights is unpickling: it holds the lock too
-        self.driver.prescanned = True
+            self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
 
     def on_mount(self) -> None:
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
@@ -209,11 +212,11 @@ class AlignimationApp(App):
     def on_unmount(self) -> None:
         self._stop_background()
         self.workers.cancel_all()
-        if self.pipeline is not None:
+        if self.driver is not None:
             for worker in self.workers:
-                if worker.is_running:  # the thread still holds the store; it stops at the next chunk
-                    return
-            self.pipeline.close()
+                if worker.is_running and worker.group == "pipeline":
+                    return  # the thread still holds the store; it closes it when it stops (next chunk)
+            self.driver.close()
 
     # messages from the worker -------------------------------------------------------------------
     @on(RowsChanged)
@@ -221,7 +224,34 @@ class AlignimationApp(App):
         """Rows are applied in batches a few times a second: every cell update makes the table
         render all its visible rows again, which is what costs the event loop time."""
         for row in message.rows:
-            self._pending_rows[row.hash] = row
+            self._pending_rows[row.hash] = self._with_decisions(row)
+
+    def _with_decisions(self, row: FrameRow) -> FrameRow:
+        """``row`` as the worker posted it, with the decisions it does not use yet."""
+        if row.hash in self._verdicts:
+            row = replace(row, verdict=self._verdicts[row.hash][1].value)
+        if row.hash in self._nudges:
+            nudge = self._nudges[row.hash][1]
+            row = replace(row, flag=with_nudge_mark(row.flag, nudge is not None and not nudge.is_identity))
+        return row
+
+    @on(ViewsChanged)
+    def keep_views(self, message: ViewsChanged) -> None:
+        for view in message.views:
+            self.views[view.hash] = view
+
+    @on(DecisionApplied)
+    def decision_applied(self, message: DecisionApplied) -> None:
+        for pending in (self._verdicts, self._nudges):
+            if message.hash in pending and pending[message.hash][0] <= message.seq:
+                del pending[message.hash]
+
+    def nudge_of(self, h: str) -> Nudge | None:
+        """The frame's nudge: the one just stored by a key press, else the worker's."""
+        if h in self._nudges:
+            return self._nudges[h][1]
+        view = self.views.get(h)
+        return view.nudge if view is not None else None
 
     @property
     def rows_pending(self) -> bool:
@@ -270,6 +300,7 @@ class AlignimationApp(App):
         self._flush_rows()
         for h in message.hashes:
             self.rows.pop(h, None)
+            self.views.pop(h, None)
             if h in self.table.rows:
                 self.table.remove_row(h)
         self._update_status()
@@ -326,12 +357,7 @@ class AlignimationApp(App):
         if self.render_note:
             parts.append(self.render_note)
         if s is not None:
-            if s.mode == "body":
-                parts.append(f"{s.mode} · {s.device} · Mask R-CNN + Keypoint R-CNN")
-            elif s.identity_on:
-                parts.append(f"{s.device} · MTCNN + identity")
-            else:
-                parts.append(f"{s.device} · identity matching off (`alignimation-tui models --download`)")
+            parts.append(s.models or f"{s.mode} · {s.device}")
             parts.append(f"ref {s.reference or '—'}")
         parts.append(f"filter {self.filter} · sort {self.sort_column} · nudge {self.nudge_step}")
         self.query_one("#status-bar", Static).update(Text(" │ ".join(parts)))
@@ -364,40 +390,42 @@ class AlignimationApp(App):
         pane = self.query_one("#preview-pane")
         if h is None or not pane.display:
             return
-        self._make_preview(h, self.preview_mode, self.query_one("#preview").cell_size)
+        view = self.views.get(h)
+        if view is not None:
+            view = replace(view, nudge=self.nudge_of(h))
+        s = self.state
+        ref = self.views.get(s.reference_hash) if s is not None and s.reference_hash else None
+        if ref is not None:
+            ref = replace(ref, nudge=self.nudge_of(ref.hash))
+        output = tuple(s.output_size) if s is not None and s.output_size else None
+        self._make_preview(h, view, ref, output, self.preview_mode, self.query_one("#preview").cell_size)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def _make_preview(self, h: str, mode: str, cells: tuple[int, int]) -> None:
-        p = self.pipeline
+    def _make_preview(self, h: str, v: FrameView | None, ref: FrameView | None, output: tuple[int, int] | None,
+                      mode: str, cells: tuple[int, int]) -> None:
+        """The picture, made on the preview worker's thread from immutable views (never the pipeline)."""
         box = (max(1, cells[0]), max(2, cells[1] * 2))
-        r = p.results.get(h)
         max_px = self.config.scan.max_pixels
         image, caption = None, ""
         try:
-            if r is None:
+            if v is None:
                 caption = "gone"
             elif mode == "detections":
-                image = detections_preview(r, box, max_px)
-                boxes, _, _ = detected_shapes(r)
-                what = "person(s)" if self.config.mode == "body" else "face(s)"
-                caption = f"{r.frame.path.name}: {len(boxes)} {what} detected"
-            elif r.transform is None:
-                caption = f"{r.frame.path.name}: not aligned ({r.error or r.status.value})"
+                image = detections_preview(v, box, max_px)
+                caption = f"{v.name}: {len(v.boxes)} {v.subject_word}(s) detected"
+            elif v.matrix is None or output is None:
+                caption = f"{v.name}: not aligned ({v.error or v.status})"
             else:
-                framed = {"output": p.framing.size, "fill": self.config.render.fill}  # as the render frames it
-                image = aligned_preview(r, box, max_px, matrix=p.output_matrix(r), **framed)
-                caption = f"{r.frame.path.name}: {r.status.value}, residual {r.transform.residual_pct:.2f}%"
-                if r.nudge is not None:
-                    caption += f" · nudge {r.nudge.describe()}"
-                ref = p.reference
-                if mode == "onion" and ref is not None and ref.hash in p.results:
-                    ref_result = p.results[ref.hash]
-                    if ref_result.transform is not None:
-                        image = onion_skin(image, aligned_preview(ref_result, box, max_px,
-                                                                  matrix=p.output_matrix(ref_result), **framed))
-                        caption += f" · onion skin with {ref_result.frame.path.name}"
+                framed = {"output": output, "fill": self.config.render.fill}  # as the render frames it
+                image = aligned_preview(v, box, max_px, matrix=v.matrix, **framed)
+                caption = f"{v.name}: {v.status}, residual {v.residual_pct:.2f}%"
+                if v.nudge is not None and not v.nudge.is_identity:
+                    caption += f" · nudge {v.nudge.describe()}"
+                if mode == "onion" and ref is not None and ref.matrix is not None:
+                    image = onion_skin(image, aligned_preview(ref, box, max_px, matrix=ref.matrix, **framed))
+                    caption += f" · onion skin with {ref.name}"
         except (PhotoError, OSError) as exc:
-            caption = f"cannot show {r.frame.path.name}: {exc}"
+            caption = f"cannot show {v.name}: {exc}"
         if self.graphics == "halfblock":
             payload = [] if image is None else halfblock_lines(image, *cells)
         else:
@@ -415,21 +443,27 @@ class AlignimationApp(App):
         self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {printable(message.caption)}"))
 
     # actions ----------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
     def action_verdict(self, value: str) -> None:
         h = self._selected_hash()
-        if h is None or self.pipeline is None:
+        if h is None or self.driver is None:
             return
         verdict = Verdict(value)
         try:
-            self.pipeline.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
+            self.decisions.set_verdict(h, verdict)  # on disk (fsync'd) before anything else happens
         except FolderError as exc:  # not saved, so not shown as decided either
             self.notify(printable(str(exc)), severity="error", timeout=30)
             return
+        seq = self._next_seq()
+        self._verdicts[h] = (seq, verdict)
         row = self.rows.get(h)
         if row is not None:
             self._pending_rows.pop(h, None)
-            self.show_rows([replace(row, verdict=verdict.value)])
-        self.driver.submit(Job("refresh"))  # the kept set (and maybe the reference) changed
+            self.show_rows([self._with_decisions(row)])
+        self.driver.submit(Decided(h, verdict, seq))  # the kept set (and maybe the reference) changes
 
     def action_pin(self) -> None:
         h = self._selected_hash()
@@ -437,24 +471,25 @@ class AlignimationApp(App):
             return
         row = self.rows[h]
         if row.status not in ("aligned", "turned", "skipped", "outlier"):
-            self.notify(f"{row.name} has no usable face; it cannot be the reference", severity="warning")
+            word = self.state.subject_word if self.state is not None else "subject"
+            self.notify(f"{row.name} has no usable {word}; it cannot be the reference", severity="warning")
             return
-        self.driver.submit(Job("pin", hash=h))
+        self.driver.submit(Pin(h))
         self.notify(f"pinned {row.name} as the reference; re-registering from cached detections")
 
     def action_nudge(self, axis: str, direction: int) -> None:
         """One step of the person's correction of the selected frame: stored (atomically, like a
         verdict) before the preview shows it."""
         h = self._selected_hash()
-        r = self.pipeline.results.get(h) if h else None
-        if r is None or r.transform is None:
+        view = self.views.get(h) if h else None
+        if view is None or view.matrix is None:
             self.notify("only an aligned frame can be nudged", severity="warning", timeout=3)
             return
-        self._store_nudge(h, (r.nudge or Nudge()).stepped(axis, direction, self.nudge_step))
+        self._store_nudge(h, (self.nudge_of(h) or Nudge()).stepped(axis, direction, self.nudge_step))
 
     def action_nudge_reset(self) -> None:
         h = self._selected_hash()
-        if h is not None and h in self.pipeline.results:
+        if h is not None and h in self.views:
             self._store_nudge(h, None)
 
     def action_nudge_step(self) -> None:
@@ -463,20 +498,23 @@ class AlignimationApp(App):
 
     def _store_nudge(self, h: str, nudge: Nudge | None) -> None:
         try:
-            self.pipeline.set_nudge(h, nudge)  # on disk (fsync'd) first
+            self.decisions.set_nudge(h, nudge)  # on disk (fsync'd) first
         except FolderError as exc:  # not saved, so not shown either
             self.notify(printable(str(exc)), severity="error", timeout=30)
             return
-        r, row = self.pipeline.results[h], self.rows.get(h)
+        seq = self._next_seq()
+        self._nudges[h] = (seq, None if nudge is None or nudge.is_identity else nudge)
+        row = self.rows.get(h)
         if row is not None:
             self._pending_rows.pop(h, None)
-            self.show_rows([replace(row, flag=flag_text(r, row.outlier))])
+            self.show_rows([self._with_decisions(row)])
+        self.driver.submit(Nudged(h, nudge, seq))
         self.request_preview()
 
     def action_render(self) -> None:
         self.render_note = "render queued"
         self._update_status()
-        self.driver.submit(Job("render"))
+        self.driver.submit(Render())
 
     def action_preview_mode(self, mode: str) -> None:
         self.preview_mode = "aligned" if self.preview_mode == mode else mode

@@ -1,8 +1,11 @@
 """The one background worker that owns the pipeline (and so the models and the GPU).
 
-Everything that touches the models or registers frames runs here, in a Textual thread worker, fed
-by a job queue: paths from the folder watcher, pins, renders. It checks for cancellation between
-batches and posts small messages; it never touches widgets.
+The pipeline is this thread's alone: everything that reads or changes it runs here, in a Textual
+thread worker, fed by a job queue (frozen dataclasses: paths from the folder watcher, decisions,
+pins, renders). The screen and the preview worker get immutable snapshots by message (rows, frame
+views, the state); they never read a live pipeline object. ``prepare`` and ``warm_up`` run before
+the thread starts, on the thread that builds the app: the table of a cached folder is ready before
+the screen appears. It checks for cancellation between batches and never touches widgets.
 
 Faults keep the app running: a folder that cannot be written (the cache, the output) is a
 notification naming the folder and the key, and the worker goes on with the next job; a render
@@ -19,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
-from ..domain import FrameStatus
+from ..domain import FrameStatus, Verdict
 from ..folders import FolderError
 from ..names import printable
+from ..nudge import Nudge
 from ..pipeline import OutputError, Pipeline
 from ..photos import PhotoError
+from ..preview import FrameView, frame_view
 from ..render import RenderError
 from ..triage import frame_rows
-from .messages import Notice, PipelineState, RenderFinished, RenderProgress, RowsChanged, RowsRemoved
+from .messages import (DecisionApplied, Notice, PipelineState, RenderFinished, RenderProgress, RowsChanged,
+                       RowsRemoved, ViewsChanged)
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +63,53 @@ def _lower_priority() -> None:
         pass
 
 
+# The jobs, from the watcher's thread and the screen's.
 @dataclass(frozen=True)
-class Job:
-    kind: str  # "ready" | "deleted" | "pin" | "refresh" | "render"
-    path: Path | None = None
-    hash: str | None = None
+class PhotoReady:
+    """A photo arrived or changed and stopped growing."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class PhotoDeleted:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The person's verdict, already on disk (the screen stores it on the key press)."""
+
+    hash: str
+    verdict: Verdict
+    seq: int = 0  # the screen's number for it: answered with ``DecisionApplied``
+
+
+@dataclass(frozen=True)
+class Nudged:
+    """The person's nudge of one frame, already on disk."""
+
+    hash: str
+    nudge: Nudge | None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Pin:
+    hash: str | None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """Choose and register again from what is stored."""
+
+
+@dataclass(frozen=True)
+class Render:
+    path: Path | None = None  # None: ``render.output``
+
+
+Job = PhotoReady | PhotoDeleted | Decided | Nudged | Pin | Refresh | Render
 
 
 class Driver:
@@ -77,10 +125,41 @@ class Driver:
         self._render_due: float | None = None
         self._notices_sent = 0
         self._posted: dict = {}
+        self._posted_views: dict[str, FrameView] = {}
         self.prescanned = False
-        self._last_state: tuple | None = None
+        self._last_state: PipelineState | None = None
         self.render_idle = threading.Event()  # clear while a render runs (the app waits for it on quit)
         self.render_idle.set()
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # before the thread starts ---------------------------------------------------------------------
+    def prepare(self) -> bool:
+        """The part of the first scan the store already knows (unchanged photos: no file is read),
+        with stored subjects and transforms only: nothing is computed. New photos are read by the
+        worker, with the screen up. Returns whether anything will need detection."""
+        p = self.pipeline
+        p.scan(exclude={p.default_output()}, known_only=True)
+        try:
+            p.process([], compute=False)
+        except ConfigError:
+            pass  # the worker reports it, with the screen up
+        self.prescanned = True
+        return bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
+
+    def preload_modules(self) -> tuple[str, ...]:
+        return tuple(self.pipeline.mode.preload_modules)
+
+    def warm_up(self) -> None:
+        """Load the detection models (unpickling holds the interpreter lock: done before the screen)."""
+        self.pipeline.warm_up()
+
+    def close(self) -> None:
+        """Close the pipeline's store once (the worker does at its end; the app if it never ran)."""
+        with self._close_lock:
+            if not self._closed:
+                self._closed = True
+                self.pipeline.close()
 
     # called from any thread -------------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -96,17 +175,33 @@ class Driver:
     def post_state(self) -> None:
         p = self.pipeline
         ref = p.reference
-        name = printable(p.results[ref.hash].frame.path.name) if ref is not None and ref.hash in p.results else ""
-        state = (name, self.queue_depth(), self.busy, p.identity_on, str(p.device), p.config.mode)
+        known = ref is not None and ref.hash in p.results
+        name = printable(p.results[ref.hash].frame.path.name) if known else ""
+        state = PipelineState(name, self.queue_depth(), self.busy, p.identity_on, str(p.device), p.config.mode,
+                              models=p.mode.status_text(str(p.device)), subject_word=p.mode.subject_word,
+                              reference_hash=ref.hash if known else "",
+                              output_size=tuple(p.framing.size) if p.framing is not None else ())
         if state != self._last_state:  # the idle loop asks every 0.25 s; the screen hears of changes only
             self._last_state = state
-            self._post(PipelineState(*state))
+            self._post(state)
+
+    def views(self) -> list[FrameView]:
+        """Every frame as the preview shows it (copies: the output matrix, framing included)."""
+        p = self.pipeline
+        word = p.mode.subject_word
+        return [frame_view(r, p.output_matrix(r) if r.transform is not None and p.framing is not None else None,
+                           word) for r in p.results.values()]
 
     def post_rows(self) -> None:
-        """Post the rows that changed since the last post (all of them the first time)."""
+        """Post the rows and views that changed since the last post (all of them the first time)."""
         rows = frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
         changed = [r for r in rows if self._posted.get(r.hash) != r]
         self._posted = {r.hash: r for r in rows}
+        views = self.views()
+        changed_views = [v for v in views if self._posted_views.get(v.hash) != v]
+        self._posted_views = {v.hash: v for v in views}
+        if changed_views:  # before the rows: a row that arrives finds its view
+            self._post(ViewsChanged(changed_views))
         if changed:
             self._post(RowsChanged(changed))
         for text in self.pipeline.notices[self._notices_sent:]:
@@ -124,6 +219,12 @@ class Driver:
 
     def run(self) -> None:
         """The worker's body: first the folder as it is, then jobs until cancelled."""
+        try:
+            self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> None:
         _lower_priority()
         p = self.pipeline
         self.busy = "scanning"
@@ -168,26 +269,38 @@ class Driver:
         p = self.pipeline
         removed = []
         new = []
+        applied = []
         repin = refresh = False
-        renders = [j for j in jobs if j.kind == "render"]
+        renders = [j for j in jobs if isinstance(j, Render)]
         for job in jobs:
-            if job.kind == "deleted":
-                h = p.remove_path(job.path)
-                if h is not None:
-                    removed.append(h)
-            elif job.kind == "ready":
-                if not job.path.exists():
-                    continue
-                before = {h for h, r in p.results.items() if r.frame.path == job.path}
-                r = p.add_path(job.path)
-                removed += [h for h in before if h not in p.results]
-                if r is not None and r not in new:
-                    new.append(r)
-            elif job.kind == "pin":
-                p.pin_reference(job.hash)
-                repin = True
-            elif job.kind == "refresh":
-                refresh = True
+            match job:
+                case PhotoDeleted(path=path):
+                    h = p.remove_path(path)
+                    if h is not None:
+                        removed.append(h)
+                case PhotoReady(path=path):
+                    if not path.exists():
+                        continue
+                    before = {h for h, r in p.results.items() if r.frame.path == path}
+                    r = p.add_path(path)
+                    removed += [h for h in before if h not in p.results]
+                    if r is not None and r not in new:
+                        new.append(r)
+                case Decided(hash=h, verdict=verdict, seq=seq):
+                    p.apply_verdict(h, verdict)
+                    applied.append((h, seq))
+                    refresh = True  # the kept set (and maybe the reference) changed
+                case Nudged(hash=h, nudge=nudge, seq=seq):
+                    p.apply_nudge(h, nudge)
+                    applied.append((h, seq))
+                    refresh = True
+                case Pin(hash=h):
+                    p.pin_reference(h)
+                    repin = True
+                case Refresh():
+                    refresh = True
+                case Render():
+                    pass
         if removed:
             self._post(RowsRemoved(removed))
         if new:
@@ -202,6 +315,8 @@ class Driver:
             self.busy = "registering" if repin else "updating"
             self.post_state()
             self._align_from_cache()
+        for h, seq in applied:  # after the rows that show them
+            self._post(DecisionApplied(h, seq))
         if renders:
             self._render(renders[-1].path)
         elif (new or removed) and self.auto_render:
@@ -211,14 +326,13 @@ class Driver:
         """Choose subjects and register with what is cached; only new transforms are computed."""
         self.busy = self.busy or "registering"
         try:
-            self.pipeline.select()
-            self.pipeline.register()
+            self.pipeline.process([])
         except ConfigError as exc:
             self._post(Notice(str(exc), "error"))
         self.post_rows()
 
     def _process(self, todo: list) -> None:
-        """Detect in chunks; after each chunk, choose and register so rows reach `aligned` as we go."""
+        """``Pipeline.process`` in chunks, so rows reach `aligned` as we go."""
         p = self.pipeline
         self.backlog = len(todo)
         for start in range(0, len(todo), CHUNK):
@@ -229,9 +343,12 @@ class Driver:
                 r.status = FrameStatus.DETECTING
             self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
             self.post_rows()
-            p.detect(chunk, cancel=self.cancel)
+            try:
+                p.process(chunk, cancel=self.cancel)
+            except ConfigError as exc:
+                self._post(Notice(str(exc), "error"))
             self.backlog = max(0, len(todo) - start - len(chunk))
-            self._align_from_cache()
+            self.post_rows()
         self.backlog = 0
 
     def _render(self, out: Path | None) -> None:

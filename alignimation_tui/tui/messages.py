@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from textual.message import Message
 from textual.strip import Strip
 
+from ..preview import FrameView
 from ..triage import FrameRow
 
 
@@ -20,6 +21,21 @@ class RowsRemoved(Message):
 
 
 @dataclass
+class ViewsChanged(Message):
+    """What the preview needs of the frames that changed (immutable copies)."""
+
+    views: list[FrameView]
+
+
+@dataclass
+class DecisionApplied(Message):
+    """The worker uses the app's decision number ``seq`` on ``hash`` now (its rows show it)."""
+
+    hash: str
+    seq: int
+
+
+@dataclass
 class PipelineState(Message):
     """What the status bar shows besides the counts."""
 
@@ -29,6 +45,10 @@ class PipelineState(Message):
     identity_on: bool
     device: str
     mode: str
+    models: str = ""  # what the status bar says of the mode and its models (``Mode.status_text``)
+    subject_word: str = "subject"
+    reference_hash: str = ""
+    output_size: tuple = ()  # the output picture's size, (width, height); () while there is no framing
 
 
 @dataclass

@@ -141,7 +141,7 @@ async def test_kill_9_during_the_app_keeps_the_verdict(folder, tmp_path, count_d
         await until(pilot, lambda: settled(app) and len(app.rows) == N, "the reopened folder")
         assert app.rows[rejected].verdict == Verdict.REJECTED.value
         assert str(app.table.get_cell(rejected, "verdict")) == "rejected"
-        assert not any("damaged" in n for n in app.pipeline.notices)
+        assert not any("damaged" in n for n in app.driver.pipeline.notices)
         await pilot.press("q")
     assert sum(count_detections) == N - done
 

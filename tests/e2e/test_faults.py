@@ -29,7 +29,7 @@ from alignimation_tui.render import writers
 from alignimation_tui.scan import content_hash
 from alignimation_tui.store import Store
 from alignimation_tui.tui.app import AlignimationApp
-from alignimation_tui.tui.driver import Job
+from alignimation_tui.tui.driver import PhotoReady
 from tests.conftest import save_with_date, similarity, warped_astronaut
 from tests.e2e.test_crash import cached_detections, signal_when
 from tests.tui.test_app import settled, until
@@ -433,10 +433,10 @@ async def test_app_keeps_running_through_folder_faults(folder, tmp_path, monkeyp
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == N, "every photo processed")
         with monkeypatch.context() as m:  # the cache turns read-only while the app runs
-            m.setattr(app.pipeline.store.cache, "set", read_only)
+            m.setattr(app.driver.pipeline.store.cache, "set", read_only)
             new = folder / "late.jpg"
             new.write_bytes((template / "day03.jpg").read_bytes()[:-2] + b"\xff\xd9")  # other bytes, same face
-            app.driver.submit(Job("ready", new))
+            app.driver.submit(PhotoReady(new))
             await until(pilot, lambda: any("store.cache_dir" in e for e in errors()), "the cache notification")
         with monkeypatch.context() as m:  # the output folder is read-only: the render fails, nothing crashes
             m.setattr(writers, "open", read_only, raising=False)

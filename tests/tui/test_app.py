@@ -1,4 +1,6 @@
-"""The Textual app driven through its Pilot, with the real MTCNN on the CPU and a real watched folder."""
+"""The Textual app driven through its Pilot, on a real watched folder, with recorded detections
+(``tests.tui.recorded``: the real pipeline and face mode, only MTCNN's step read from a record, so
+these tests about the UI load no model)."""
 from __future__ import annotations
 
 import asyncio
@@ -21,6 +23,7 @@ from alignimation_tui.preview import fit
 from alignimation_tui.tui import app as app_module
 from alignimation_tui.tui.app import AlignimationApp
 from tests.conftest import save_with_date, similarity, warped_astronaut
+from tests.tui.recorded import DETECTED, recorded_photo, recorded_pipeline
 
 WARPS = [(0, 1.0, 0, 0), (10, 0.9, 25, -15), (-12, 1.1, -30, 10), (6, 0.85, 35, 25), (-5, 1.15, -15, -20)]
 START = datetime(2024, 3, 1, 9, 0, 0)
@@ -29,8 +32,20 @@ TIMEOUT = 300.0
 
 def astronaut_photo(path: Path, index: int, warp=(0, 1.0, 0, 0)) -> Path:
     angle, scale, tx, ty = warp
-    return save_with_date(warped_astronaut(similarity(angle, scale, tx + 64, ty + 60)), path,
-                          START + timedelta(weeks=index))
+    matrix = similarity(angle, scale, tx + 64, ty + 60)
+    return recorded_photo(save_with_date(warped_astronaut(matrix), path, START + timedelta(weeks=index)), matrix)
+
+
+def make_app(folder: Path, config: Config, **kw) -> AlignimationApp:
+    """The app on recorded detections (no MTCNN)."""
+    return AlignimationApp(folder, config, pipeline=recorded_pipeline, **kw)
+
+
+@pytest.fixture
+def detected() -> list[int]:
+    """Photos per detection batch of the recorded detector (as ``detected`` for MTCNN)."""
+    DETECTED.clear()
+    return DETECTED
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +104,8 @@ def decisions(config: Config, folder: Path) -> Decisions:
         store.close()
 
 
-async def test_triage_keys_are_stored_and_survive_reopening(folder, config, count_detections):
-    app = AlignimationApp(folder, config)
+async def test_triage_keys_are_stored_and_survive_reopening(folder, config, detected):
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
         statuses = {r.name: r.status for r in app.rows.values()}
@@ -113,22 +128,22 @@ async def test_triage_keys_are_stored_and_survive_reopening(folder, config, coun
         assert decisions(config, folder).verdict(hashes["week02.jpg"]) is Verdict.AUTO
         await pilot.press("a")
         await pilot.press("q")
-    assert count_detections, "the first pass ran the real detector"
+    assert detected, "the first pass ran the detector"
 
-    count_detections.clear()
+    detected.clear()
     (folder / "week01.jpg").rename(folder / "renamed.jpg")  # verdicts follow the content
-    again = AlignimationApp(folder, config)
+    again = make_app(folder, config)
     async with again.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(again) and len(again.rows) == 6, "the reopened table")
         assert cell(again, "renamed.jpg", "verdict") == "rejected"
         assert cell(again, "week02.jpg", "verdict") == "accepted"
         assert cell(again, "week03.jpg", "status") == "aligned"
-    assert count_detections == [], "reopening a cached folder must not detect again"
+    assert detected == [], "reopening a cached folder must not detect again"
 
 
 async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_path):
     config = replace(config, watch=replace(config.watch, auto_render=True, auto_render_delay=0.5))
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == 6, "the first pass")
         reference = app.state.reference
@@ -146,8 +161,8 @@ async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_pa
         await until(pilot, lambda: any(r.name == "early.jpg" and r.status == "aligned" for r in app.rows.values()),
                     "the new photo to be aligned")
         assert app.state.reference == reference, "a new photo is registered against the stored reference"
-        new = next(r for r in app.pipeline.results.values() if r.frame.path.name == "early.jpg")
-        assert new.transform is not None and new.transform.residual_pct < 1.5
+        new = next(v for v in app.views.values() if v.name == "early.jpg")
+        assert new.matrix is not None and new.residual_pct < 1.5
 
         # auto-render (debounced) after the change
         await until(pilot, lambda: app.render_note.startswith("wrote"), "the automatic render")
@@ -159,18 +174,19 @@ async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_pa
         await pilot.press("q")
 
 
-async def test_pin_reference_reregisters_without_detecting(folder, config, count_detections):
-    app = AlignimationApp(folder, config)
+async def test_pin_reference_reregisters_without_detecting(folder, config, detected):
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
-        count_detections.clear()
-        before = {h: r.transform.matrix for h, r in app.pipeline.results.items() if r.transform}
+        detected.clear()
+        # the worker's own results, read while it is idle (settled)
+        before = {h: r.transform.matrix for h, r in app.driver.pipeline.results.items() if r.transform}
         await select(pilot, app, "week03.jpg")
         await pilot.press("p")
         await until(pilot, lambda: settled(app) and app.state.reference == "week03.jpg", "the new reference")
-        after = {h: r.transform.matrix for h, r in app.pipeline.results.items() if r.transform}
+        after = {h: r.transform.matrix for h, r in app.driver.pipeline.results.items() if r.transform}
         assert after.keys() == before.keys() and after != before
-        assert count_detections == []
+        assert detected == []
         assert cell(app, "week03.jpg", "residual") == "0.00"
         await pilot.press("q")
     store = Store(folder, config.store.cache_dir, config.store.data_dir)
@@ -179,7 +195,7 @@ async def test_pin_reference_reregisters_without_detecting(folder, config, count
 
 
 async def test_render_key_writes_the_animation(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         await select(pilot, app, "week04.jpg")
@@ -193,7 +209,7 @@ async def test_render_key_writes_the_animation(folder, config):
 
 
 async def test_preview_modes_filter_and_flag_navigation(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         caption = app.query_one("#preview-caption")
@@ -243,7 +259,7 @@ def test_main_screen_snapshot(template, tmp_path, snap_compare, monkeypatch):
     folder = tmp_path / "weekly"
     shutil.copytree(template, folder)
     config = replace(Config(), watch=WatchConfig(settle_seconds=0.2))
-    app = AlignimationApp(folder, config, watch=False)
+    app = make_app(folder, config, watch=False)
 
     async def ready(pilot):
         await until(pilot, lambda: settled(app), "the first pass")

@@ -1,6 +1,6 @@
-"""Curation in the app, through the Pilot with the real MTCNN: nudge keys (stored at once, the
-rendered frame moves by the expected amount, the nudge survives a pin and a restart), the series
-plot, the preview's picture protocol, and an 80x24 terminal."""
+"""Curation in the app, through the Pilot on recorded detections (``tests.tui.recorded``): nudge keys
+(stored at once, the rendered frame moves by the expected amount, the nudge survives a pin and a
+restart), the series plot, the preview's picture protocol, and an 80x24 terminal."""
 from __future__ import annotations
 
 import math
@@ -13,11 +13,10 @@ import pytest
 
 from alignimation_tui.config import Config, PreviewConfig, RenderConfig, WatchConfig
 from alignimation_tui.nudge import Nudge, nudged
-from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.widgets.graphics import choose_graphics
 from alignimation_tui.tui.widgets.halfblock import HalfBlockImage
 from tests.e2e.test_nudge_render import phase_shift
-from tests.tui.test_app import decisions, folder, select, settled, template, until  # noqa: F401
+from tests.tui.test_app import decisions, folder, make_app, select, settled, template, until  # noqa: F401
 
 
 @pytest.fixture
@@ -49,16 +48,16 @@ async def render(pilot, app) -> Path:
 
 
 async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folder, config):
-    app = AlignimationApp(folder, config)
+    app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         out = await render(pilot, app)
         before = rendered_frame(out, 2)  # week02, the third kept frame
         await select(pilot, app, "week02.jpg")
         h = app._selected_hash()
-        r = app.pipeline.results[h]
+        r = app.driver.pipeline.results[h]  # the worker's own results, read while it is idle (settled)
         registration = np.asarray(r.transform.matrix)
-        framed = app.pipeline.output_matrix(r)  # framing ∘ registration: the frame before its nudge
+        framed = app.driver.pipeline.output_matrix(r)  # framing ∘ registration: the frame before its nudge
         eyes = r.subject.face.landmarks[:2]
 
         await pilot.press("shift+right", "shift+right", "shift+up")  # coarse: 0.05 eye distances a step
@@ -91,27 +90,28 @@ async def test_nudge_keys_store_move_the_frame_and_survive_pin_and_restart(folde
         await select(pilot, app, "week03.jpg")
         await pilot.press("p")
         await until(pilot, lambda: settled(app) and app.state.reference == "week03.jpg", "the new reference")
-        r = app.pipeline.results[h]
+        r = app.driver.pipeline.results[h]
         assert not np.allclose(np.asarray(r.transform.matrix), registration)
         assert r.nudge == Nudge(dx=0.1, dy=0.15)
-        plain_mid, plain_iod = eye_frame(app.pipeline.output_matrix(r), eyes)
-        final_mid, _ = eye_frame(app.pipeline.final_matrix(r), eyes)
+        plain_mid, plain_iod = eye_frame(app.driver.pipeline.output_matrix(r), eyes)
+        final_mid, _ = eye_frame(app.driver.pipeline.final_matrix(r), eyes)
         assert final_mid - plain_mid == pytest.approx([0.1 * plain_iod, 0.15 * plain_iod], abs=1e-6)
         await pilot.press("q")
 
-    again = AlignimationApp(folder, config)
+    again = make_app(folder, config)
     async with again.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(again), "the reopened app")
-        r = again.pipeline.results[h]
+        r = again.driver.pipeline.results[h]
         assert r.nudge == Nudge(dx=0.1, dy=0.15)
         assert "✥ nudged" in str(again.table.get_cell(h, "flag"))
-        assert again.pipeline.final_matrix(r) == pytest.approx(nudged(again.pipeline.output_matrix(r), r.nudge, eyes))
+        p = again.driver.pipeline
+        assert p.final_matrix(r) == pytest.approx(nudged(p.output_matrix(r), r.nudge, eyes))
         await pilot.press("q")
 
 
 async def test_small_terminal_layout_plot_and_standing_condition(folder, config, monkeypatch):
     monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1,0")
-    app = AlignimationApp(folder, replace(config, preview=PreviewConfig(graphics="auto")))
+    app = make_app(folder, replace(config, preview=PreviewConfig(graphics="auto")))
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         await select(pilot, app, "week02.jpg")
@@ -150,7 +150,7 @@ def test_graphics_choice():
 
 
 async def test_forced_kitty_preview_gets_a_sharp_picture(folder, config):
-    app = AlignimationApp(folder, replace(config, preview=PreviewConfig(graphics="kitty")))
+    app = make_app(folder, replace(config, preview=PreviewConfig(graphics="kitty")))
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app), "the first pass")
         await select(pilot, app, "week02.jpg")

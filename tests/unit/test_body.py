@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from alignimation_tui.background import composite, warp_mask
-from alignimation_tui.config import BodyConfig, Config, ConfigError, RegisterConfig, RenderConfig, load_config
+from alignimation_tui.config import Config, ConfigError, RegisterConfig, RenderConfig, load_config
+from alignimation_tui.modes.body import BodyConfig
 from alignimation_tui.detect.body import (KEYPOINT_NAMES, PersonShape, box_iou, choose_person, choose_side,
                                           mask_shape, match_cost, person_shape, subject_points, working_mask)
 from alignimation_tui.domain import BodyDetection, FrameStatus, Person
@@ -120,7 +121,8 @@ def body_folder(tmp_path):
 
 
 def body_pipeline_with(root, recorded, framing="auto", **body):
-    cfg = Config(mode="body", device="cpu", register=RegisterConfig(long_side=480), body=BodyConfig(**body),
+    cfg = Config(mode="body", device="cpu", register=RegisterConfig(long_side=480),
+                 sections={"body": BodyConfig(**body)},
                  render=RenderConfig(framing=framing))
     p = Pipeline(root, cfg)
     p.scan()
@@ -368,7 +370,7 @@ def test_body_config_values(tmp_path):
     path.write_text('mode = "body"\n[body]\nkeypoints = ["nose", "shoulder"]\nkeypoint_weights = [0.5, 2]\n'
                     'background = "#FFeedd"\n')
     cfg = load_config(path)
-    assert cfg.mode == "body" and cfg.body.keypoint_weights == [0.5, 2.0] and cfg.body.background == "#FFeedd"
+    assert cfg.mode == "body" and cfg.section("body").keypoint_weights == [0.5, 2.0] and cfg.section("body").background == "#FFeedd"
 
 
 def test_body_framing_centres_the_person_at_the_chosen_height(body_folder, tmp_path):

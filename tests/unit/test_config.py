@@ -16,11 +16,12 @@ def test_no_file_means_defaults():
 
 def test_sample_config_documents_every_key_with_its_default():
     import tomllib
-    from dataclasses import asdict
     from pathlib import Path
 
+    from alignimation_tui.config import as_table
+
     sample = Path(__file__).resolve().parents[2] / "sample_config.toml"
-    assert tomllib.loads(sample.read_text()) == asdict(Config())
+    assert tomllib.loads(sample.read_text()) == as_table(Config())
     assert load_config(sample) == Config()
 
 

@@ -50,3 +50,74 @@ def test_app_refuses_without_a_terminal(tmp_path):
     out = subprocess.run([sys.executable, "-m", "alignimation_tui", str(tmp_path)], capture_output=True,
                          text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert out.returncode == 2 and "needs a terminal" in out.stderr and "--once" in out.stderr
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, every import statement (TYPE_CHECKING and
+    function-level ones too); importing ``a.b.c`` counts as importing ``a.b`` as well."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "alignimation_tui"
+    modules = {}
+    for f in root.rglob("*.py"):
+        parts = list(f.relative_to(root.parent).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = (f, parts[-1] == "__init__")
+    graph = {}
+    for name, (f, is_package) in modules.items():
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[:len(here) - node.level + 1] if node.level else []
+                target = ".".join(base + (node.module.split(".") if node.module else []))
+                targets = [target] + [f"{target}.{a.name}" for a in node.names]
+            else:
+                continue
+            for t in targets:
+                parts = t.split(".")
+                for i in range(1, len(parts) + 1):
+                    dep = ".".join(parts[:i])
+                    if dep in modules and dep != name and not name.startswith(dep + "."):
+                        deps.add(dep)
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycle():
+    graph = _package_imports()
+    cycles = []
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        return seen
+
+    for name in graph:
+        back = [d for d in graph[name] if name in reach(d) or d == name]
+        if back:
+            cycles.append((name, sorted(back)))
+    assert cycles == []
+
+
+def test_nothing_outside_the_modes_reads_a_detection_by_name_or_compares_a_mode():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "alignimation_tui"
+    duck = re.compile(r"""(getattr|hasattr)\([^)]*["'](face|faces|person|persons|points|face_index)["']""")
+    named = re.compile(r"""(mode|\.name)\s*(==|!=|in)\s*[("']+(face|body)|["'](face|body)["']\s*(==|!=)""")
+    found = []
+    for f in root.rglob("*.py"):
+        if "modes" in f.relative_to(root).parts:
+            continue
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if duck.search(line) or named.search(line):
+                found.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
+    assert found == []

@@ -19,7 +19,7 @@ CANVAS = (1080, 810)
 @pytest.mark.parametrize("size", [*SIZE_PRESETS, "1280x720", "auto"])
 def test_eyes_land_exactly_on_their_goal_for_every_size(size):
     settings = FramingSettings(style="auto", size=size, eye_x=0.5, eye_y=0.4, eye_distance=0.22)
-    framing = plan_framing(settings, "face", CANVAS, SubjectOnCanvas.from_eyes(LEFT, RIGHT))
+    framing = plan_framing(settings, "square", CANVAS, SubjectOnCanvas.from_eyes(LEFT, RIGHT))
     w, h = parse_size(size) or SIZE_PRESETS["square"]
     assert framing.size == (w, h)
     # any registration: the frame's own eyes go to the canvas's eyes, then to the goal
@@ -33,14 +33,14 @@ def test_eyes_land_exactly_on_their_goal_for_every_size(size):
 
 def test_body_box_is_centred_at_its_height_fraction():
     settings = FramingSettings(style="auto", size="portrait", body_height=0.8)
-    framing = plan_framing(settings, "body", CANVAS, SubjectOnCanvas.from_box(300, 100, 500, 700))
+    framing = plan_framing(settings, "portrait", CANVAS, SubjectOnCanvas.from_box(300, 100, 500, 700))
     corners = apply(framing.matrix, np.array([[300.0, 100], [500, 700]]))
     assert framing.size == (1080, 1350)
     assert np.allclose(corners.mean(0), (540, 675)) and corners[1, 1] - corners[0, 1] == pytest.approx(0.8 * 1350)
 
 
 def test_reference_framing_is_the_canvas_itself():
-    framing = plan_framing(FramingSettings(style="reference"), "face", CANVAS, SubjectOnCanvas.from_eyes(LEFT, RIGHT))
+    framing = plan_framing(FramingSettings(style="reference"), "square", CANVAS, SubjectOnCanvas.from_eyes(LEFT, RIGHT))
     assert framing.size == CANVAS and np.array_equal(framing.matrix, np.eye(3))
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from alignimation_tui.domain import FrameResult, FrameStatus, Subject, Face, FacingScores, Transform, Verdict
+from alignimation_tui.domain import FrameResult, FrameStatus, Subject, Face, FacingScores, Transform, Verdict, is_kept
 from alignimation_tui.outliers import FitSignals, MIN_SERIES, apply_outliers, find_outliers, signals_of
 from tests.unit.test_triage import result as triage_result
 
@@ -71,12 +71,12 @@ def test_apply_outliers_sets_the_status_and_the_reason_and_is_idempotent():
     results = [_result(k) for k in range(12)]
     results[5] = _result(5, eye_gap=22.0)  # the eyes placed at half their distance: face blown up 1.8x
     apply_outliers(results, reference=results[0].frame.hash)
-    assert [r.status for r in results].count(FrameStatus.OUTLIER) == 1
+    assert [r.status for r in results].count(FrameStatus.OUTLIER) == 1 and not is_kept(results[5])
     assert results[5].status is FrameStatus.OUTLIER and "1.8x the median size" in results[5].outlier_reason
     assert signals_of(results[5]).size == pytest.approx(120 * 40 / 22)
-    results[5].verdict = Verdict.ACCEPTED  # accepted: still shown as an outlier, but kept (FrameResult.kept)
+    results[5].verdict = Verdict.ACCEPTED  # accepted: still shown as an outlier, but kept (domain.is_kept)
     apply_outliers(results, reference=results[0].frame.hash)
-    assert results[5].status is FrameStatus.OUTLIER and results[5].kept
+    assert results[5].status is FrameStatus.OUTLIER and is_kept(results[5])
     results[5] = _result(5)  # fixed (re-registered): back to aligned, no reason
     apply_outliers(results, reference=results[0].frame.hash)
     assert all(r.status is FrameStatus.ALIGNED and r.outlier_reason is None for r in results)
