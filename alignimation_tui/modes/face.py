@@ -180,14 +180,7 @@ class FaceMode(Mode):
             raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
             self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
             for r, ph in batch:
-                if r.quality is None:  # measured on the picture already decoded for detection
-                    with p.timed("quality"):
-                        r.quality = curate.frame_quality(ph, r.detection.boxes)
-                    p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
-                if r.picture is None:  # its flat borders, on the same picture
-                    with p.timed("borders"):
-                        r.picture = borders.find_picture(ph)
-                    p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
+                self.measure_decoded(r, ph)
                 if embedder is not None:
                     with p.timed("embed"):
                         vectors = embedder.embed(ph, r.detection)
@@ -196,6 +189,19 @@ class FaceMode(Mode):
                 progress(r)
 
         return p.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+
+    def measure_decoded(self, r: FrameResult, photo) -> None:
+        """What is measured on the picture detection decoded, when not stored yet: the quality
+        (sharpness, hash) and the photo's flat borders (``borders``), each under its own key."""
+        p = self.ctx
+        if r.quality is None:
+            with p.timed("quality"):
+                r.quality = curate.frame_quality(photo, r.detection.boxes)
+            p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
+        if r.picture is None:
+            with p.timed("borders"):
+                r.picture = borders.find_picture(photo)
+            p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
 
     def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: dict[str, FaceDetection]) -> None:
         """Refine the landmarks of ``batch`` while the photos are decoded, and store them apart from
