@@ -147,6 +147,10 @@ def _output_size(v: str) -> str | None:
     return None
 
 
+MORPH_EXCLUSIVE = ("cannot be combined with render.crossfade: both fill the frames between two photos "
+                   "(a morph moves the face, a crossfade dissolves it); set one of them to 0")
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     output: str = ""
@@ -160,6 +164,7 @@ class RenderConfig:
     hold_first: float = field(default=0.0, metadata=_between(0.0, 3600.0))
     hold_last: float = field(default=0.0, metadata=_between(0.0, 3600.0))
     crossfade: int = field(default=0, metadata=_between(0, 120))
+    morph: int = field(default=0, metadata=_between(0, 120))
     smoothing: int = field(default=0, metadata=_between(0, 1000))
     sidecar: bool = True
     framing: str = field(default="auto", metadata=_one_of("auto", "reference"))
@@ -170,6 +175,10 @@ class RenderConfig:
     body_height: float = field(default=0.85, metadata=_between(0.05, 2.0))
     match_colour: str = field(default="trend", metadata=_one_of("off", "brightness", "reference", "trend"))
     caption: CaptionConfig = field(default_factory=CaptionConfig)
+
+    def __post_init__(self):
+        if self.crossfade and self.morph:
+            raise ConfigError("render.morph", MORPH_EXCLUSIVE)
 
 
 @dataclass(frozen=True)

@@ -98,10 +98,29 @@ def _progress(console: Console) -> Progress:
                     transient=True, disable=not console.is_terminal)
 
 
+def _console() -> Console:
+    """stderr; when it is not a terminal (a log file, a pipe), lines are never wrapped, so a path
+    stays whole on its line."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, soft_wrap=True, width=100_000)
+    return console
+
+
+def no_photos_line(folder: Path) -> str:
+    from .scan import readable_suffixes
+
+    order = [".jpg", ".jpeg", ".png", ".heic"]
+    suffixes = [s for s in order if s in readable_suffixes()] + sorted(readable_suffixes() - set(order))
+    return f"no photos in {folder} (looked for {', '.join(suffixes)})"
+
+
 def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: int, seconds: float) -> None:
     results = list(pipeline.results.values())
     counts = Counter(r.status.value for r in results)
-    table = Table(title=f"{pipeline.folder} — {len(results)} photos in {seconds:.1f} s", title_justify="left")
+    console.print(f"{printable(str(pipeline.folder))} — {len(results)} photos in {seconds:.1f} s",
+                  soft_wrap=True, markup=False, highlight=False)  # its own line: a table title wraps
+    table = Table()
     for col in ("status", "photos"):
         table.add_column(col)
     for status in FrameStatus:
@@ -158,7 +177,7 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
 
 def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path | None,
          as_json: bool, render_only: bool) -> int:
-    console = Console(stderr=True)
+    console = _console()
     started = time.perf_counter()
     out = out or pipeline.default_output()
     failed: RenderError | None = None
@@ -179,6 +198,9 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                 return EXIT_USAGE
         else:
             results = pipeline.scan(exclude={out})
+            if not results:
+                say(no_photos_line(pipeline.folder))
+                return EXIT_NOTHING_ALIGNED
             pipeline.check_output(out)
             task = bar.add_task("detecting", total=sum(pipeline.needs_detection(r) for r in results), name="")
             pipeline.process(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))

@@ -103,21 +103,50 @@ def onion_skin(frame: Image.Image, reference: Image.Image, alpha: float = 0.5) -
     return Image.blend(frame.convert("RGB"), reference.convert("RGB"), alpha)
 
 
-def detections_preview(v: FrameView, box: tuple[int, int], max_pixels: int) -> Image.Image:
+SUBJECT_MARGIN = 0.6  # the zoomed view: the subject's box and this much of its size on each side
+
+
+def subject_region(box: tuple[float, float, float, float], photo: tuple[int, int], view: tuple[int, int],
+                   margin: float = SUBJECT_MARGIN) -> tuple[float, float, float, float]:
+    """The part of the photo the zoomed view shows: ``box`` grown by ``margin`` of its size on each
+    side, then to the view's aspect (so the picture fills the pane), kept inside the photo."""
+    x0, y0, x1, y1 = box
+    w, h = (x1 - x0) * (1 + 2 * margin), (y1 - y0) * (1 + 2 * margin)
+    aspect = view[0] / max(1, view[1])
+    w, h = max(w, h * aspect), max(h, w / aspect)
+    w, h = min(w, photo[0]), min(h, photo[1])
+    cx = min(max((x0 + x1) / 2, w / 2), photo[0] - w / 2)
+    cy = min(max((y0 + y1) / 2, h / 2), photo[1] - h / 2)
+    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+
+def detections_preview(v: FrameView, box: tuple[int, int], max_pixels: int, zoom: bool = False) -> Image.Image:
     """The upright original, small, with every candidate's box (the subject's in green) and the
-    subject's points drawn."""
-    photo = open_photo(v.path, max_side=max(box) * 2, max_pixels=max_pixels)
-    size, _ = fit(photo.image.size, box)
-    image = photo.image.resize(size, Image.Resampling.BILINEAR)
-    sx, sy = size[0] / photo.width, size[1] / photo.height
-    draw = ImageDraw.Draw(image)
+    subject's points drawn. ``zoom``: only the subject's box with a margin (a face a few percent
+    of the photo wide is then more than a blob), decoded at the size that region needs."""
     boxes, chosen, points = v.boxes, v.chosen, v.points
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
+    region = None
+    if zoom and chosen is not None and v.photo_size is not None:
+        pw, ph = v.photo_size
+        region = subject_region(boxes[chosen], (pw, ph), box)
+        share = max((region[2] - region[0]) / pw, (region[3] - region[1]) / ph)
+        photo = open_photo(v.path, max_side=math.ceil(max(box) * 2 / max(share, 1e-3)), max_pixels=max_pixels)
+    else:
+        photo = open_photo(v.path, max_side=max(box) * 2, max_pixels=max_pixels)
+    sx, sy = photo.scale_xy
+    x0, y0, x1, y1 = region or (0, 0, photo.width, photo.height)
+    crop = photo.image.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
+    size, _ = fit(crop.size, box)
+    image = crop.resize(size, Image.Resampling.BILINEAR)
+    kx, ky = size[0] / (x1 - x0), size[1] / (y1 - y0)  # original pixels -> preview pixels
+    draw = ImageDraw.Draw(image)
+    for i, (bx0, by0, bx1, by1) in enumerate(boxes):
         colour = (60, 230, 90) if i == chosen else (200, 200, 200)
-        draw.rectangle((x0 * sx, y0 * sy, x1 * sx, y1 * sy), outline=colour, width=1)
+        draw.rectangle(((bx0 - x0) * kx, (by0 - y0) * ky, (bx1 - x0) * kx, (by1 - y0) * ky), outline=colour, width=1)
     rad = max(1.0, min(size) / 60)
     for i, (x, y) in enumerate(points):
         if np.isfinite(x) and np.isfinite(y):
             colour = LANDMARK_COLOURS[i] if len(points) == 5 else (255, 220, 60)
-            draw.ellipse((x * sx - rad, y * sy - rad, x * sx + rad, y * sy + rad), fill=colour)
+            px, py = (x - x0) * kx, (y - y0) * ky
+            draw.ellipse((px - rad, py - rad, px + rad, py + rad), fill=colour)
     return image

@@ -49,9 +49,21 @@ class FrameRow:
 
 # key, header, fixed width (None: as wide as the content). The most useful first: on a narrow
 # terminal the columns on the right are the ones scrolled out of view.
+# Widths leave room for the sort mark (▲ ▼) after the header.
 COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdict", 8),
-           ("residual", "resid%", 6), ("sharpness", "sharp", 5), ("flag", "flag", 30), ("date", "date", 10),
-           ("eye", "eye", 4), ("mouth", "mouth", 5), ("confidence", "conf", 5))
+           ("residual", "resid%", 7), ("sharpness", "sharp", 6), ("flag", "flag", 30), ("date", "date", 10),
+           ("eye", "eye", 4), ("mouth", "mouth", 6), ("confidence", "conf", 5))
+
+
+def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
+    """The column `s` sorts by next: the columns in view after the photo, in order, then the photo
+    itself. The first `s` (``chosen`` False: the table is in its default date order) takes the
+    first column in view after the photo, not whatever follows the default."""
+    order = [key for key, _, _ in COLUMNS]
+    cycle = [k for k in order[1:] if k in visible] + [order[0]]
+    if not chosen or current not in cycle:
+        return cycle[0]
+    return cycle[(cycle.index(current) + 1) % len(cycle)]
 
 
 def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:

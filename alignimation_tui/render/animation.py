@@ -1,7 +1,8 @@
 """From render items to a finished animation: plan the geometry and the timing, then stream.
 
 At most two composed pictures are alive at a time (the current photo and the next, for a
-crossfade), plus the one or two being composed ahead in a worker thread while the encoder works.
+crossfade or a morph), plus the one or two being composed ahead in a worker thread while the
+encoder works.
 """
 from __future__ import annotations
 
@@ -19,17 +20,20 @@ from PIL import Image
 
 from ..background import replace_background
 from ..colour import ColourGain
+from ..config import MORPH_EXCLUSIVE, ConfigError
 from ..folders import folder_error, out_of_space, reason
 from ..names import json_safe, path_fields, printable
 from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
 from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
+from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .timing import Timing, plan_timing
 from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
 
 OUTPUT_KEY = "render.output (or --out)"
+MORPH_KEY = "render.morph"
 FRAMES_KEY = "--frames"
 # A write that failed for want of room or of a working disk: the render failed (exit 1), the
 # folder itself is fine. Any other OSError says the folder cannot be used (exit 2, names the key).
@@ -79,11 +83,16 @@ class RenderSettings:
     hold_first: float = 0.0
     hold_last: float = 0.0
     crossfade: int = 0
+    morph: int = 0  # in-between frames that move the face (morph.py); exclusive with crossfade
     smoothing: int = 0
     sidecar: bool = True
     max_pixels: int = 120_000_000
     framing: dict = field(default_factory=dict)  # the framing settings, for the sidecar
     match_colour: str = "off"  # for the sidecar; the gains themselves come with the items
+
+    def __post_init__(self):
+        if self.crossfade and self.morph:
+            raise ConfigError(MORPH_KEY, MORPH_EXCLUSIVE)
 
     @classmethod
     def from_config(cls, config) -> "RenderSettings":
@@ -93,7 +102,7 @@ class RenderSettings:
                    crop=rc.crop, fill=rc.fill,
                    caption=CaptionStyle(cap.format, cap.position, cap.size) if cap.format else None,
                    duration=rc.duration, hold_first=rc.hold_first, hold_last=rc.hold_last,
-                   crossfade=rc.crossfade, smoothing=rc.smoothing, sidecar=rc.sidecar,
+                   crossfade=rc.crossfade, morph=rc.morph, smoothing=rc.smoothing, sidecar=rc.sidecar,
                    max_pixels=config.scan.max_pixels, match_colour=rc.match_colour,
                    framing={"framing": rc.framing, "size": rc.size, "eye_x": rc.eye_x, "eye_y": rc.eye_y,
                             "eye_distance": rc.eye_distance, "body_height": rc.body_height})
@@ -300,12 +309,14 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
         raise RenderError("no frames to render")
     layout = plan_layout(items, canvas, settings)
     timing = plan_timing(len(items), settings.fps, settings.duration, settings.hold_first,
-                         settings.hold_last, settings.crossfade)
+                         settings.hold_last, settings.crossfade or settings.morph)
     captions = _captions(items, settings.caption)
+    morpher = Morpher(captions, settings.caption) if settings.morph else None
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()
 
-    def picture(k: int) -> Image.Image:
+    def picture(k: int) -> tuple[Image.Image, Image.Image]:
+        """The picture shown for photo ``k``, and the same without its caption (for the morph)."""
         item = items[k]
         img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size,
                       item.picture)
@@ -314,19 +325,21 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
         if item.mask is not None and item.background != "keep":
             img = replace_background(img, item.mask, layout.matrices[k], item.size or upright_size(item.path),
                                      item.background, item.feather_px)
+        plain = img
         if settings.caption is not None:
+            img = img.copy() if morpher is not None else img
             draw_caption(img, captions[k], settings.caption)
-        return img
+        return img, plain
 
-    def pictures() -> Iterator[Image.Image]:
+    def pictures() -> Iterator[tuple[Image.Image, Image.Image]]:
         n_workers = workers or render_workers()
-        for k, img, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
+        for k, shown, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
             if error is not None:
                 raise RenderError(f"{printable(items[k].name)}: {error}")
             if frames_dir is not None:
-                outputs.save_frame(img, frame_file_name(k + 1, items[k]))
+                outputs.save_frame(shown[0], frame_file_name(k + 1, items[k]))
             progress(k + 1)
-            yield img
+            yield shown
 
     distinct = 0
     sidecar = None
@@ -345,11 +358,14 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
                 if step.a != index:  # moved on to the next photo
                     current, following, index = following if following is not None else next(source), None, step.a
                 if step.b is None:
-                    writer.add(current, step.repeat)
+                    writer.add(current[0], step.repeat)
                 else:
                     if following is None:
                         following = next(source)
-                    writer.add(Image.blend(current, following, step.alpha), step.repeat)
+                    if morpher is not None:
+                        writer.add(morpher.frame(index, current[1], following[1], step.alpha), step.repeat)
+                    else:
+                        writer.add(Image.blend(current[0], following[0], step.alpha), step.repeat)
                 distinct += 1
             source.close()
             outputs.stage(writer.finish(), out)
@@ -379,7 +395,7 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
         "seconds": round(timing.seconds, 3),
         "settings": {"crop": settings.crop, "fill": settings.fill, "smoothing": settings.smoothing,
                      "match_colour": settings.match_colour,
-                     "crossfade": settings.crossfade, "hold_first": settings.hold_first,
+                     "crossfade": settings.crossfade, "morph": settings.morph, "hold_first": settings.hold_first,
                      "hold_last": settings.hold_last, "duration": settings.duration, **settings.framing,
                      "caption": None if cap is None else {"format": cap.format, "position": cap.position,
                                                           "size": cap.size}},

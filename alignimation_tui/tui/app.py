@@ -19,10 +19,9 @@ from typing import Callable
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Container, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..config import Config
@@ -33,9 +32,12 @@ from ..photos import PhotoError
 from ..models import preload
 from ..pipeline import Pipeline
 from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
-from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, status_counts, with_nudge_mark
+from ..statusline import status_parts
+from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
+from .commands import ActionCommands
 from .driver import Decided, Driver, Nudged, Pin, PhotoDeleted, PhotoReady, Render
+from .keys import AppFooter, KeysPanel, bindings
 from .messages import (DecisionApplied, Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress,
                        RowsChanged, RowsRemoved, ViewsChanged)
 from ..nudge import Nudge
@@ -43,6 +45,8 @@ from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widg
 from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
+from .table_view import mark_sort_column, move_to_row, visible_columns
+from .widgets.statusbar import StatusBar
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def while_screen_up(handler):
 STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "outlier": "yellow", "no_subject": "magenta", "failed": "red",
                  "detecting": "cyan", "queued": "dim"}
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
-PREVIEW_MODES = ("aligned", "onion", "detections")
+PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
 NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
@@ -89,34 +93,11 @@ def _sort_key(column: str):
     return lambda v: str(v).lower()
 
 
-class AlignimationApp(App):
+class AlignimationApp(KeysPanel, App):
     CSS_PATH = "app.tcss"
     TITLE = "alignimation"
-    BINDINGS = [
-        Binding("a", "verdict('accepted')", "Accept"),
-        Binding("x", "verdict('rejected')", "Reject"),
-        Binding("u", "verdict('auto')", "Auto"),
-        Binding("p", "pin", "Pin reference"),
-        Binding("w", "render", "Render"),
-        Binding("o", "preview_mode('onion')", "Onion skin"),
-        Binding("l", "preview_mode('detections')", "Landmarks"),
-        Binding("n", "next_flagged(1)", "Next flagged"),
-        Binding("N", "next_flagged(-1)", "Prev flagged", key_display="N"),
-        Binding("f", "cycle_filter", "Filter"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("v", "toggle_preview", "Preview", show=False),
-        Binding("shift+left", "nudge('x', -1)", "Nudge", key_display="⇧←→↑↓"),
-        Binding("shift+right", "nudge('x', 1)", "Nudge right", show=False),
-        Binding("shift+up", "nudge('y', -1)", "Nudge up", show=False),
-        Binding("shift+down", "nudge('y', 1)", "Nudge down", show=False),
-        Binding("left_square_bracket", "nudge('angle', -1)", "Rotate ⟲", key_display="[ ]"),
-        Binding("right_square_bracket", "nudge('angle', 1)", "Rotate clockwise", show=False),
-        Binding("minus", "nudge('scale', -1)", "Zoom", key_display="- +"),
-        Binding("plus,equals_sign", "nudge('scale', 1)", "Zoom in", show=False),
-        Binding("full_stop", "nudge_step", "Fine/coarse", key_display="."),
-        Binding("0", "nudge_reset", "Reset nudge", show=False),
-        Binding("q", "quit", "Quit"),
-    ]
+    BINDINGS = bindings()  # every key, its Footer word and its label: keys.py
+    COMMANDS = App.COMMANDS | {ActionCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
 
     def __init__(self, folder: Path, config: Config, *, watch: bool = True,
@@ -138,6 +119,8 @@ class AlignimationApp(App):
         self.state: PipelineState | None = None
         self.filter = "all"
         self.sort_column = "date"
+        self.sort_chosen = False  # the first `s` sorts by the first visible column after the photo
+        self._highlighted: str | None = None  # the photo the preview and the plot were last told of
         self.preview_mode = "aligned"
         self.render_note = ""
         self.nudge_step = "coarse"
@@ -157,12 +140,13 @@ class AlignimationApp(App):
                 for key, label, width in COLUMNS:
                     table.add_column(label, key=key, width=width)
                 yield table
+                yield Static("", id="table-note")
                 yield SeriesPlot(id="series")
             with Vertical(id="preview-pane"):
                 yield preview_widget(self.graphics, "preview")
                 yield Static("", id="preview-caption")
-        yield Static("starting…", id="status-bar")
-        yield Footer()
+        yield StatusBar(id="status-bar")
+        yield AppFooter()
 
     @property
     def table(self) -> DataTable:
@@ -188,6 +172,7 @@ class AlignimationApp(App):
             self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
 
     def on_mount(self) -> None:
+        self._mark_sort_column()
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)
@@ -283,7 +268,7 @@ class AlignimationApp(App):
                 if old is None or getattr(old, key) != value:
                     table.update_cell(row.hash, key, _cell(key, value))
         if added:
-            self._apply_sort()
+            self._keeping_selection(self._apply_sort)
         self._update_status()
         self._update_plot()
         if table.row_count and self._selected_hash() and rows:
@@ -298,13 +283,16 @@ class AlignimationApp(App):
     @while_screen_up
     def drop_rows(self, message: RowsRemoved) -> None:
         self._flush_rows()
-        for h in message.hashes:
+        self._keeping_selection(lambda: self._remove_rows(message.hashes))
+        self._update_status()
+        self._update_plot()
+
+    def _remove_rows(self, hashes: list[str]) -> None:
+        for h in hashes:
             self.rows.pop(h, None)
             self.views.pop(h, None)
             if h in self.table.rows:
                 self.table.remove_row(h)
-        self._update_status()
-        self._update_plot()
 
     @on(PipelineState)
     @while_screen_up
@@ -345,22 +333,27 @@ class AlignimationApp(App):
 
     # status bar -------------------------------------------------------------------------------
     def _update_status(self) -> None:
-        """What is happening first, standing conditions next (said here once, not as a notification
-        at every start), settings last: on a narrow terminal the end is what wraps or is cut."""
-        counts = status_counts(list(self.rows.values()))
+        """One line (statusline.py decides what fits): what is happening first, standing conditions
+        next (said here once, not as a notification at every start), settings last."""
         s = self.state
-        parts = [" ".join(f"{k} {v}" for k, v in counts.items()) or "no photos yet"]
-        if s is not None:
-            if s.busy:
-                parts.append(s.busy)
-            parts.append(f"queue {s.queue}")
-        if self.render_note:
-            parts.append(self.render_note)
-        if s is not None:
-            parts.append(s.models or f"{s.mode} · {s.device}")
-            parts.append(f"ref {s.reference or '—'}")
-        parts.append(f"filter {self.filter} · sort {self.sort_column} · nudge {self.nudge_step}")
-        self.query_one("#status-bar", Static).update(Text(" │ ".join(parts)))
+        known = {} if s is None else {"busy": s.busy, "queue": s.queue, "models": s.models or f"{s.mode} · {s.device}",
+                                      "reference": s.reference}
+        self.query_one("#status-bar", StatusBar).show(status_parts(
+            status_counts(list(self.rows.values())), nudge_step=self.nudge_step, filter_name=self.filter,
+            sort_column=self.sort_column, render_note=self.render_note, **known))
+        self._update_empty_note()
+
+    def _update_empty_note(self) -> None:
+        """A filter that leaves no frame says so, and the preview shows nothing."""
+        note = self.query_one("#table-note", Static)
+        empty = bool(self.rows) and not self.table.row_count
+        if empty:
+            note.update(Text(f"no frames match this filter ({self.filter}); f: the next filter", style="yellow"))
+        if empty and not note.display:
+            self.query_one("#preview").show([] if self.graphics == "halfblock" else None)
+            self.query_one("#preview-caption", Static).update("")
+            self._highlighted = None
+        note.display = empty
 
     @while_screen_up
     def _update_plot(self) -> None:
@@ -381,8 +374,23 @@ class AlignimationApp(App):
 
     @on(DataTable.RowHighlighted, "#frames")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._highlighted = event.row_key.value
         self.request_preview()
         self._update_plot()
+
+    def _keeping_selection(self, change) -> None:
+        """Run ``change`` (a sort, rows added or removed, a new filter) with the cursor kept on the
+        same photo, wherever its row goes; the preview and the plot follow when the photo under the
+        cursor changes all the same (it was removed, or filtered out)."""
+        before = self._selected_hash()
+        change()
+        if move_to_row(self.table, before):
+            return  # its RowHighlighted tells the preview and the plot
+        now = self._selected_hash()
+        if now != self._highlighted and now is not None:
+            self._highlighted = now
+            self.request_preview()
+            self._update_plot()
 
     @while_screen_up
     def request_preview(self) -> None:
@@ -409,21 +417,28 @@ class AlignimationApp(App):
         image, caption = None, ""
         try:
             if v is None:
-                caption = "gone"
-            elif mode == "detections":
-                image = detections_preview(v, box, max_px)
-                caption = f"{v.name}: {len(v.boxes)} {v.subject_word}(s) detected"
-            elif v.matrix is None or output is None:
-                caption = f"{v.name}: not aligned ({v.error or v.status})"
+                caption = "this photo is gone"
+            elif mode in ("detections", "photo"):
+                image = detections_preview(v, box, max_px, zoom=mode == "detections")
+                caption = f"[landmarks] {v.name}: {len(v.boxes)} {v.subject_word}(s) detected"
+                if mode == "photo" or v.chosen is None:
+                    caption += " · the whole photo" + (" (l: zoom to the subject)" if v.chosen is not None else "")
+                else:
+                    caption += " · zoomed to the subject (L: the whole photo)"
+            elif v.matrix is None or output is None:  # the row says the same: its status, and why
+                why = f" ({v.error})" if v.error else ""
+                caption = f"{v.name}: {v.status}{why}; nothing to show aligned (l: what was detected)"
             else:
                 framed = {"output": output, "fill": self.config.render.fill}  # as the render frames it
                 image = aligned_preview(v, box, max_px, matrix=v.matrix, **framed)
-                caption = f"{v.name}: {v.status}, residual {v.residual_pct:.2f}%"
+                caption = f"[{mode}] {v.name}: {v.status}, residual {v.residual_pct:.2f}%"
                 if v.nudge is not None and not v.nudge.is_identity:
                     caption += f" · nudge {v.nudge.describe()}"
                 if mode == "onion" and ref is not None and ref.matrix is not None:
                     image = onion_skin(image, aligned_preview(ref, box, max_px, matrix=ref.matrix, **framed))
                     caption += f" · onion skin with {ref.name}"
+                elif mode == "onion":
+                    caption += " · no reference to blend with"
         except (PhotoError, OSError) as exc:
             caption = f"cannot show {v.name}: {exc}"
         if self.graphics == "halfblock":
@@ -440,7 +455,7 @@ class AlignimationApp(App):
         if message.hash != self._selected_hash():
             return
         self.query_one("#preview").show(message.lines)
-        self.query_one("#preview-caption", Static).update(Text(f"[{message.mode}] {printable(message.caption)}"))
+        self.query_one("#preview-caption", Static).update(Text(printable(message.caption)))
 
     # actions ----------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -472,7 +487,8 @@ class AlignimationApp(App):
         row = self.rows[h]
         if row.status not in ("aligned", "turned", "skipped", "outlier"):
             word = self.state.subject_word if self.state is not None else "subject"
-            self.notify(f"{row.name} has no usable {word}; it cannot be the reference", severity="warning")
+            self.notify(f"{row.name} is {row.status}: only a frame with a usable {word} can be the reference",
+                        severity="warning")
             return
         self.driver.submit(Pin(h))
         self.notify(f"pinned {row.name} as the reference; re-registering from cached detections")
@@ -541,26 +557,36 @@ class AlignimationApp(App):
 
     def action_cycle_filter(self) -> None:
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
-        table = self.table
-        table.clear()
-        for row in self.rows.values():
-            if matches(row, self.filter):
-                self._add_row(row)
-        self._apply_sort()
+
+        def refill() -> None:
+            self.table.clear()
+            for row in self.rows.values():
+                if matches(row, self.filter):
+                    self._add_row(row)
+            self._apply_sort()
+
+        self._keeping_selection(refill)
         self._update_status()
 
     def action_cycle_sort(self) -> None:
-        keys = [k for k, _, _ in COLUMNS]
-        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
-        self._apply_sort()
-        self._update_status()
+        self.sort_column = next_sort_column(self.sort_column, visible_columns(self.table), self.sort_chosen)
+        self._sort_by(self.sort_column)
 
     @on(DataTable.HeaderSelected, "#frames")
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        self.sort_column = event.column_key.value
-        self._apply_sort()
+        self._sort_by(event.column_key.value)
+
+    def _sort_by(self, column: str) -> None:
+        self.sort_column, self.sort_chosen = column, True
+        self._mark_sort_column()
+        self._keeping_selection(self._apply_sort)
         self._update_status()
 
+    def _sort_reversed(self) -> bool:
+        return self.sort_column in ("residual", "flag")  # the worst first
+
+    def _mark_sort_column(self) -> None:
+        mark_sort_column(self.table, self.sort_column, self._sort_reversed())
+
     def _apply_sort(self) -> None:
-        reverse = self.sort_column in ("residual", "flag")  # the worst first
-        self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=reverse)
+        self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=self._sort_reversed())

@@ -244,8 +244,11 @@ def integer_pattern(r, box, max_pixels, matrix=None, output=None, fill="black") 
     return Image.fromarray(rgb)
 
 
-def test_main_screen_snapshot(template, tmp_path, snap_compare, monkeypatch):
-    # The snapshot holds the layout (columns, status bar, Footer, preview pane and caption). The
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+@pytest.mark.parametrize("screen", ["main", "keys"])
+def test_screen_snapshot(template, tmp_path, snap_compare, monkeypatch, size, screen):
+    # The main screen and the keys panel (`?`) at 80x24 (SSH) and 160x48. The snapshot holds the
+    # layout (columns, status bar, Footer, preview pane and caption). The
     # preview's picture comes from resizing and warping a JPEG in floating point, whose last bit
     # differs between CPUs (one colour unit of one cell was enough to fail on another machine), so
     # here the preview shows a pattern computed in integers; the real pictures are checked with a
@@ -268,6 +271,8 @@ def test_main_screen_snapshot(template, tmp_path, snap_compare, monkeypatch):
         await until(pilot, lambda: str(caption.render()).startswith("[aligned] week02.jpg"), "the preview")
         app.clear_notifications()
         app.sub_title = "weekly"  # not the temporary path
+        if screen == "keys":
+            await pilot.press("question_mark")
         await pilot.pause(0.2)
 
-    assert snap_compare(app, terminal_size=(130, 34), run_before=ready)
+    assert snap_compare(app, terminal_size=size, run_before=ready)

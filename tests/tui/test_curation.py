@@ -140,8 +140,15 @@ async def test_small_terminal_layout_plot_and_standing_condition(folder, config,
 def test_graphics_choice():
     kitty = lambda: "kitty"  # noqa: E731  what a terminal answering the Kitty query would give
     assert choose_graphics("auto", {"TERM": "xterm-kitty"}, is_tty=True, probe=kitty) == "kitty"
-    assert choose_graphics("auto", {"TMUX": "/tmp/tmux", "TERM": "screen"}, is_tty=True, probe=kitty) == "halfblock"
-    assert choose_graphics("auto", {"TERM": "tmux-256color"}, is_tty=True, probe=kitty) == "halfblock"
+    plain_tmux = lambda: {"256", "RGB", "title"}  # noqa: E731  `tmux display -p '#{client_termfeatures}'`
+    sixel_tmux = lambda: {"256", "RGB", "sixel"}  # noqa: E731  with `set -as terminal-features ',*:sixel'`
+    assert choose_graphics("auto", {"TMUX": "/tmp/tmux", "TERM": "screen"}, is_tty=True, probe=kitty,
+                           tmux=plain_tmux) == "halfblock"
+    assert choose_graphics("auto", {"TERM": "tmux-256color"}, is_tty=True, probe=kitty, tmux=plain_tmux) == "halfblock"
+    assert choose_graphics("auto", {"TMUX": "/tmp/tmux", "TERM": "tmux-256color", "SSH_TTY": "/dev/pts/1"},
+                           is_tty=True, probe=kitty, tmux=sixel_tmux) == "sixel"
+    assert choose_graphics("auto", {"TMUX": "/tmp/tmux"}, is_tty=True, tmux=set) == "halfblock"  # tmux silent
+    assert choose_graphics("auto", {"STY": "1.pts", "TERM": "screen"}, is_tty=True, probe=kitty) == "halfblock"
     assert choose_graphics("auto", {"SSH_CONNECTION": "1 2 3 4", "TERM": "xterm"}, is_tty=True,
                            probe=kitty) == "halfblock"
     assert choose_graphics("auto", {"TERM": "xterm-256color"}, is_tty=False, probe=kitty) == "halfblock"

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from alignimation_tui.domain import Frame, FrameResult, Transform
@@ -68,3 +69,17 @@ def test_halfblock_cells_carry_the_picture_colours():
 
 def test_fit_keeps_the_aspect():
     assert fit((1080, 720), (120, 60)) == ((90, 60), 60 / 720)
+
+
+def test_the_landmarks_view_zooms_to_the_subject_with_a_margin():
+    from alignimation_tui.preview import subject_region
+
+    photo, face = (4000, 3000), (1900.0, 1400.0, 2000.0, 1520.0)  # a face 100 px wide in a 4000 px photo
+    x0, y0, x1, y1 = subject_region(face, photo, (60, 80))
+    assert x0 < face[0] and y0 < face[1] and x1 > face[2] and y1 > face[3], "the whole box, with a margin"
+    assert (x1 - x0) / (y1 - y0) == pytest.approx(60 / 80), "the pane's shape"
+    assert x1 - x0 < 400, "zoomed: a few box widths, not the photo"
+    # at the photo's edge the region stays inside it
+    x0, y0, x1, y1 = subject_region((0.0, 0.0, 100.0, 120.0), photo, (60, 80))
+    assert x0 == 0 and y0 == 0 and x1 <= photo[0] and y1 <= photo[1]
+    assert subject_region((0, 0, 3900, 2900), photo, (60, 80))[2] <= photo[0]

@@ -43,3 +43,14 @@ def test_rows_filters_and_counts():
     assert [r.hash for r in rows if matches(r, "failed")] == ["h6"]
     assert len([r for r in rows if matches(r, "all")]) == 9
     assert status_counts(rows) == {"aligned": 7, "turned": 1, "failed": 1}
+
+
+def test_the_first_s_sorts_by_the_first_visible_column_after_the_photo():
+    from alignimation_tui.triage import next_sort_column
+
+    visible = ["name", "status", "verdict", "residual", "sharpness", "flag"]  # the preview hides the rest
+    assert next_sort_column("date", visible, chosen=False) == "status"
+    assert next_sort_column("status", visible, chosen=True) == "verdict"
+    assert next_sort_column("flag", visible, chosen=True) == "name"  # then the photo, then round again
+    assert next_sort_column("name", visible, chosen=True) == "status"
+    assert next_sort_column("eye", visible, chosen=True) == "status"  # a column scrolled out of view

@@ -2,8 +2,11 @@
 
 ``auto``: Kitty's graphics protocol or Sixel when the terminal says it supports them (asked
 through textual-image, before Textual takes over the terminal), else half-block characters.
-Under tmux or screen, and over SSH (where a late answer from the terminal would arrive as
-keystrokes), auto means half-blocks, unless TERM names Kitty. ``preview.graphics`` forces one.
+Under tmux, auto asks tmux which features the attached terminal has (``tmux display -p
+'#{client_termfeatures}'``): Sixel when tmux says ``sixel`` (it draws Sixel itself; it has no Kitty
+graphics), half-blocks otherwise. Under screen, and over SSH (where a late answer from the
+terminal would arrive as keystrokes), auto means half-blocks, unless TERM names Kitty.
+``preview.graphics`` forces one.
 
 Half-blocks stay our own widget (halfblock.py): textual-image's half-cell renderer resamples and
 walks every pixel on the event loop at each render, ours builds the lines on the preview worker's
@@ -12,6 +15,7 @@ thread, which keeps the screen responsive while detection runs (bench/bench_tui.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Callable, Mapping
 
@@ -34,15 +38,29 @@ def probe_terminal() -> str:
     return "kitty" if Best is TGPImage else "sixel" if Best is SixelImage else "halfblock"
 
 
+def tmux_features() -> set[str]:
+    """The features tmux knows the attached terminal has (``terminal-features`` in tmux.conf, or
+    what the terminal told tmux): e.g. {"256", "RGB", "sixel"}; empty when tmux does not answer."""
+    try:
+        done = subprocess.run(["tmux", "display-message", "-p", "#{client_termfeatures}"], capture_output=True,
+                              text=True, timeout=2, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {f.strip() for f in done.stdout.split(",") if f.strip()} if done.returncode == 0 else set()
+
+
 def choose_graphics(setting: str, environ: Mapping[str, str] = os.environ, is_tty: bool | None = None,
-                    probe: Callable[[], str] = probe_terminal) -> str:
+                    probe: Callable[[], str] = probe_terminal,
+                    tmux: Callable[[], set[str]] = tmux_features) -> str:
     """"kitty", "sixel" or "halfblock" for the ``preview.graphics`` setting in this terminal."""
     if setting != "auto":
         return setting
     if not (_is_tty() if is_tty is None else is_tty):
         return "halfblock"
     term = environ.get("TERM", "")
-    if environ.get("TMUX") or environ.get("STY") or term.startswith(("screen", "tmux")):
+    if environ.get("TMUX") or term.startswith("tmux"):
+        return "sixel" if "sixel" in tmux() else "halfblock"
+    if environ.get("STY") or term.startswith("screen"):
         return "halfblock"
     if environ.get("SSH_CONNECTION") or environ.get("SSH_TTY"):
         return "kitty" if term == "xterm-kitty" else "halfblock"
