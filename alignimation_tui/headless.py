@@ -2,9 +2,10 @@
 ``--json``, one JSON object per photo goes to stdout (a path that is not UTF-8: see ``names``).
 No Textual import here.
 
-Ctrl+C and SIGTERM end the run with one line and exit 130: whatever was detected is in the cache
-(each photo's result is stored as it is done), partial outputs are removed by the render's own
-clean-up, and the next run goes on from there. A render that fails (a full disk, ffmpeg failing)
+Ctrl+C, SIGTERM and SIGHUP end the run with one line and exit 128 + the signal's number (130,
+143, 129), as shells report them: whatever was detected is in the cache (each photo's result is
+stored as it is done), ffmpeg is ended and partial outputs are removed by the render's own clean-up,
+decisions are on disk already, and the next run goes on from there. A render that fails (a full disk, ffmpeg failing)
 ends with one line and exit 1; the previous output stays."""
 from __future__ import annotations
 
@@ -27,10 +28,24 @@ from .domain import FrameResult, FrameStatus
 from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline
 from .render import RenderError
+from .render.staging import remove_abandoned
 
 EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
 EXIT_RENDER_FAILED = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C; SIGTERM 143, SIGHUP 129
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, taken as Ctrl+C is; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 def say(line: str) -> None:
@@ -41,19 +56,21 @@ def say(line: str) -> None:
 
 @contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM ends the run as Ctrl+C does (only the main thread can take signals)."""
+    """SIGTERM and SIGHUP (a logout, ``kill``, a closed SSH session) end the run as Ctrl+C does
+    (only the main thread can take signals)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def interrupted_line(pipeline: Pipeline | None) -> str:
@@ -170,9 +187,9 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
                 return _run(pipeline, config, out, frames_dir, as_json, render_only)
             finally:
                 pipeline.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         say(interrupted_line(pipeline))
-        return EXIT_INTERRUPTED
+        return exit_code(exc)
 
 
 def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path | None,
@@ -180,6 +197,9 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
     console = _console()
     started = time.perf_counter()
     out = out or pipeline.default_output()
+    for folder in (out.parent, frames_dir):  # what a killed run left there (its writer is gone)
+        if folder is not None:
+            remove_abandoned(folder)
     failed: RenderError | None = None
     with _progress(console) as bar:
         if render_only:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,13 +34,24 @@ from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
-from .store import Store, fingerprint
+from .store import DecisionChanges, Store, fingerprint
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[FrameResult], None]
 _END = object()
 _UNREAD = object()  # add_path: the stored stat record has not been read yet
+
+
+@dataclass(frozen=True)
+class PathChange:
+    """What ``Pipeline.path_changed`` / ``path_removed`` did: the hashes whose results went (a front
+    end removes their rows), the new result (to detect when it needs it), and whether the
+    reference went with them (the next ``register`` chooses another and says so in ``notices``)."""
+
+    removed: list[str]
+    added: FrameResult | None
+    reference_lost: bool
 
 
 class OutputError(ValueError):
@@ -59,6 +71,8 @@ class Pipeline:
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
+        self._reference_names: dict[str, str] = {}  # the reference's file name, said when it goes
+        self._reference_gone: tuple[str, str] | None = None  # (its name, "deleted" | "changed")
         # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
         # detector waited for a decoded photo), for benchmarks and profiling.
         self.stage_seconds: dict[str, float] = {}
@@ -113,6 +127,7 @@ class Pipeline:
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
         ``cached_stat``: the stored stat record for ``path`` when the caller has read it already."""
+        path = self.local_path(path)
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
         if problem is not None:
             return self._unreadable(path, problem)
@@ -164,11 +179,58 @@ class Pipeline:
 
     def remove_path(self, path: Path) -> str | None:
         """Forget the photo that was at ``path`` (deleted or moved away); returns its hash."""
-        for h, r in list(self.results.items()):
-            if r.frame.path == path:
-                del self.results[h]
-                return h
-        return None
+        removed = self.path_removed(path).removed
+        return removed[0] if removed else None
+
+    # one row per path ---------------------------------------------------------------------------
+    def local_path(self, path: Path) -> Path:
+        """``path`` spelt as the scan spells the folder's photos: the watcher reports absolute paths
+        (``/home/me/photos/a.jpg``) for a folder opened as ``photos``; one photo, one spelling."""
+        path = Path(path)
+        if path.parent != self.folder and os.path.abspath(path.parent) == os.path.abspath(self.folder):
+            return self.folder / path.name
+        return path
+
+    def path_changed(self, path: Path) -> "PathChange":
+        """The file at ``path`` was written (a new photo, or one overwritten, moved over or
+        re-exported under the same name): whatever was known of the old content at that path goes,
+        its transform with it, and the new content is a new result (from the store when its
+        content is known, else to be detected). Gone meanwhile: as ``path_removed``."""
+        path = self.local_path(path)
+        before = {h for h, r in self.results.items() if r.frame.path == path}
+        if not os.path.lexists(path):
+            return self.path_removed(path)
+        r = self.add_path(path)
+        if r is None and not os.path.lexists(path):  # gone while it was read
+            return self.path_removed(path)
+        removed = [h for h in before if h not in self.results or self.results[h].frame.path != path]
+        return self._forgot(removed, r, "changed")
+
+    def path_removed(self, path: Path) -> "PathChange":
+        """The photo at ``path`` was deleted or moved away, whatever it was doing (queued, being
+        detected, aligned, the reference): it leaves the results, so the next render leaves it out;
+        its verdict and cache stay (the same photo coming back is known again)."""
+        path = self.local_path(path)
+        removed = [h for h, r in self.results.items() if r.frame.path == path]
+        for h in removed:
+            del self.results[h]
+        return self._forgot(removed, None, "deleted")
+
+    def _forgot(self, removed: list[str], added: FrameResult | None, how: str) -> "PathChange":
+        lost = self.reference is not None and self.reference.hash in removed
+        if lost:  # every transform is onto the old reference: none is used until ``register`` redoes them
+            self._reference_gone = (self._name_of_reference(), how)
+            self.reference = None
+            self.framing = None
+            for r in self.results.values():
+                r.transform = None
+                r.extra.pop("transform_key", None)
+                if r.status is FrameStatus.ALIGNED:
+                    r.status = FrameStatus.QUEUED
+        return PathChange(removed, added, lost)
+
+    def _name_of_reference(self) -> str:
+        return self._reference_names.get(self.reference.hash, self.reference.hash[:12])
 
     def sort_results(self) -> None:
         self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
@@ -194,6 +256,18 @@ class Pipeline:
         r = self.results.get(content_hash)
         if r is not None:
             r.nudge = None if nudge is None or nudge.is_identity else nudge
+
+    def refresh_decisions(self) -> DecisionChanges:
+        """Take what another process (a second app, a script) changed in the decisions file since
+        this one last read or wrote it: verdicts and nudges are applied to the results; when the
+        pinned reference moved (``reference_changed``), the caller runs ``register`` again. Cheap
+        when nothing changed (one stat): meant to be polled."""
+        changes = self.store.decisions.reload()
+        for h, verdict in changes.verdicts.items():
+            self.apply_verdict(h, verdict)
+        for h, nudge in changes.nudges.items():
+            self.apply_nudge(h, nudge)
+        return changes
 
     def final_matrix(self, r: FrameResult) -> np.ndarray:
         """The frame's matrix from the upright original to the output picture: its nudge after
@@ -288,7 +362,14 @@ class Pipeline:
         with self.timed("register"):
             self.reference = ref = self.mode.choose_reference()
             if ref is not None:
+                self._reference_names = {ref.hash: self.results[ref.hash].frame.path.name}
                 self.mode.register(ref, compute)
+        gone = self._reference_gone
+        if gone is not None and ref is not None:
+            self._reference_gone = None
+            self.notices.append(f"the reference photo {printable(gone[0])} was {gone[1]}; "
+                                f"{printable(self.results[ref.hash].frame.path.name)} is the reference now "
+                                "and every frame is registered onto it again")
         outliers.apply_outliers(list(self.results.values()), ref.hash if ref is not None else None)
         curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
         self.framing = self.plan_framing()

@@ -177,7 +177,11 @@ def taken_at(path: Path, mtime: float) -> tuple[datetime, str]:
 
 
 def _stamp(path: Path, st: os.stat_result) -> dict:
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What says the file is the one hashed before. The inode and the change time too: a photo
+    re-exported, copied with ``cp -p`` or moved over another keeps neither, even when its size and
+    modification time are the same as the old one's (tools set those; nothing sets the ctime)."""
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
+            "ctime_ns": st.st_ctime_ns}
 
 
 def stat_matches(path: Path, cached: dict | None) -> bool:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
@@ -29,6 +27,7 @@ from .frame import CaptionStyle, caption_text, compose, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
 from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
+from .staging import Staged, folder_locked, remove_abandoned
 from .timing import Timing, plan_timing
 from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
 
@@ -194,29 +193,21 @@ def frame_file_name(index: int, item: RenderItem) -> str:
     return f"{index:05d}_{item.path.stem or Path(item.name).stem}.jpg"
 
 
-def _remove_abandoned_partials(frames_dir: Path) -> None:
-    """Partial frame folders left by a render that was killed (kill -9, a power cut): those whose
-    process is gone."""
-    for entry in frames_dir.glob(".partial-*-*"):
-        try:
-            pid = int(entry.name.split("-")[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(entry, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):  # not ours, or another user's live process
-            continue
-
-
 class _Outputs:
-    """Everything one render writes, staged as hidden partial files and renamed into place only
-    when all of it is complete: the previous animation, sidecar and frames stay until then, and
-    ``discard()`` removes every partial file (on any failure, Ctrl+C included)."""
+    """Everything one render writes, staged under names no other run can take (``staging``) and
+    renamed into place only when all of it is complete: the previous animation, sidecar and frames
+    stay until then, and ``discard()`` removes every partial file of this render (on any failure,
+    Ctrl+C included) and nothing else. Partial files left by a killed run are removed first."""
 
     def __init__(self, out: Path, frames_dir: Path | None):
         self.out, self.frames_dir = out, frames_dir
-        self.staged: list[tuple[Path, Path]] = []  # (partial file, final path)
-        self.frames_partial: Path | None = None
+        self.staged: list[tuple[Staged, Path]] = []  # (partial file, final path)
+        self.frames_staged: Staged | None = None
         self.writer = None
+
+    @property
+    def frames_partial(self) -> Path | None:
+        return None if self.frames_staged is None else self.frames_staged.path
 
     def fault(self, exc: OSError, frames: bool = False) -> Exception:
         """An OSError while writing, as the error to raise."""
@@ -233,11 +224,12 @@ class _Outputs:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self.fault(exc) from None
+        remove_abandoned(self.out.parent)
         if self.frames_dir is not None:
             try:
                 self.frames_dir.mkdir(parents=True, exist_ok=True)
-                _remove_abandoned_partials(self.frames_dir)
-                self.frames_partial = Path(tempfile.mkdtemp(dir=self.frames_dir, prefix=f".partial-{os.getpid()}-"))
+                remove_abandoned(self.frames_dir)
+                self.frames_staged = Staged.folder(self.frames_dir)
             except OSError as exc:
                 raise self.fault(exc, frames=True) from None
 
@@ -247,7 +239,7 @@ class _Outputs:
         except OSError as exc:
             raise self.fault(exc, frames=True) from None
 
-    def stage(self, partial: Path, final: Path) -> None:
+    def stage(self, partial: Staged, final: Path) -> None:
         self.staged.append((partial, final))
 
     def stage_sidecars(self, data: dict) -> Path:
@@ -259,35 +251,40 @@ class _Outputs:
         if self.frames_partial is not None:
             try:
                 target = self.frames_partial / FRAMES_SIDECAR
-                os.replace(stage_json(target, data), target)
+                stage_json(target, data).commit(target)
             except OSError as exc:
                 raise self.fault(exc, frames=True) from None
         return sidecar
 
     def commit(self) -> None:
-        """Rename everything into place: frames first, the animation and its sidecar last."""
-        if self.frames_partial is not None:
-            try:
-                for name in sorted(os.listdir(self.frames_partial)):
-                    os.replace(self.frames_partial / name, self.frames_dir / name)
-                self.frames_partial.rmdir()
-            except OSError as exc:
-                raise self.fault(exc, frames=True) from None
-            self.frames_partial = None
-        for partial, final in self.staged:
-            try:
-                os.replace(partial, final)
-            except OSError as exc:
-                raise self.fault(exc) from None
-        self.staged = []
+        """Rename everything into place: frames first, the animation and its sidecar last, under a
+        lock on their folders, so two renders of one path never mix their files (the last wins)."""
+        with folder_locked(*([self.frames_dir] if self.frames_dir is not None else []), self.out.parent):
+            if self.frames_staged is not None:
+                try:
+                    for name in sorted(os.listdir(self.frames_partial)):
+                        os.replace(self.frames_partial / name, self.frames_dir / name)
+                    self.frames_staged.discard()  # now empty
+                except OSError as exc:
+                    raise self.fault(exc, frames=True) from None
+                self.frames_staged = None
+            while self.staged:
+                partial, final = self.staged[0]
+                try:
+                    partial.commit(final)
+                except OSError as exc:
+                    raise self.fault(exc) from None
+                self.staged.pop(0)
 
     def discard(self) -> None:
         if self.writer is not None:
             self.writer.abort()
         for partial, _ in self.staged:
-            partial.unlink(missing_ok=True)
-        if self.frames_partial is not None:
-            shutil.rmtree(self.frames_partial, ignore_errors=True)
+            partial.discard()
+        self.staged = []
+        if self.frames_staged is not None:
+            self.frames_staged.discard()
+            self.frames_staged = None
 
 
 def render_workers() -> int:
@@ -298,15 +295,47 @@ def render_workers() -> int:
     return max(2, min(8, cores // 2))
 
 
+class _Unreadable(Exception):
+    """Photo ``index`` could not be read at render time (deleted meanwhile, damaged)."""
+
+    def __init__(self, index: int, error: str):
+        super().__init__(error)
+        self.index, self.error = index, error
+
+
 def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
                     frames_dir: Path | None = None, progress: Callable[[int], None] = lambda n: None,
                     workers: int | None = None) -> RenderResult:
     """Write ``items`` (in date order) to ``out`` (.mp4, .gif or .webp), optionally every aligned
-    photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done."""
+    photo as a JPEG into ``frames_dir``, and the sidecar(s). ``progress(n)``: photos done.
+
+    A photo that cannot be read (deleted before or while the render reads it, damaged since) is
+    left out with a notice naming it, and the render goes on without it (started again when the
+    photo was found missing midway: what was written so far is discarded)."""
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise RenderError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
-    if not items:
-        raise RenderError("no frames to render")
+    left_out = []
+    items = list(items)
+    for item in list(items):
+        if not os.path.lexists(item.path):
+            items.remove(item)
+            left_out.append(f"{printable(item.name)} left out of this render: the file is gone")
+    while True:
+        if not items:
+            raise RenderError("no frames to render" + (f" ({'; '.join(left_out)})" if left_out else ""))
+        try:
+            result = _write(items, canvas, out, settings, frames_dir, progress, workers)
+        except _Unreadable as exc:
+            item = items.pop(exc.index)
+            left_out.append(f"{printable(item.name)} left out of this render: {exc.error}")
+            continue
+        if left_out:
+            result = replace(result, notices=[*left_out, *result.notices])
+        return result
+
+
+def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,
+           frames_dir: Path | None, progress: Callable[[int], None], workers: int | None) -> RenderResult:
     layout = plan_layout(items, canvas, settings)
     timing = plan_timing(len(items), settings.fps, settings.duration, settings.hold_first,
                          settings.hold_last, settings.crossfade or settings.morph)
@@ -335,7 +364,7 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
         n_workers = workers or render_workers()
         for k, shown, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
             if error is not None:
-                raise RenderError(f"{printable(items[k].name)}: {error}")
+                raise _Unreadable(k, error)
             if frames_dir is not None:
                 outputs.save_frame(shown[0], frame_file_name(k + 1, items[k]))
             progress(k + 1)

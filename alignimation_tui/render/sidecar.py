@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .staging import Staged
 
 SIDECAR_VERSION = 1
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
@@ -26,22 +27,22 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def stage_json(path: Path, data: Any) -> Path:
-    """Write ``data`` to a hidden file beside ``path``, complete and fsync'd, and return that file;
-    the caller renames it into place (with the animation it describes). Nothing is left behind
-    on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+def stage_json(path: Path, data: Any) -> Staged:
+    """Write ``data`` to a staged file beside ``path`` (``staging``), complete and fsync'd, and
+    return it; the caller renames it into place (with the animation it describes). Nothing is left
+    behind on failure."""
+    staged = Staged.file(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp makes it private; a sidecar is not
+        with open(staged.path, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             json.dump(data, fh, indent=1)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        staged.discard()
         raise
-    return Path(tmp)
+    return staged
 
 
 def read_sidecar(path: Path) -> dict:

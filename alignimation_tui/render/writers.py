@@ -1,6 +1,7 @@
 """Animation writers, all streaming: each takes one picture at a time and holds none of the past.
 
-``start()`` creates a hidden partial file beside the output (``partial``) and starts the encoder;
+``start()`` creates a hidden partial file beside the output (``partial``: a ``staging.Staged``, under a
+name no other run can take) and starts the encoder;
 ``add(img, repeat)`` shows ``img`` for ``repeat`` frames; ``finish()`` completes it and checks the writer's own verdict
 (ffmpeg's exit status, every write and the close of our GIF file, then an fsync), raising
 ``WriteFailed`` on any failure; ``abort()`` stops the writer and removes the partial file. The
@@ -34,15 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import GifImagePlugin, Image
 
+from .staging import Staged, die_with_parent, forget_encoder, register_encoder
+
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".webp")
 
 
 class WriteFailed(OSError):
     """The encoder could not complete the file (ffmpeg failed, a write or the close failed)."""
-
-
-def partial_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial{out.suffix}")
 
 
 def fsync_file(path: Path) -> None:
@@ -59,7 +58,7 @@ class _SignalsHeld:
     encoder would be left running with no one to stop it, and write its file after we are gone.
     ``release()`` delivers what arrived meanwhile (raising ``KeyboardInterrupt``)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __enter__(self):
         self.caught: list[int] = []
@@ -84,11 +83,12 @@ class _SignalsHeld:
 
 class _Ffmpeg:
     """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin. Started in its own session, so
-    a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file."""
+    a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file. On
+    Linux it dies with us (``die_with_parent``), even on ``kill -9``."""
 
     def __init__(self, out: Path, size: tuple[int, int], fps: float, codec: str, output_params: list[str],
                  macro_block_size: int = 1):
-        self.out, self.partial = out, partial_path(out)
+        self.out, self.partial = out, None
         self.size, self.fps, self.codec = size, fps, codec
         self.output_params, self.macro_block_size = output_params, macro_block_size
         self._proc: subprocess.Popen | None = None
@@ -102,19 +102,22 @@ class _Ffmpeg:
         block = self.macro_block_size
         padded = [-(-v // block) * block for v in size]  # rounded up, as imageio-ffmpeg does
         scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if list(size) != padded else []
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error",
-               "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
-               "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
-               str(self.partial)]
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
         with _SignalsHeld() as held:
-            # Created (and emptied) by us first, so a folder we cannot write to says so as an OSError.
-            open(self.partial, "wb").close()
+            # Created by us first, so a folder we cannot write to says so as an OSError.
+            self.partial = Staged.file(self.out)
+            cmd = [exe, "-y", "-nostdin", "-loglevel", "error",
+                   "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
+                   "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
+                   str(self.partial.path)]
             try:
                 self._stderr = tempfile.TemporaryFile()
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                              stderr=self._stderr, start_new_session=True)
+                                              stderr=self._stderr, start_new_session=True,
+                                              preexec_fn=die_with_parent())
+                register_encoder(self._proc)
             except BaseException:  # ffmpeg missing: no partial file either
-                self.partial.unlink(missing_ok=True)
+                self.partial.discard()
                 raise
         held.release()  # a Ctrl+C that came meanwhile: the caller's abort() stops ffmpeg
 
@@ -148,9 +151,10 @@ class _Ffmpeg:
         except OSError:
             pass
         code = self._proc.wait()
+        forget_encoder(self._proc)
         if code != 0:
             raise WriteFailed(None, self._why())
-        fsync_file(self.partial)
+        fsync_file(self.partial.path)
         self._stderr.close()
         return self.partial
 
@@ -160,10 +164,12 @@ class _Ffmpeg:
                 if self._proc.poll() is None:
                     self._proc.kill()
                 self._proc.wait()
+                forget_encoder(self._proc)
             if self._stderr is not None:
                 self._stderr.close()
         finally:
-            self.partial.unlink(missing_ok=True)
+            if self.partial is not None:
+                self.partial.discard()
 
 
 class Mp4Writer(_Ffmpeg):
@@ -187,7 +193,7 @@ def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
 
 class GifWriter:
     def __init__(self, out: Path, fps: float, max_width: int):
-        self.out, self.partial = out, partial_path(out)
+        self.out, self.partial = out, None
         self.fps, self.max_width = fps, max_width
         self._fh = None
         self._shown = 0  # frames shown so far, for delays that do not drift
@@ -195,9 +201,16 @@ class GifWriter:
         self.size: tuple[int, int] | None = None
 
     def start(self) -> None:
-        self._fh = open(self.partial, "wb")
+        self.partial = Staged.file(self.out)
+        try:
+            self._fh = open(self.partial.path, "wb")
+        except BaseException:
+            self.partial.discard()
+            raise
 
     def add(self, img: Image.Image, repeat: int = 1) -> None:
+        if self.partial.discarded:  # staging.stop_all(): the app is going
+            raise WriteFailed(None, "the render was stopped")
         frame = gif_frame(img, self.max_width)
         start, self._shown = self._shown, self._shown + repeat
         delay_cs = max(2, round(self._shown * 100 / self.fps) - round(start * 100 / self.fps))
@@ -224,7 +237,8 @@ class GifWriter:
         except OSError:  # the buffered rest cannot be written either: it is removed anyway
             pass
         finally:
-            self.partial.unlink(missing_ok=True)
+            if self.partial is not None:
+                self.partial.discard()
 
 
 def open_writer(out: Path, size: tuple[int, int], fps: float, *, quality: int, webp_quality: int,

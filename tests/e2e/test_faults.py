@@ -25,7 +25,7 @@ from alignimation_tui.config import Config, RenderConfig
 from alignimation_tui.domain import FrameStatus, Verdict
 from alignimation_tui.folders import FolderError
 from alignimation_tui.pipeline import Pipeline
-from alignimation_tui.render import writers
+from alignimation_tui.render import staging, writers
 from alignimation_tui.scan import content_hash
 from alignimation_tui.store import Store
 from alignimation_tui.tui.app import AlignimationApp
@@ -274,14 +274,14 @@ def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypat
         raise OSError(errno.EROFS, "Read-only file system")
 
     with monkeypatch.context() as m:
-        m.setattr(writers, "open", read_only, raising=False)  # the writer creating its partial file
+        m.setattr(staging.Staged, "file", classmethod(read_only))  # the writer creating its partial file
         capsys.readouterr()
         assert main([str(folder), "--once", "--out", str(out)]) == 2
         line = one_line(capsys.readouterr().err)
         assert line == (f"alignimation-tui: error: cannot write the animation into {tmp_path}: read-only file "
                         "system; make it writable, or choose another folder with render.output (or --out)")
     with monkeypatch.context() as m:
-        m.setattr("alignimation_tui.render.animation.tempfile.mkdtemp", read_only)
+        m.setattr(staging.Staged, "folder", classmethod(read_only))
         frames = tmp_path / "frames"
         assert main([str(folder), "--once", "--out", str(out), "--frames", str(frames)]) == 2
         line = one_line(capsys.readouterr().err)
@@ -344,11 +344,10 @@ def test_signal_while_rendering(folder, tmp_path, signum):
     out.write_bytes(b"last week's animation")
     slow = tmp_path / "slow.toml"  # many frames per photo: the render lasts long enough to be stopped
     slow.write_text("[render]\ncrossfade = 24\n")
-    partial = writers.partial_path(out)
     proc = once(folder, "--config", str(slow), "--out", str(out))
-    signal_when(proc, partial.exists, signum, wait=120)
+    signal_when(proc, lambda: any(tmp_path.glob(".week.mp4.partial-*")), signum, wait=120)
     err = proc.stderr.read()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
     m = INTERRUPTED.match(one_line(err))
     assert m and int(m[1]) == int(m[2]) == N, err  # everything was detected before the render
     assert out.read_bytes() == b"last week's animation"
@@ -439,7 +438,7 @@ async def test_app_keeps_running_through_folder_faults(folder, tmp_path, monkeyp
             app.driver.submit(PhotoReady(new))
             await until(pilot, lambda: any("store.cache_dir" in e for e in errors()), "the cache notification")
         with monkeypatch.context() as m:  # the output folder is read-only: the render fails, nothing crashes
-            m.setattr(writers, "open", read_only, raising=False)
+            m.setattr(staging.Staged, "file", classmethod(read_only))
             await pilot.press("w")
             await until(pilot, lambda: app.render_note.startswith(("wrote", "render failed")), "the render")
             assert app.render_note == "render failed"

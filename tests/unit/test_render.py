@@ -214,7 +214,8 @@ def test_sidecar_lists_every_frame(tmp_path):
 
 def test_failed_render_leaves_no_file(tmp_path):
     items = make_items(tmp_path, WARPS[:3])
-    items[2].path.write_bytes(b"not a photo any more")
+    for item in items:
+        item.path.write_bytes(b"not a photo any more")
     out = tmp_path / "x.mp4"
     from alignimation_tui.render import RenderError
 
@@ -222,6 +223,20 @@ def test_failed_render_leaves_no_file(tmp_path):
         write_animation(items, CANVAS, out, RenderSettings())
     assert not out.exists() and not list(tmp_path.glob(".x.mp4*"))
     assert not sidecar_path(out).exists()
+
+
+def test_a_photo_that_cannot_be_read_is_left_out_and_the_render_goes_on(tmp_path):
+    items = make_items(tmp_path, WARPS[:4])
+    items[2].path.write_bytes(b"not a photo any more")  # found while rendering: started again without it
+    items[3].path.unlink()  # gone before the render
+    out = tmp_path / "x.gif"
+    result = write_animation(items, CANVAS, out, RenderSettings())
+    assert result.photos == 2
+    assert any(n.startswith("p02.jpg left out of this render") for n in result.notices), result.notices
+    assert any(n == "p03.jpg left out of this render: the file is gone" for n in result.notices), result.notices
+    with Image.open(out) as im:
+        assert im.n_frames == 2
+    assert not list(tmp_path.glob(".x.gif*"))
 
 
 def test_gif_keeps_skin_tones(tmp_path):

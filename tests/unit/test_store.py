@@ -71,7 +71,7 @@ def test_decisions_survive_and_are_written_atomically(tmp_path):
     again = Decisions(path)
     assert again.verdict("h1") is Verdict.REJECTED and again.verdict("h2") is Verdict.AUTO
     assert again.reference == "h1"
-    assert [p.name for p in path.parent.iterdir()] == ["decisions.json"]  # no temp files left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["decisions.json", "decisions.json.lock"]  # no temp files
     assert json.loads(path.read_text())["verdicts"] == {"h1": "rejected"}
 
 
