@@ -396,10 +396,11 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                     else:
                         writer.add(Image.blend(current[0], following[0], step.alpha), step.repeat)
                 distinct += 1
-            source.close()
             outputs.stage(writer.finish(), out)
         except OSError as exc:
             raise outputs.fault(exc) from None
+        finally:
+            source.close()  # an interrupted render leaves no decode thread behind
         outputs.writer = None
         if settings.sidecar:
             sidecar = outputs.stage_sidecars(sidecar_data(items, layout, timing, settings, out, captions, frames_dir))
