@@ -1,6 +1,15 @@
 """Steady exposure and colour (``render.match_colour``): every frame's subject region gets the
-brightness and colour of the reference's, or of a smooth trend over time through the reference
-(so a real tan or a new hair colour stays, and flicker goes).
+brightness of the reference's, or of a smooth trend over time through the reference (so a real tan
+stays, and flicker goes), and its colour cast nudged the same way, never its character.
+
+Exposure and colour are separate. The exposure gain (one for all three channels: a greyscale photo
+stays exactly grey) takes the region's luminance to the target's. The colour correction is a
+luminance-neutral change of the channel ratios towards the target's, bounded (``CAST_BOUND``, ±10 %
+per channel ratio) and scaled by the photo's own saturation (``saturation_weight``: none for a grey
+photo, in full from a skin tone's saturation up): a white-balance drift is steadied, a
+black-and-white, sepia or filtered photo keeps its look. The colour target is a trend over the
+saturated frames only, so grey frames among colour ones do not pull it. ``brightness`` matches the
+exposure alone.
 
 Per frame, once: the mean of each channel, in linear light, over the middle of the subject's box
 (the face box; the person's box in body mode), from a small decode of the photo; stored in the
@@ -10,16 +19,20 @@ detection, no registration. The reference's gains are exactly 1: it is left as i
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-MATCH_CHOICES = ("off", "reference", "trend")
+MATCH_CHOICES = ("off", "brightness", "reference", "trend")
 STATS_SIDE = 256  # the photo is decoded this small for its statistics
 REGION_INNER = 0.6  # the middle of the subject's box, this fraction of its width and height
 TREND_SIGMA = 3.0  # frames: the trend is a Gaussian-weighted mean over about twice this many
 GAIN_LIMITS = (0.5, 2.0)  # a gain beyond these is a wrong region, not an exposure: clipped
+CAST_BOUND = 0.10  # the colour correction changes no channel ratio by more than this
+FULL_SATURATION = 0.35  # region saturation (linear light) from which a cast is corrected in full
+LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 luminance of linear RGB
 
 
 def to_linear(v: np.ndarray) -> np.ndarray:
@@ -71,23 +84,50 @@ class ColourGain:
         return image if self.is_identity else image.convert("RGB").point(self.table())
 
 
+def saturation_weight(means: np.ndarray) -> np.ndarray:
+    """Per frame, how much of a colour correction it takes: its region's saturation ((max - min) /
+    max of the linear means) over ``FULL_SATURATION``, at most 1; 0 for a grey photo."""
+    sat = (means.max(axis=1) - means.min(axis=1)) / np.maximum(means.max(axis=1), 1e-9)
+    return np.clip(sat / FULL_SATURATION, 0.0, 1.0)
+
+
+def _target(values: np.ndarray, weights: np.ndarray, ref_index: int, how: str, sigma: float) -> np.ndarray:
+    """Per frame, the reference's value (``reference``), or a Gaussian-weighted trend of ``values``
+    over neighbouring frames (``weights`` per frame), shifted to pass through the reference's."""
+    if how == "reference":
+        return np.broadcast_to(values[ref_index], values.shape)
+    idx = np.arange(len(values))
+    w = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2) * weights[None, :]
+    trend = (w @ values) / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return trend + (values[ref_index] - trend[ref_index])
+
+
 def plan_gains(means: list[list[float] | None], ref_index: int | None, how: str,
                sigma: float = TREND_SIGMA) -> list[ColourGain]:
-    """Per frame (in date order), the gain that takes its region means to the target: the
-    reference's means (``reference``), or a Gaussian-weighted trend of the log means over
-    neighbouring frames, shifted to pass through the reference's (``trend``). Frames without
-    means (and every frame, without a reference) keep their colours."""
+    """Per frame (in date order), the gains for its region means (linear RGB): the exposure gain
+    that takes its luminance to the target's (``reference``: the reference's; ``trend``,
+    ``brightness``: a trend through the reference's), times, except for ``brightness``, a colour
+    correction towards the target's channel ratios, luminance-neutral, bounded by ``CAST_BOUND``
+    and scaled by the frame's ``saturation_weight`` (the colour trend is weighted by it too).
+    Frames without means (and every frame, without a reference) keep their colours."""
     n = len(means)
     known = np.array([m is not None for m in means])
     if how == "off" or ref_index is None or not known[ref_index]:
         return [ColourGain()] * n
-    logs = np.log(np.array([m if m is not None else [1.0, 1.0, 1.0] for m in means], np.float64))
-    if how == "reference":
-        target = np.broadcast_to(logs[ref_index], logs.shape)
-    else:
-        idx = np.arange(n)
-        w = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2) * known[None, :]
-        trend = (w @ logs) / w.sum(axis=1, keepdims=True)
-        target = trend + (logs[ref_index] - trend[ref_index])
-    gains = np.clip(np.exp(target - logs), *GAIN_LIMITS)
+    rgb = np.array([m if m is not None else [1.0, 1.0, 1.0] for m in means], np.float64)
+    log_y = np.log(rgb @ LUMA)
+    target_how = "reference" if how == "reference" else "trend"
+    exposure = np.clip(np.exp(_target(log_y[:, None], known.astype(np.float64), ref_index, target_how, sigma)[:, 0]
+                              - log_y), *GAIN_LIMITS)
+    gains = np.repeat(exposure[:, None], 3, axis=1)
+    if how != "brightness":
+        weight = saturation_weight(rgb) * known
+        log_ratio = np.log(rgb) - log_y[:, None]  # the channel ratios against the luminance
+        # the colour target: the saturated frames' trend (a grey reference gives no colour target)
+        wanted = _target(log_ratio, weight, ref_index, target_how, sigma) if weight[ref_index] > 0 else log_ratio
+        cast = np.clip(wanted - log_ratio, math.log(1 - CAST_BOUND), math.log(1 + CAST_BOUND)) * weight[:, None]
+        cast = np.exp(cast)
+        cast /= ((rgb * cast) @ LUMA / (rgb @ LUMA))[:, None]  # luminance-neutral: the exposure is the exposure gain's
+        gains *= cast
+    gains[ref_index] = 1.0
     return [ColourGain(tuple(float(g) for g in row)) if ok else ColourGain() for row, ok in zip(gains, known)]

@@ -173,7 +173,7 @@ class RenderConfig:
     eye_y: float = field(default=0.42, metadata=_between(0.0, 1.0))
     eye_distance: float = field(default=0.2, metadata=_between(0.02, 0.9))
     body_height: float = field(default=0.85, metadata=_between(0.05, 2.0))
-    match_colour: str = field(default="trend", metadata=_one_of("off", "reference", "trend"))
+    match_colour: str = field(default="trend", metadata=_one_of("off", "brightness", "reference", "trend"))
     caption: CaptionConfig = field(default_factory=CaptionConfig)
 
     def __post_init__(self):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .borders import PictureBox
     from .nudge import Nudge
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in upright photo pixels
@@ -21,6 +22,7 @@ class FrameStatus(str, enum.Enum):
     NO_SUBJECT = "no_subject"
     FAILED = "failed"
     SKIPPED = "skipped"  # aligned, but left out by the selection ([select]); the reason is kept
+    OUTLIER = "outlier"  # registered, but implausibly for the series (outliers.py); the reason is kept
 
 
 class Verdict(str, enum.Enum):
@@ -194,6 +196,8 @@ class FrameResult:
     quality: FrameQuality | None = None  # sharpness per face and the photo's hash (curate.py)
     skip_reason: str | None = None  # why the selection left it out (status skipped)
     nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
+    outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
+    picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
 
 

@@ -104,6 +104,7 @@ def frame_json(r: FrameResult, output_matrix=None, mode_fields: dict | None = No
         "sharpness": None if sharp is None else round(sharp, 2),
         "dhash": f"{r.quality.dhash:016x}" if r.quality is not None else None,
         "skipped": r.skip_reason,
+        "outlier": r.outlier_reason,
         "error": r.error,
     } | (mode_fields or {}))
 
@@ -143,10 +144,11 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
         if counts.get(status.value):
             table.add_row(status.value, str(counts[status.value]))
     console.print(table)
-    problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED)]
+    problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED,
+                                                   FrameStatus.OUTLIER)]
     for r in problems[:50]:
         facing = r.subject.facing if r.subject is not None else None
-        why = r.error or (f"yaw {facing.yaw_deg:+.0f}°" if facing is not None else "")
+        why = r.error or r.outlier_reason or (f"yaw {facing.yaw_deg:+.0f}°" if facing is not None else "")
         console.print(f"  [yellow]{r.status.value:<10}[/] {printable(r.frame.path.name)}: {printable(why)}")
     if len(problems) > 50:
         console.print(f"  … and {len(problems) - 50} more (use --json for all)")

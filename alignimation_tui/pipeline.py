@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import curate
+from . import curate, outliers
 from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict, is_kept
@@ -156,6 +156,7 @@ class Pipeline:
         result.detection = self.mode.cached_detection(frame.hash)
         if result.detection is not None:
             result.quality = self.mode.cached_quality(frame.hash)
+            result.picture = self.mode.cached_picture(frame.hash)
         self.results[frame.hash] = result
         return result
 
@@ -369,6 +370,7 @@ class Pipeline:
             self.notices.append(f"the reference photo {printable(gone[0])} was {gone[1]}; "
                                 f"{printable(self.results[ref.hash].frame.path.name)} is the reference now "
                                 "and every frame is registered onto it again")
+        outliers.apply_outliers(list(self.results.values()), ref.hash if ref is not None else None)
         curate.apply_selection(list(self.results.values()), self.config.select, self.config.facing.keep_turned)
         self.framing = self.plan_framing()
         return ref
@@ -476,7 +478,8 @@ class Pipeline:
                                   "residual_pct": r.transform.residual_pct,
                                   "colour_gain": [round(g, 4) for g in gain.gains],
                                   **({"nudge": r.nudge.to_json()} if r.nudge else {})},
-                            colour=None if gain.is_identity else gain, nudge=r.nudge, anchor=anchor_points(r.subject))
+                            colour=None if gain.is_identity else gain, nudge=r.nudge, anchor=anchor_points(r.subject),
+                            picture=r.picture.box if r.picture is not None else None)
                  for r, gain in zip(kept, gains)]
         items = self.mode.render_items(kept, items)
         with self.timed("render"):

@@ -44,6 +44,7 @@ class FrameView:
     chosen: int | None = None  # the subject's index among them
     points: tuple = ()  # the subject's points
     subject_word: str = "subject"
+    picture: tuple[float, float, float, float] | None = None  # the photo without its flat borders
 
 
 def frame_view(r: FrameResult, matrix: np.ndarray | None = None, subject_word: str = "subject") -> FrameView:
@@ -60,7 +61,8 @@ def frame_view(r: FrameResult, matrix: np.ndarray | None = None, subject_word: s
         residual_pct=r.transform.residual_pct if r.transform is not None else None, nudge=r.nudge,
         pivot=None if pivot is None else tuple(map(tuple, pivot.tolist())),
         boxes=tuple(det.boxes) if det is not None else (), chosen=subject.index if subject is not None else None,
-        points=tuple(subject.points) if subject is not None else (), subject_word=subject_word)
+        points=tuple(subject.points) if subject is not None else (), subject_word=subject_word,
+        picture=r.picture.box if r.picture is not None else None)
 
 
 def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], float]:
@@ -84,10 +86,10 @@ def aligned_preview(v: FrameView | FrameResult, box: tuple[int, int], max_pixels
     matrix = np.diag([s, s, 1.0]) @ nudged(matrix, v.nudge, pivot)
     photo_size = v.photo_size
     if photo_size is None:
-        return compose(v.path, matrix, size, fill, max_pixels, photo_size)
+        return compose(v.path, matrix, size, fill, max_pixels, photo_size, v.picture)
     needed = math.ceil(max(photo_size) * math.sqrt(abs(np.linalg.det(matrix[:2, :2]))) * 1.05) + 2
     photo = _decoded(v.path, v.hash, -(-needed // DECODE_STEP) * DECODE_STEP, max_pixels)
-    return compose_decoded(photo, matrix, size, fill)
+    return compose_decoded(photo, matrix, size, fill, v.picture)
 
 
 @lru_cache(maxsize=4)

@@ -117,12 +117,15 @@ def _confidence(r: FrameResult) -> float | None:
 
 NUDGE_MARK = "✥ nudged"
 SKIP_MARK = "⊘"
+OUTLIER_MARK = "⚑ outlier:"
 
 
 def flag_text(r: FrameResult, outlier: str = "") -> str:
     """The flag column: an outlier reason (⚑), why it failed (✗) or was skipped (⊘), and a mark
     for a frame the person nudged."""
     parts = [outlier] if outlier else []
+    if r.status is FrameStatus.OUTLIER and r.outlier_reason:
+        parts.insert(0, f"{OUTLIER_MARK} {printable(r.outlier_reason)}")
     if r.error and r.status is FrameStatus.FAILED:
         parts.append(f"✗ {printable(r.error)}")
     elif r.status is FrameStatus.SKIPPED and r.skip_reason:
@@ -167,7 +170,7 @@ def frame_rows(results: list[FrameResult], min_sharpness: float = 0.0) -> list[F
 
 def is_flagged(row: FrameRow) -> bool:
     return row.flag.startswith("⚑") or row.status in (FrameStatus.FAILED.value, FrameStatus.NO_SUBJECT.value,
-                                                        FrameStatus.TURNED.value)
+                                                        FrameStatus.TURNED.value, FrameStatus.OUTLIER.value)
 
 
 def matches(row: FrameRow, which: str) -> bool:

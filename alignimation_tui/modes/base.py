@@ -138,6 +138,10 @@ class Mode(ABC):
         """The stored ``domain.FrameQuality`` of a detected photo, or None (default: none kept)."""
         return None
 
+    def cached_picture(self, content_hash: str):
+        """The stored ``borders.PictureBox`` of a photo, or None (default: none kept)."""
+        return None
+
     @abstractmethod
     def needs_detection(self, r: FrameResult) -> bool:
         """Whether ``r`` (a readable photo) lacks something detection stores."""

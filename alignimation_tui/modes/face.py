@@ -13,7 +13,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .. import curate
+from .. import borders, curate
 from .. import register as reg
 from ..detect import face as face_mod
 from ..detect import landmarks as landmarks_mod
@@ -44,6 +44,7 @@ class FaceMode(Mode):
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
         self._quality_fp: str | None = None
+        self._picture_fp: str | None = None
         # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
         # [landmarks] setting): detecting them runs only the second pass.
         self._raw_pending: dict[str, FaceDetection] = {}
@@ -107,8 +108,21 @@ class FaceMode(Mode):
         except (KeyError, TypeError, ValueError):
             return None
 
+    def _picture_key(self, content_hash: str) -> str:
+        if self._picture_fp is None:  # once, as for the quality key
+            d = self.ctx.config.detect
+            self._picture_fp = fingerprint(size=d.size, slack=DETECT_DECODE_SLACK, v=borders.VERSION)
+        return f"picture:{content_hash}:{self._picture_fp}"
+
+    def cached_picture(self, content_hash: str) -> borders.PictureBox | None:
+        cached = self.ctx.store.get_json(self._picture_key(content_hash))
+        try:
+            return None if cached is None else borders.PictureBox.from_json(cached)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def needs_detection(self, r: FrameResult) -> bool:
-        if r.detection is None or r.quality is None:
+        if r.detection is None or r.quality is None or r.picture is None:
             return True
         if self.identity_on and r.detection.faces:
             return self.ctx.store.get_array(f"embed:{r.frame.hash}:{self.embed_fp}") is None
@@ -166,10 +180,7 @@ class FaceMode(Mode):
             raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
             self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
             for r, ph in batch:
-                if r.quality is None:  # measured on the picture already decoded for detection
-                    with p.timed("quality"):
-                        r.quality = curate.frame_quality(ph, r.detection.boxes)
-                    p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
+                self.measure_decoded(r, ph)
                 if embedder is not None:
                     with p.timed("embed"):
                         vectors = embedder.embed(ph, r.detection)
@@ -178,6 +189,19 @@ class FaceMode(Mode):
                 progress(r)
 
         return p.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+
+    def measure_decoded(self, r: FrameResult, photo) -> None:
+        """What is measured on the picture detection decoded, when not stored yet: the quality
+        (sharpness, hash) and the photo's flat borders (``borders``), each under its own key."""
+        p = self.ctx
+        if r.quality is None:
+            with p.timed("quality"):
+                r.quality = curate.frame_quality(photo, r.detection.boxes)
+            p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
+        if r.picture is None:
+            with p.timed("borders"):
+                r.picture = borders.find_picture(photo)
+            p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
 
     def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: dict[str, FaceDetection]) -> None:
         """Refine the landmarks of ``batch`` while the photos are decoded, and store them apart from

@@ -66,6 +66,7 @@ class RenderItem:
     colour: ColourGain | None = None  # render.match_colour's correction, applied before the background
     nudge: Nudge | None = None  # the person's correction, in output space (nudge.py)
     anchor: np.ndarray | None = None  # two points (upright original) the nudge is anchored on
+    picture: tuple[float, float, float, float] | None = None  # the photo without its flat borders (borders.py)
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,13 @@ def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: Rend
     # nudge is anchored on the face, so nudging here equals nudging after the crop, and the crop
     # then covers the nudged frames.
     matrices = [nudged(m, i.nudge, i.anchor) for m, i in zip(matrices, items)]
-    sizes = [i.size or upright_size(i.path) for i in items]
+    pictures, sizes = _pictures(items, matrices)  # what is picture (no padding) decides what is covered
     if settings.crop != "shared":
-        return Layout(matrices, canvas, None, _fill_notices(items, matrices, sizes, canvas, settings.fill))
-    crop = shared_crop(matrices, sizes, canvas)
+        return Layout(matrices, canvas, None, _fill_notices(items, pictures, sizes, canvas, settings.fill))
+    crop = shared_crop(pictures, sizes, canvas)
     share = 0.0 if crop is None else crop.width * crop.height / (canvas[0] * canvas[1])
     if share < SMALL_CROP:  # never a sliver: keep the whole frame and fill what a photo does not cover
-        worst = min(range(len(items)), key=lambda k: coverage(matrices[k], sizes[k], canvas))
+        worst = min(range(len(items)), key=lambda k: coverage(pictures[k], sizes[k], canvas))
         filled = "its blurred copy" if settings.fill == "blur" else settings.fill
         notices = [f"the area every photo covers is {share:.0%} of the frame, too little to crop to; "
                    f"{items[worst].name} limits it most. The whole frame is kept, filled with {filled} "
@@ -148,6 +149,22 @@ def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: Rend
     notices = []
     return Layout([crop.shift @ m for m in matrices], (crop.width, crop.height),
                   (crop.x, crop.y, crop.width, crop.height), notices)
+
+
+def _pictures(items: list[RenderItem], matrices: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple]]:
+    """Per item, the matrix and size of its picture box (the photo without its flat borders) as a
+    photo of its own: the matrix from the box's own pixels, the box's size."""
+    out_m, out_s = [], []
+    for item, m in zip(items, matrices):
+        size = item.size or upright_size(item.path)
+        if item.picture is None:
+            out_m.append(m)
+            out_s.append(size)
+            continue
+        x0, y0, x1, y1 = item.picture
+        out_m.append(m @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]]))
+        out_s.append((x1 - x0, y1 - y0))
+    return out_m, out_s
 
 
 def _fill_notices(items: list[RenderItem], matrices: list[np.ndarray], sizes: list[tuple[int, int]],
@@ -330,7 +347,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
     def picture(k: int) -> tuple[Image.Image, Image.Image]:
         """The picture shown for photo ``k``, and the same without its caption (for the morph)."""
         item = items[k]
-        img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size)
+        img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size,
+                      item.picture)
         if item.colour is not None:
             img = item.colour.apply(img)
         if item.mask is not None and item.background != "keep":
@@ -378,10 +396,11 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                     else:
                         writer.add(Image.blend(current[0], following[0], step.alpha), step.repeat)
                 distinct += 1
-            source.close()
             outputs.stage(writer.finish(), out)
         except OSError as exc:
             raise outputs.fault(exc) from None
+        finally:
+            source.close()  # an interrupted render leaves no decode thread behind
         outputs.writer = None
         if settings.sidecar:
             sidecar = outputs.stage_sidecars(sidecar_data(items, layout, timing, settings, out, captions, frames_dir))

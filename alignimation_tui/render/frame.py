@@ -134,13 +134,33 @@ def composite(premultiplied: Image.Image, alpha: Image.Image, background: Image.
 
 
 def compose(path: Path, matrix: np.ndarray, size: tuple[int, int], fill: str, max_pixels: int,
-            photo_size: tuple[int, int] | None = None) -> Image.Image:
-    """The aligned picture of one photo on an output of ``size`` (caption not included)."""
-    return compose_decoded(decode_for(path, matrix, max_pixels, photo_size), matrix, size, fill)
+            photo_size: tuple[int, int] | None = None, picture=None) -> Image.Image:
+    """The aligned picture of one photo on an output of ``size`` (caption not included).
+    ``picture``: the box (upright original pixels) that is picture, not padding (``borders``)."""
+    return compose_decoded(decode_for(path, matrix, max_pixels, photo_size), matrix, size, fill, picture)
 
 
-def compose_decoded(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str) -> Image.Image:
+def within(photo: Decoded, matrix: np.ndarray, picture) -> tuple[Decoded, np.ndarray]:
+    """The decoded photo cropped to ``picture`` (x0, y0, x1, y1 in original pixels, rounded inwards
+    to decoded pixels), as a photo of its own, and the matrix from its pixels to the canvas: what
+    lies outside is then outside the photo for the warp, the coverage and the blurred fill."""
+    sx, sy = photo.scale_xy
+    x0, y0 = math.ceil(picture[0] * sx - 1e-6), math.ceil(picture[1] * sy - 1e-6)
+    x1, y1 = math.floor(picture[2] * sx + 1e-6), math.floor(picture[3] * sy + 1e-6)
+    iw, ih = photo.image.size
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(iw, x1), min(ih, y1)
+    if (x0, y0, x1, y1) == (0, 0, iw, ih) or x1 - x0 < 2 or y1 - y0 < 2:
+        return photo, matrix
+    cropped = Decoded(photo.image.crop((x0, y0, x1, y1)), (x1 - x0) / sx, (y1 - y0) / sy)
+    shift = np.array([[1.0, 0.0, x0 / sx], [0.0, 1.0, y0 / sy], [0.0, 0.0, 1.0]])
+    return cropped, np.asarray(matrix, np.float64) @ shift
+
+
+def compose_decoded(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str,
+                    picture=None) -> Image.Image:
     """``compose`` for a photo already decoded (at any size: ``matrix`` maps its original pixels)."""
+    if picture is not None:
+        photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
     if solid is not None:
         return warp(photo, matrix, size, solid)

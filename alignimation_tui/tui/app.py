@@ -66,7 +66,7 @@ def while_screen_up(handler):
             return None
     return guarded
 
-STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "no_subject": "magenta", "failed": "red",
+STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "outlier": "yellow", "no_subject": "magenta", "failed": "red",
                  "detecting": "cyan", "queued": "dim"}
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
@@ -361,7 +361,7 @@ class AlignimationApp(KeysPanel, App):
         self._update_plot()
         if table.row_count and self._selected_hash() and rows:
             changed = next((r for r in rows if r.hash == self._selected_hash()), None)
-            if changed is not None and changed.status in ("aligned", "turned", "skipped"):
+            if changed is not None and changed.status in ("aligned", "turned", "skipped", "outlier"):
                 self.request_preview()
 
     def _add_row(self, row: FrameRow) -> None:
@@ -573,7 +573,7 @@ class AlignimationApp(KeysPanel, App):
         if h is None:
             return
         row = self.rows[h]
-        if row.status not in ("aligned", "turned", "skipped"):
+        if row.status not in ("aligned", "turned", "skipped", "outlier"):
             word = self.state.subject_word if self.state is not None else "subject"
             self.notify(f"{row.name} is {row.status}: only a frame with a usable {word} can be the reference",
                         severity="warning")

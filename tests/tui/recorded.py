@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from alignimation_tui import curate
 from alignimation_tui.domain import Face, FaceDetection, FrameResult, FrameStatus
 from alignimation_tui.modes.face import DETECT_DECODE_SLACK, FaceMode
 from alignimation_tui.photos import open_photo
@@ -96,8 +95,7 @@ class RecordedFaceMode(FaceMode):
                     p.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}",
                                       np.array([f.landmarks for f in faces], np.float64))
                 r.detection = raw
-                r.quality = curate.frame_quality(photo, raw.boxes)
-                p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
+                self.measure_decoded(r, photo)  # quality and borders, as the real detection step
                 r.status, r.error = FrameStatus.QUEUED, None
                 progress(r)
 
