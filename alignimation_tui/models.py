@@ -90,6 +90,8 @@ def require_models(mode: str) -> None:
 
 
 def choose_device(wanted: str = "auto") -> str:
+    if wanted == "cpu":  # no torch import for that
+        return wanted
     import torch
 
     if wanted == "auto":

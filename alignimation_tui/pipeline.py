@@ -63,7 +63,9 @@ class Pipeline:
         self.folder = Path(folder)
         self.config = config
         self.store = store or Store(self.folder, config.store.cache_dir, config.store.data_dir)
-        self.device = choose_device(config.device)
+        # Chosen when a model is first needed (importing torch takes seconds; a re-render needs
+        # none); a GPU asked for by name is checked now, before any work.
+        self._device: str | None = choose_device("cuda") if config.device == "cuda" else None
         self.results: dict[str, FrameResult] = {}
         self.reference: Reference | None = None
         self.framing: Framing | None = None  # set with the reference (see ``register``)
@@ -99,6 +101,12 @@ class Pipeline:
             yield item
 
     # models, loaded on first use ---------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = choose_device(self.config.device)
+        return self._device
+
     @property
     def identity_on(self) -> bool:
         return self.mode.identity_on
