@@ -1,6 +1,6 @@
 """MTCNN's three stages on a letterboxed batch: photos of any size share one padded tensor.
 
-The networks, thresholds and pyramid are facenet-pytorch's (``MTCNN.pnet/rnet/onet``); what differs
+The networks, thresholds and pyramid are facenet-pytorch's (``mtcnn_nets``); what differs
 from its ``detect_face``:
 
 * Each photo keeps its own size inside the batch (it sits at the top-left of the padded tensor).
@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn.functional import interpolate
-from torchvision.ops.boxes import batched_nms
+
+from .mtcnn_nets import batched_nms, nms_min
 
 _NORM = 0.0078125  # facenet's (x - 127.5) / 128
 
@@ -250,11 +251,9 @@ def detect_batch(imgs: torch.Tensor, sizes: np.ndarray, mtcnn) -> list[tuple[np.
 
 def _nms_min(boxes: np.ndarray, scores: np.ndarray, inds: np.ndarray, threshold: float) -> np.ndarray:
     """facenet's last NMS: overlap = intersection over the smaller box, per photo."""
-    from facenet_pytorch.models.utils.detect_face import nms_numpy
-
     keep = []
     for i in np.unique(inds):
         sel = np.nonzero(inds == i)[0]
-        picked = nms_numpy(boxes[sel], scores[sel], threshold, "Min")
+        picked = nms_min(boxes[sel], scores[sel], threshold)
         keep.extend(sel[np.asarray(picked, np.int64)].tolist())
     return np.asarray(sorted(keep), np.int64)

@@ -36,7 +36,7 @@ class FaceMode(Mode):
     name = "face"
     subject_word = "face"
     default_size = "square"
-    preload_modules = ("facenet_pytorch",)
+    preload_modules = ("alignimation_tui.detect.mtcnn_batch",)  # torch (facenet-pytorch is not imported)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
