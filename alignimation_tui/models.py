@@ -118,9 +118,13 @@ def preload(modules: tuple[str, ...] = ()) -> None:
 
 def load_face_detector(device: str, min_face_size: int, thresholds: list):
     """MTCNN's networks with facenet-pytorch's weights, without importing facenet-pytorch."""
-    from .detect.mtcnn_nets import load_mtcnn
+    from .detect.mtcnn_nets import load_mtcnn, weights_dir
 
-    return load_mtcnn(device, min_face_size, thresholds)
+    folder = weights_dir()
+    if folder is None:
+        raise ModelError(f"{FACE_DETECTOR.name}: facenet-pytorch, whose package holds the weights, is not "
+                         "installed; install facenet-pytorch==2.5.3")
+    return load_mtcnn(folder, device, min_face_size, thresholds)
 
 
 def load_face_embedder(device: str):

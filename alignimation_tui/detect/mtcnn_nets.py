@@ -29,13 +29,11 @@ def _package_dir(name: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def weights_dir() -> Path:
-    from ..models import ModelError
-
+def weights_dir() -> Path | None:
+    """facenet-pytorch's folder of MTCNN weights; None when it is not installed."""
     folder = _package_dir("facenet_pytorch")
     if folder is None or not (folder / "data" / "pnet.pt").is_file():
-        raise ModelError("face detector (MTCNN): facenet-pytorch is not installed (its package holds the "
-                         "weights); install facenet-pytorch==2.5.3")
+        return None
     return folder / "data"
 
 
@@ -131,8 +129,7 @@ class Mtcnn:
     factor: float = FACTOR
 
 
-def load_mtcnn(device: str, min_face_size: float, thresholds) -> Mtcnn:
-    folder = weights_dir()
+def load_mtcnn(folder: Path, device: str, min_face_size: float, thresholds) -> Mtcnn:
     nets = []
     for cls, name in ((PNet, "pnet"), (RNet, "rnet"), (ONet, "onet")):
         net = cls()
