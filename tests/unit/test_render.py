@@ -293,8 +293,9 @@ def test_mp4_preset_and_threads_reach_x264(tmp_path):
     assert w.output_params[w.output_params.index("-threads") + 1] == "1"
     w.start()
     w.add(Image.new("RGB", (64, 48), (200, 100, 50)), 3)
-    os.replace(w.finish(), out)
-    assert len(frames_of_mp4(out)) == 3
+    staged = w.finish()
+    assert len(frames_of_mp4(staged.path)) == 3
+    w.abort()
 
 
 def test_frames_partial_folder_of_a_killed_render_is_removed(tmp_path):
