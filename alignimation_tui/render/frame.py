@@ -147,6 +147,8 @@ def within(photo: Decoded, matrix: np.ndarray, picture) -> tuple[Decoded, np.nda
     """The decoded photo cropped to ``picture`` (x0, y0, x1, y1 in original pixels, rounded inwards
     to decoded pixels), as a photo of its own, and the matrix from its pixels to the canvas: what
     lies outside is then outside the photo for the warp, the coverage and the blurred fill."""
+    if photo.orientation != 1:  # decoded as stored (decode_for): the box is upright, so the picture first
+        photo = Decoded(photo.upright_image(photo.image, photo.orientation), photo.width, photo.height)
     sx, sy = photo.scale_xy
     x0, y0 = math.ceil(picture[0] * sx - 1e-6), math.ceil(picture[1] * sy - 1e-6)
     x1, y1 = math.floor(picture[2] * sx + 1e-6), math.floor(picture[3] * sy + 1e-6)

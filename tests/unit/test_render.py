@@ -357,6 +357,7 @@ def test_render_turns_the_photo_upright_in_the_warp(tmp_path, orientation, fill)
     path = save_with_date(Image.fromarray(stored), tmp_path / "p.jpg", orientation=orientation)
     size = open_photo(path).image.size  # upright
     m = similarity(9, 0.8, 20, -10, centre=(size[0] / 2, size[1] / 2))  # a border shows: fill and blur
-    direct = np.asarray(compose(path, m, (320, 240), fill, 10**8), np.int16)
-    upright = np.asarray(compose_decoded(open_photo(path), m, (320, 240), fill), np.int16)
-    assert np.abs(direct - upright).mean() < 1.0 and np.percentile(np.abs(direct - upright), 99) <= 3
+    for picture in (None, (size[0] * 0.1, size[1] * 0.2, size[0] * 0.8, size[1] * 0.9)):  # and padding cut off
+        direct = np.asarray(compose(path, m, (320, 240), fill, 10**8, picture=picture), np.int16)
+        upright = np.asarray(compose_decoded(open_photo(path), m, (320, 240), fill, picture), np.int16)
+        assert np.abs(direct - upright).mean() < 1.0 and np.percentile(np.abs(direct - upright), 99) <= 3
