@@ -149,6 +149,7 @@ def _output_size(v: str) -> str | None:
 
 MORPH_EXCLUSIVE = ("cannot be combined with render.crossfade: both fill the frames between two photos "
                    "(a morph moves the face, a crossfade dissolves it); set one of them to 0")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class RenderConfig:
     output: str = ""
     fps: float = field(default=8.0, metadata=_between(0.1, 120.0))
     quality: int = field(default=20, metadata=_between(0, 51))
+    preset: str = field(default="veryfast", metadata=_one_of(*X264_PRESETS))
     gif_max_width: int = field(default=480, metadata=_between(16, 8192))
     webp_quality: int = field(default=80, metadata=_between(0, 100))
     crop: str = field(default="canvas", metadata=_one_of("canvas", "shared"))

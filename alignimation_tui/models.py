@@ -90,6 +90,8 @@ def require_models(mode: str) -> None:
 
 
 def choose_device(wanted: str = "auto") -> str:
+    if wanted == "cpu":  # no torch import for that
+        return wanted
     import torch
 
     if wanted == "auto":
@@ -102,20 +104,27 @@ def choose_device(wanted: str = "auto") -> str:
 
 def preload(modules: tuple[str, ...] = ()) -> None:
     """Import the heavy libraries a run will need, now: registration's, and ``modules`` (what the
-    mode's detection needs: ``Mode.preload_modules``, e.g. facenet_pytorch). An import holds
-    Python's interpreter lock for its whole duration (seconds for facenet-pytorch and torchvision),
-    so the app does this before it shows the table rather than freezing the screen later."""
-    import kornia.geometry  # noqa: F401  (registration)
+    mode's detection needs: ``Mode.preload_modules``). An import holds Python's interpreter lock
+    for its whole duration (seconds for torch and torchvision), so the app does this before it
+    shows the table rather than freezing the screen later. With nothing to detect (no modules),
+    nothing: a cached folder opens without them (kornia alone took a second of the open)."""
+    if not modules:
+        return
+    import kornia.geometry  # noqa: F401  (registration's refinement)
 
     for name in modules:
         importlib.import_module(name)
 
 
 def load_face_detector(device: str, min_face_size: int, thresholds: list):
-    from facenet_pytorch import MTCNN
+    """MTCNN's networks with facenet-pytorch's weights, without importing facenet-pytorch."""
+    from .detect.mtcnn_nets import load_mtcnn, weights_dir
 
-    return MTCNN(keep_all=True, device=device, min_face_size=min_face_size,
-                 thresholds=list(thresholds), post_process=False, select_largest=False)
+    folder = weights_dir()
+    if folder is None:
+        raise ModelError(f"{FACE_DETECTOR.name}: facenet-pytorch, whose package holds the weights, is not "
+                         "installed; install facenet-pytorch==2.5.3")
+    return load_mtcnn(folder, device, min_face_size, thresholds)
 
 
 def load_face_embedder(device: str):

@@ -17,6 +17,15 @@ Image.MAX_IMAGE_PIXELS = None
 
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
 _ORIENTATION_TAG = 0x0112
+# What ImageOps.exif_transpose does for each orientation, and the same as a map of (continuous)
+# pixel coordinates, stored picture (w x h) -> upright picture.
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+_TO_UPRIGHT = {1: lambda w, h: ((1, 0, 0), (0, 1, 0)), 2: lambda w, h: ((-1, 0, w), (0, 1, 0)),
+               3: lambda w, h: ((-1, 0, w), (0, -1, h)), 4: lambda w, h: ((1, 0, 0), (0, -1, h)),
+               5: lambda w, h: ((0, 1, 0), (1, 0, 0)), 6: lambda w, h: ((0, -1, h), (1, 0, 0)),
+               7: lambda w, h: ((0, -1, h), (-1, 0, w)), 8: lambda w, h: ((0, 1, 0), (-1, 0, w))}
 
 
 @functools.cache
@@ -52,20 +61,40 @@ class Decoded:
     image: Image.Image
     width: int  # upright original size
     height: int
+    orientation: int = 1  # the EXIF orientation ``image`` is still stored in (1: upright)
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        w, h = self.image.size
+        return (h, w) if self.orientation in _SWAPS_AXES else (w, h)
 
     @property
     def scale_xy(self) -> tuple[float, float]:
-        """Decoded pixels per original pixel, along x and y (<= 1)."""
-        return self.image.width / self.width, self.image.height / self.height
+        """Decoded (upright) pixels per original pixel, along x and y (<= 1)."""
+        w, h = self.upright_size
+        return w / self.width, h / self.height
+
+    def to_upright(self) -> np.ndarray:
+        """3x3: ``image``'s pixels -> the upright decoded picture's pixels."""
+        return np.array([*_TO_UPRIGHT.get(self.orientation, _TO_UPRIGHT[1])(*self.image.size), (0, 0, 1)], np.float64)
+
+    @staticmethod
+    def upright_image(image: Image.Image, orientation: int) -> Image.Image:
+        """``image`` (stored in ``orientation``) turned upright."""
+        method = _TRANSPOSE.get(orientation)
+        return image if method is None else image.transpose(method)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not stop the photo
+        return 1
 
 
 def _upright_size(img: Image.Image) -> tuple[int, int]:
     w, h = img.size
-    try:
-        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # a broken EXIF block must not stop the photo
-        orientation = 1
-    return (h, w) if orientation in _SWAPS_AXES else (w, h)
+    return (h, w) if _orientation(img) in _SWAPS_AXES else (w, h)
 
 
 def upright_size(path: Path) -> tuple[int, int]:
@@ -133,7 +162,7 @@ def _dct_scale(long_side: int, target: int, slack: float) -> int:
 
 
 def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000,
-               slack: float = 0.0, resize_within: float = 1.0) -> Decoded:
+               slack: float = 0.0, resize_within: float = 1.0, upright: bool = True) -> Decoded:
     """Decode ``path`` upright, at most ``max_side`` pixels on the long side (None: full size).
 
     JPEGs are decoded at a reduced DCT scale when that still covers ``max_side``, so a 12 MP photo
@@ -141,7 +170,9 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
     ``max_side`` by at most that fraction is taken as it is (4032 px -> 1008 px, not 2016 px resized
     to 1024 px: a quarter of the decoding and no resize). With ``resize_within`` > 1 a decoded
     picture up to that factor larger than ``max_side`` is returned as it is (a caller that warps it
-    anyway does the scaling in the warp). Never enlarges.
+    anyway does the scaling in the warp). Never enlarges. ``upright=False`` leaves the picture as
+    stored, its EXIF orientation in ``Decoded.orientation``, for a caller that warps it anyway (a
+    full-size turn and copy cost half a 12 MP decode).
     """
     ensure_decoder(path)
     try:
@@ -165,14 +196,18 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
             scale = _dct_scale(long_side, target, slack)
             if scale > 1:
                 img.draft("RGB", (max(1, w // scale), max(1, h // scale)))
+        orientation = 1 if upright else _orientation(img)
+        if orientation not in _TO_UPRIGHT:
+            orientation = 1
         try:
             img.load()
-            upright = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(upright)
+            rgb = _to_rgb(ImageOps.exif_transpose(img) if upright else img)
+            if rgb is img:  # the decoded pixels themselves, kept (no copy) when the file is closed
+                rgb = img._new(img.im)
         except (OSError, SyntaxError, ValueError) as exc:
             raise PhotoError(f"cannot decode (truncated or damaged file): {exc}") from None
     if max(rgb.size) > target * resize_within:
         ratio = target / max(rgb.size)
         new = (max(1, round(rgb.width * ratio)), max(1, round(rgb.height * ratio)))
         rgb = rgb.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return Decoded(image=rgb, width=up_w, height=up_h)
+    return Decoded(image=rgb, width=up_w, height=up_h, orientation=orientation)

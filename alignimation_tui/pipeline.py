@@ -63,7 +63,9 @@ class Pipeline:
         self.folder = Path(folder)
         self.config = config
         self.store = store or Store(self.folder, config.store.cache_dir, config.store.data_dir)
-        self.device = choose_device(config.device)
+        # Chosen when a model is first needed (importing torch takes seconds; a re-render needs
+        # none); a GPU asked for by name is checked now, before any work.
+        self._device: str | None = choose_device("cuda") if config.device == "cuda" else None
         self.results: dict[str, FrameResult] = {}
         self.reference: Reference | None = None
         self.framing: Framing | None = None  # set with the reference (see ``register``)
@@ -100,6 +102,12 @@ class Pipeline:
 
     # models, loaded on first use ---------------------------------------------------------------
     @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = choose_device(self.config.device)
+        return self._device
+
+    @property
     def identity_on(self) -> bool:
         return self.mode.identity_on
 
@@ -120,13 +128,16 @@ class Pipeline:
                 if known_only and not stat_matches(path, cached_stat):
                     self.unscanned.append(path)
                     continue
-                self.add_path(path, cached_stat)
+                self.add_path(path, cached_stat, fresh=True)
         self.sort_results()
         return list(self.results.values())
 
-    def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD) -> FrameResult | None:
+    def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD,
+                 fresh: bool = False) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
-        ``cached_stat``: the stored stat record for ``path`` when the caller has read it already."""
+        ``cached_stat``: the stored stat record for ``path`` when the caller has read it already;
+        ``fresh``: no result is at ``path`` yet (a scan sees each path once: looking through every
+        result for each photo made opening 1000 cached frames quadratic)."""
         path = self.local_path(path)
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
         if problem is not None:
@@ -143,7 +154,8 @@ class Pipeline:
             return self._unreadable(path, f"cannot read the file: {exc.strerror or exc}")
         if record is not cached_stat:  # unchanged files cost no write (a write is a transaction)
             self.store.put_json(stat_key, record)
-        self._forget_others_at(path, frame.hash)  # the photo at this path was edited: forget the old one
+        if not fresh:
+            self._forget_others_at(path, frame.hash)  # the photo at this path was edited: forget the old one
         known = self.results.get(frame.hash)
         if known is not None and known.frame.path == path:
             return known  # seen again (a watcher event for a photo already scanned)

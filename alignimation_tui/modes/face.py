@@ -36,7 +36,7 @@ class FaceMode(Mode):
     name = "face"
     subject_word = "face"
     default_size = "square"
-    preload_modules = ("facenet_pytorch",)
+    preload_modules = ("alignimation_tui.detect.mtcnn_batch",)  # torch (facenet-pytorch is not imported)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
@@ -48,13 +48,23 @@ class FaceMode(Mode):
         # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
         # [landmarks] setting): detecting them runs only the second pass.
         self._raw_pending: dict[str, FaceDetection] = {}
+        self._fingerprints: dict[str, tuple] = {}  # name -> (config, fingerprint)
 
     # fingerprints -------------------------------------------------------------------------------
+    def _fingerprint(self, name: str, make) -> str:
+        """``make()``, computed once per config (opening a cached folder asks for it per photo)."""
+        config = self.ctx.config
+        known = self._fingerprints.get(name)
+        if known is None or known[0] is not config:
+            known = self._fingerprints[name] = (config, make())
+        return known[1]
+
     @property
     def detect_fp(self) -> str:
         d = self.ctx.config.detect
-        return fingerprint(model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size,
-                           thresholds=d.thresholds, decode_slack=DETECT_DECODE_SLACK)
+        return self._fingerprint("detect", lambda: fingerprint(
+            model=face_mod.DETECTOR_ID, size=d.size, min_face_size=d.min_face_size, thresholds=d.thresholds,
+            decode_slack=DETECT_DECODE_SLACK))
 
     @property
     def landmark_settings(self) -> landmarks_mod.LandmarkSettings:
@@ -63,7 +73,8 @@ class FaceMode(Mode):
 
     @property
     def landmarks_fp(self) -> str:
-        return fingerprint(detect=self.detect_fp, second_pass=self.landmark_settings.as_fingerprint())
+        return self._fingerprint("landmarks", lambda: fingerprint(
+            detect=self.detect_fp, second_pass=self.landmark_settings.as_fingerprint()))
 
     @property
     def embed_fp(self) -> str:

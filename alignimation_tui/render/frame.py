@@ -80,13 +80,14 @@ def decode_for(path: Path, matrix: np.ndarray, max_pixels: int, size: tuple[int,
     size = size or upright_size(path)
     needed = math.ceil(max(size) * _scale_of(matrix) * 1.05) + 2
     # The warp resamples anyway: a decode up to twice the needed size (the JPEG DCT scale above
-    # it) is warped as it is, not resized first (resizing a 12 MP decode cost more than the warp).
-    return open_photo(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0)
+    # it) is warped as it is, not resized first (resizing a 12 MP decode cost more than the warp),
+    # and not turned upright either: the warp does that too.
+    return open_photo(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0, upright=False)
 
 
 def _affine(photo: Decoded, matrix: np.ndarray) -> tuple:
     sx, sy = photo.scale_xy
-    to_canvas = np.asarray(matrix, np.float64) @ np.diag([1 / sx, 1 / sy, 1.0])  # decoded pixels -> canvas
+    to_canvas = np.asarray(matrix, np.float64) @ np.diag([1 / sx, 1 / sy, 1.0]) @ photo.to_upright()  # decoded -> canvas
     return tuple(np.linalg.inv(to_canvas)[:2].ravel())
 
 
@@ -116,9 +117,11 @@ def blurred_cover(photo: Decoded, size: tuple[int, int]) -> Image.Image:
     """The photo scaled to cover ``size`` and blurred: a background for the uncovered border."""
     small = (max(1, size[0] // 8), max(1, size[1] // 8))
     image = photo.image
-    factor = int(min(image.width / small[0], image.height / small[1]) // 2)
+    up_w, up_h = photo.upright_size
+    factor = int(min(up_w / small[0], up_h / small[1]) // 2)
     if factor > 1:  # a fast box reduction first: fitting a 12 MP decode directly cost ~30 ms
         image = image.reduce(factor)
+    image = photo.upright_image(image, photo.orientation)
     cover = ImageOps.fit(image, small, Image.Resampling.BILINEAR)
     cover = cover.filter(ImageFilter.GaussianBlur(max(small) / 40))
     return cover.resize(size, Image.Resampling.BILINEAR)
@@ -144,6 +147,8 @@ def within(photo: Decoded, matrix: np.ndarray, picture) -> tuple[Decoded, np.nda
     """The decoded photo cropped to ``picture`` (x0, y0, x1, y1 in original pixels, rounded inwards
     to decoded pixels), as a photo of its own, and the matrix from its pixels to the canvas: what
     lies outside is then outside the photo for the warp, the coverage and the blurred fill."""
+    if photo.orientation != 1:  # decoded as stored (decode_for): the box is upright, so the picture first
+        photo = Decoded(photo.upright_image(photo.image, photo.orientation), photo.width, photo.height)
     sx, sy = photo.scale_xy
     x0, y0 = math.ceil(picture[0] * sx - 1e-6), math.ceil(picture[1] * sy - 1e-6)
     x1, y1 = math.floor(picture[2] * sx + 1e-6), math.floor(picture[3] * sy + 1e-6)

@@ -343,7 +343,7 @@ def test_signal_while_rendering(folder, tmp_path, signum):
     out = tmp_path / "week.mp4"
     out.write_bytes(b"last week's animation")
     slow = tmp_path / "slow.toml"  # many frames per photo: the render lasts long enough to be stopped
-    slow.write_text("[render]\ncrossfade = 24\n")
+    slow.write_text("[render]\ncrossfade = 24\npreset = \"slow\"\n")  # (veryfast, the default, is over quickly)
     proc = once(folder, "--config", str(slow), "--out", str(out))
     signal_when(proc, lambda: any(tmp_path.glob(".week.mp4.partial-*")), signum, wait=120)
     err = proc.stderr.read()
@@ -359,7 +359,7 @@ async def test_q_during_a_render_cancels_it(folder, tmp_path):
     out = tmp_path / "out" / "slow.mp4"
     out.parent.mkdir()
     out.write_bytes(b"the previous render")
-    config = replace(Config(), render=RenderConfig(output=str(out), crossfade=24))
+    config = replace(Config(), render=RenderConfig(output=str(out), crossfade=24, preset="slow"))
     app = AlignimationApp(folder, config, watch=False)
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == N, "every photo processed")

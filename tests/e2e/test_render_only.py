@@ -58,9 +58,9 @@ def _refuse(*args, **kwargs):
 
 def forbid_models(m):
     """Detection and registration raise if called (``m``: a monkeypatch or its context)."""
-    from facenet_pytorch import MTCNN
+    from alignimation_tui.detect.face import FaceDetector
 
-    m.setattr(MTCNN, "detect", _refuse)
+    m.setattr(FaceDetector, "detect", _refuse)
     m.setattr(reg, "register_frames", _refuse)
 
 

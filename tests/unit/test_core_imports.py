@@ -121,3 +121,26 @@ def test_nothing_outside_the_modes_reads_a_detection_by_name_or_compares_a_mode(
             if duck.search(line) or named.search(line):
                 found.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
     assert found == []
+
+
+def test_rerender_never_imports_torch(tmp_path):
+    """With nothing new to detect, neither a warm ``--once`` nor ``--render-only`` imports torch
+    (seconds of a re-render): the device is chosen only when a model is needed."""
+    from tests.conftest import save_with_date, similarity, warped_astronaut
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (angle, scale) in enumerate([(0, 1.0), (8, 0.9)]):
+        save_with_date(warped_astronaut(similarity(angle, scale, 64, 60)), folder / f"{i}.jpg")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c"), "XDG_DATA_HOME": str(tmp_path / "d")}
+    out = str(tmp_path / "a.mp4")
+    cold = subprocess.run([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--out", out],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert cold.returncode == 0, cold.stderr
+    for extra in ([], ["--render-only"]):
+        code = ("import sys; from alignimation_tui.cli import main; "
+                f"rc = main([{str(folder)!r}, '--once', '--out', {out!r}, *{extra!r}]); "
+                "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', "
+                "'kornia', 'facenet_pytorch')))")
+        warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert warm.stdout.strip().splitlines()[-1] == "0 []", (extra, warm.stdout[-2000:], warm.stderr[-2000:])

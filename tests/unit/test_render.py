@@ -258,6 +258,7 @@ def test_gif_keeps_skin_tones(tmp_path):
     ("[render]\ncrop = 'tight'\n", "render.crop", "must be one of"),
     ("[render]\nfill = 'purple'\n", "render.fill", "#rrggbb"),
     ("[render]\ncrossfade = -1\n", "render.crossfade", "between"),
+    ("[render]\npreset = 'quick'\n", "render.preset", "must be one of"),
     ("[render.caption]\nformat = 'week {wek}'\n", "render.caption.format", "not a valid caption format"),
     ("[render.caption]\nposition = 'middle'\n", "render.caption.position", "must be one of"),
 ])
@@ -279,6 +280,22 @@ def test_render_settings_from_config(tmp_path):
     s = RenderSettings.from_config(load_config(path))
     assert s.fill == "#102030" and s.crossfade == 2 and s.caption == CaptionStyle("%Y", "bottom-left", 0.1)
     assert RenderSettings.from_config(load_config(None)).caption is None
+    assert RenderSettings.from_config(load_config(None)).preset == "veryfast"
+
+
+def test_mp4_preset_and_threads_reach_x264(tmp_path):
+    """The preset and the threads are passed on to x264, and what it writes is complete."""
+    from alignimation_tui.render.writers import Mp4Writer
+
+    out = tmp_path / "a.mp4"
+    w = Mp4Writer(out, (64, 48), 8.0, 20, preset="ultrafast", threads=1)
+    assert w.output_params[w.output_params.index("-preset") + 1] == "ultrafast"
+    assert w.output_params[w.output_params.index("-threads") + 1] == "1"
+    w.start()
+    w.add(Image.new("RGB", (64, 48), (200, 100, 50)), 3)
+    staged = w.finish()
+    assert len(frames_of_mp4(staged.path)) == 3
+    w.abort()
 
 
 def test_frames_partial_folder_of_a_killed_render_is_removed(tmp_path):
@@ -322,3 +339,25 @@ def test_render_decode_is_not_resized_when_the_warp_scales_anyway(tmp_path):
     assert open_photo(path, max_side=300).image.size == (300, 225)
     assert open_photo(path, max_side=300, resize_within=2.0).image.size == (400, 300)
     assert open_photo(path, max_side=150, resize_within=2.0).image.size == (200, 150)  # the DCT half scale
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fill", ["blur", "black"])
+def test_render_turns_the_photo_upright_in_the_warp(tmp_path, orientation, fill):
+    """The render decodes a photo as stored and turns it upright inside the warp (no full-size
+    transpose and copy): the same picture as warping the upright decode, for every EXIF orientation."""
+    from alignimation_tui.photos import open_photo
+    from alignimation_tui.render.frame import compose, compose_decoded
+    from tests.conftest import save_with_date
+
+    rng = np.random.default_rng(orientation)
+    stored = np.asarray(bright_photo(orientation, (400, 300)).resize((40, 30)).resize((400, 300)), np.uint8)
+    stored = stored.copy()
+    stored[:60, :80] = rng.integers(0, 256, 3)  # a corner that tells which way up the photo is
+    path = save_with_date(Image.fromarray(stored), tmp_path / "p.jpg", orientation=orientation)
+    size = open_photo(path).image.size  # upright
+    m = similarity(9, 0.8, 20, -10, centre=(size[0] / 2, size[1] / 2))  # a border shows: fill and blur
+    for picture in (None, (size[0] * 0.1, size[1] * 0.2, size[0] * 0.8, size[1] * 0.9)):  # and padding cut off
+        direct = np.asarray(compose(path, m, (320, 240), fill, 10**8, picture=picture), np.int16)
+        upright = np.asarray(compose_decoded(open_photo(path), m, (320, 240), fill, picture), np.int16)
+        assert np.abs(direct - upright).mean() < 1.0 and np.percentile(np.abs(direct - upright), 99) <= 3

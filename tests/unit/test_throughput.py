@@ -1,6 +1,7 @@
 """Throughput machinery (issue 8): decoding straight to the detection size, letterboxed MTCNN
 batches, and the decode pool stopping cleanly. Real MTCNN (its weights ship with facenet-pytorch),
 real JPEGs."""
+import functools
 import threading
 import time
 
@@ -61,9 +62,20 @@ def mtcnn():
         yield load_face_detector("cpu", d.min_face_size, d.thresholds)
 
 
+@functools.cache
+def facenet_mtcnn():
+    from facenet_pytorch import MTCNN
+
+    d = Config().detect
+    return MTCNN(keep_all=True, device="cpu", min_face_size=d.min_face_size, thresholds=list(d.thresholds),
+                 post_process=False, select_largest=False)
+
+
 def alone(mtcnn, img: Image.Image):
-    """facenet-pytorch's own detect on one photo: the reference the batches must match."""
-    boxes, probs, points = mtcnn.detect(np.asarray(img)[None], landmarks=True)
+    """facenet-pytorch's own detect on one photo: the reference the batches must match (``mtcnn``,
+    ours, holds the same networks and settings)."""
+    with torch_threads(1):
+        boxes, probs, points = facenet_mtcnn().detect(np.asarray(img)[None], landmarks=True)
     if boxes[0] is None:
         return np.zeros((0,)), np.zeros((0, 5, 2))
     return np.asarray(probs[0], np.float64), np.asarray(points[0], np.float64)
@@ -182,3 +194,42 @@ def test_pipeline_detect_stops_on_cancel(tmp_path):
         assert {"scan", "decode", "detect"} <= set(pipeline.stage_seconds)
     finally:
         pipeline.close()
+
+
+def test_networks_are_facenets_without_importing_it():
+    """Our P-, R- and O-Net hold facenet-pytorch's weights and give its outputs exactly; building
+    them imports neither facenet-pytorch nor torchvision (seconds of a small folder's start)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    code = ("import sys; from alignimation_tui.models import load_face_detector; m = load_face_detector('cpu', 20, "
+            "[0.6, 0.7, 0.7]); from alignimation_tui.detect import mtcnn_batch; "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('facenet_pytorch', 'torchvision', 'cv2')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+    d = Config().detect
+    ours, theirs = load_face_detector("cpu", d.min_face_size, d.thresholds), facenet_mtcnn()
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for name, shape in (("pnet", (2, 3, 37, 53)), ("rnet", (5, 3, 24, 24)), ("onet", (5, 3, 48, 48))):
+            x = torch.rand(shape, generator=g) * 2 - 1
+            for a, b in zip(getattr(ours, name)(x), getattr(theirs, name)(x)):
+                assert torch.equal(a, b), name
+    assert (ours.factor, ours.min_face_size, list(ours.thresholds)) == (theirs.factor, theirs.min_face_size,
+                                                                        list(theirs.thresholds))
+
+
+def test_batched_nms_is_torchvisions():
+    import torch
+    from torchvision.ops import batched_nms as tv
+
+    from alignimation_tui.detect.mtcnn_nets import batched_nms
+
+    g = torch.Generator().manual_seed(1)
+    for n in (0, 50, 1500):  # 1500 boxes: torchvision's per-class strategy (over 4000 numbers)
+        xy = torch.rand(n, 2, generator=g) * 300
+        boxes = torch.cat([xy, xy + 10 + torch.rand(n, 2, generator=g) * 60], 1)
+        scores, idxs = torch.rand(n, generator=g), torch.randint(0, 3, (n,), generator=g)
+        assert torch.equal(batched_nms(boxes, scores, idxs, 0.5), tv(boxes, scores, idxs, 0.5))
