@@ -81,12 +81,3 @@ def test_a_removed_cache_folder_is_started_again(folder, tmp_path):
     finally:
         again.close()
 
-
-def test_once_still_stops_on_an_unusable_cache_at_start(folder, tmp_path, capsys):
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("x")
-    config = tmp_path / "c.toml"
-    config.write_text(f"[store]\ncache_dir = '{blocker / 'cache'}'\n")
-    assert main([str(folder), "--once", "--config", str(config), "--out", str(tmp_path / "o.gif")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "store.cache_dir" in err[0]
