@@ -189,11 +189,6 @@ class Pipeline:
         self.results[frame.hash] = result
         return result
 
-    def remove_path(self, path: Path) -> str | None:
-        """Forget the photo that was at ``path`` (deleted or moved away); returns its hash."""
-        removed = self.path_removed(path).removed
-        return removed[0] if removed else None
-
     # one row per path ---------------------------------------------------------------------------
     def local_path(self, path: Path) -> Path:
         """``path`` spelt as the scan spells the folder's photos: the watcher reports absolute paths

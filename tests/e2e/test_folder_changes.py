@@ -120,7 +120,7 @@ def test_one_row_per_path_when_the_folder_was_opened_by_a_relative_path(folder, 
     assert [x.frame.hash for x in p.results.values() if x.frame.path.name == "day05.jpg"] == [r.frame.hash]
     p.process([r])
     assert len(p.kept()) == N and len({x.frame.path.name for x in p.kept()}) == N
-    p.remove_path(folder / "day06.jpg")
+    p.path_removed(folder / "day06.jpg")
     assert len(p.results) == N - 1
     p.close()
 
