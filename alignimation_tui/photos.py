@@ -56,16 +56,25 @@ class PhotoError(Exception):
 
 @dataclass
 class Decoded:
-    """An upright RGB picture and how its pixels relate to the full-size upright original."""
+    """A decoded RGB picture and how its pixels relate to the full-size upright original.
 
-    image: Image.Image
+    ``image`` is a Pillow image, or for the render (``open_stored``) a numpy ``(h, w, 3)`` uint8
+    array, which OpenCV warps without a copy."""
+
+    image: Image.Image | np.ndarray
     width: int  # upright original size
     height: int
     orientation: int = 1  # the EXIF orientation ``image`` is still stored in (1: upright)
 
     @property
+    def stored_size(self) -> tuple[int, int]:
+        """Width and height of ``image`` as it is held (before ``orientation`` is applied)."""
+        image = self.image
+        return (image.shape[1], image.shape[0]) if isinstance(image, np.ndarray) else image.size
+
+    @property
     def upright_size(self) -> tuple[int, int]:
-        w, h = self.image.size
+        w, h = self.stored_size
         return (h, w) if self.orientation in _SWAPS_AXES else (w, h)
 
     @property
@@ -76,13 +85,27 @@ class Decoded:
 
     def to_upright(self) -> np.ndarray:
         """3x3: ``image``'s pixels -> the upright decoded picture's pixels."""
-        return np.array([*_TO_UPRIGHT.get(self.orientation, _TO_UPRIGHT[1])(*self.image.size), (0, 0, 1)], np.float64)
+        return np.array([*_TO_UPRIGHT.get(self.orientation, _TO_UPRIGHT[1])(*self.stored_size), (0, 0, 1)], np.float64)
+
+    def array(self) -> np.ndarray:
+        """``image`` as a numpy RGB array (a copy only when it is a Pillow image)."""
+        return self.image if isinstance(self.image, np.ndarray) else np.asarray(self.image.convert("RGB"))
 
     @staticmethod
     def upright_image(image: Image.Image, orientation: int) -> Image.Image:
         """``image`` (stored in ``orientation``) turned upright."""
         method = _TRANSPOSE.get(orientation)
         return image if method is None else image.transpose(method)
+
+    @staticmethod
+    def upright_array(array: np.ndarray, orientation: int) -> np.ndarray:
+        """``array`` (stored in ``orientation``) turned upright, as a contiguous array."""
+        if orientation in (2, 3, 4):
+            array = array[:, ::-1] if orientation == 2 else array[::-1] if orientation == 4 else array[::-1, ::-1]
+        elif orientation in _SWAPS_AXES:  # 5: transpose; 6: turn right; 7: transverse; 8: turn left
+            array = array.swapaxes(0, 1)
+            array = {5: array, 6: array[:, ::-1], 7: array[::-1, ::-1], 8: array[::-1]}[orientation]
+        return np.ascontiguousarray(array)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -161,6 +184,26 @@ def _dct_scale(long_side: int, target: int, slack: float) -> int:
     return 1
 
 
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """The photo opened (its header read, nothing decoded), within ``max_pixels``."""
+    ensure_decoder(path)
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise PhotoError("the file disappeared before it could be read") from None
+    except UnidentifiedImageError:
+        size = Path(path).stat().st_size if Path(path).exists() else 0
+        raise PhotoError("the file is empty (0 bytes)" if size == 0 else "not an image Pillow can read") from None
+    except OSError as exc:
+        raise PhotoError(f"cannot open: {exc}") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise PhotoError(f"too large: {w}x{h} is {w * h / 1e6:.0f} MP, above the limit of "
+                         f"{max_pixels / 1e6:.0f} MP (scan.max_pixels)")
+    return img
+
+
 def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_000_000,
                slack: float = 0.0, resize_within: float = 1.0, upright: bool = True) -> Decoded:
     """Decode ``path`` upright, at most ``max_side`` pixels on the long side (None: full size).
@@ -174,21 +217,8 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
     stored, its EXIF orientation in ``Decoded.orientation``, for a caller that warps it anyway (a
     full-size turn and copy cost half a 12 MP decode).
     """
-    ensure_decoder(path)
-    try:
-        img = Image.open(path)
-    except FileNotFoundError:
-        raise PhotoError("the file disappeared before it could be read") from None
-    except UnidentifiedImageError:
-        size = Path(path).stat().st_size if Path(path).exists() else 0
-        raise PhotoError("the file is empty (0 bytes)" if size == 0 else "not an image Pillow can read") from None
-    except OSError as exc:
-        raise PhotoError(f"cannot open: {exc}") from None
-    with img:
+    with _open_checked(path, max_pixels) as img:
         w, h = img.size
-        if w * h > max_pixels:
-            raise PhotoError(f"too large: {w}x{h} is {w * h / 1e6:.0f} MP, above the limit of "
-                             f"{max_pixels / 1e6:.0f} MP (scan.max_pixels)")
         up_w, up_h = _upright_size(img)
         long_side = max(w, h)
         target = long_side if max_side is None else min(max_side, long_side)
@@ -211,3 +241,64 @@ def open_photo(path: Path, max_side: int | None = None, max_pixels: int = 120_00
         new = (max(1, round(rgb.width * ratio)), max(1, round(rgb.height * ratio)))
         rgb = rgb.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return Decoded(image=rgb, width=up_w, height=up_h, orientation=orientation)
+
+
+# OpenCV's imdecode flag for a JPEG's reduced DCT scale (its REDUCED_GRAYSCALE_N, combined with
+# IMREAD_COLOR_RGB for colour in RGB order).
+_CV_SCALE_FLAGS = {1: "", 2: "IMREAD_REDUCED_GRAYSCALE_2", 4: "IMREAD_REDUCED_GRAYSCALE_4",
+                   8: "IMREAD_REDUCED_GRAYSCALE_8"}
+
+
+def open_stored(path: Path, max_side: int, max_pixels: int = 120_000_000, resize_within: float = 2.0) -> Decoded:
+    """Decode ``path`` for a warp: as stored (its EXIF orientation in ``Decoded.orientation``), as
+    a numpy RGB array, at the smallest JPEG DCT scale still covering ``max_side`` (up to
+    ``resize_within`` times larger is kept as it is, the warp scales anyway).
+
+    A complete baseline or progressive JPEG in RGB or grey goes straight through OpenCV's decoder
+    into an array (libjpeg-turbo too, and about 1.4x faster here than Pillow's decode plus its copy
+    into an array: ``bench/bench_render.py``); any other photo, or one OpenCV cannot decode, through
+    ``open_photo``, so its errors and its formats are the same as everywhere else."""
+    with _open_checked(path, max_pixels) as img:
+        w, h = img.size
+        up_w, up_h = _upright_size(img)
+        orientation = _orientation(img)
+        if orientation not in _TO_UPRIGHT:
+            orientation = 1
+        plain = img.format == "JPEG" and img.mode in ("RGB", "L")
+    long_side = max(w, h)
+    target = min(max_side, long_side)
+    array = _cv2_jpeg(path, (w, h), _dct_scale(long_side, target, 0.0)) if plain else None
+    if array is None:
+        photo = open_photo(path, max_side=max_side, max_pixels=max_pixels, resize_within=resize_within, upright=False)
+        return Decoded(photo.array(), photo.width, photo.height, photo.orientation)
+    if max(array.shape[:2]) > target * resize_within:
+        import cv2
+
+        ratio = target / max(array.shape[:2])
+        new = (max(1, round(array.shape[1] * ratio)), max(1, round(array.shape[0] * ratio)))
+        array = cv2.resize(array, new, interpolation=cv2.INTER_AREA)
+    return Decoded(array, up_w, up_h, orientation)
+
+
+def _cv2_jpeg(path: Path, size: tuple[int, int], scale: int) -> np.ndarray | None:
+    """The JPEG at ``path`` decoded by OpenCV at 1/``scale``, RGB; None when it cannot be (no
+    OpenCV, no end-of-image marker — a truncated file, which Pillow reports as damaged —, any
+    decoding failure, or a size other than libjpeg's for that scale)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+        return None
+    flags = getattr(cv2, _CV_SCALE_FLAGS[scale], 0) | cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    if array is None or array.shape[:2] != (-(-size[1] // scale), -(-size[0] // scale)):
+        return None
+    return array

@@ -15,9 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from ..photos import Decoded, open_photo, upright_size
+from ..photos import Decoded, open_stored, upright_size
 
 CAPTION_POSITIONS = ("bottom-left", "bottom", "bottom-right", "top-left", "top", "top-right")
 _HEX = re.compile(r"#[0-9a-fA-F]{6}")
@@ -82,25 +82,39 @@ def decode_for(path: Path, matrix: np.ndarray, max_pixels: int, size: tuple[int,
     # The warp resamples anyway: a decode up to twice the needed size (the JPEG DCT scale above
     # it) is warped as it is, not resized first (resizing a 12 MP decode cost more than the warp),
     # and not turned upright either: the warp does that too.
-    return open_photo(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0, upright=False)
+    return open_stored(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0)
 
 
-def _affine(photo: Decoded, matrix: np.ndarray) -> tuple:
+# Our pixel coordinates put a pixel's centre at +0.5 (as Pillow does); OpenCV's at the integer.
+_HALF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_UNHALF = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+
+
+def _inverse_map(photo: Decoded, matrix: np.ndarray) -> np.ndarray:
+    """2x3 for ``cv2.warpAffine(..., WARP_INVERSE_MAP)``: canvas pixel -> ``photo.image``'s pixel."""
     sx, sy = photo.scale_xy
     to_canvas = np.asarray(matrix, np.float64) @ np.diag([1 / sx, 1 / sy, 1.0]) @ photo.to_upright()  # decoded -> canvas
-    return tuple(np.linalg.inv(to_canvas)[:2].ravel())
+    return (_UNHALF @ np.linalg.inv(to_canvas) @ _HALF)[:2]
 
 
-def warp(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill=(0, 0, 0)) -> Image.Image:
-    return photo.image.transform(size, Image.Transform.AFFINE, data=_affine(photo, matrix),
-                                 resample=Image.Resampling.BILINEAR, fillcolor=fill)
+def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(source, _inverse_map(photo, matrix), tuple(size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=fill)
 
 
-def warp_coverage(photo: Decoded, matrix: np.ndarray, size: tuple[int, int]) -> Image.Image:
+def warp(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill=(0, 0, 0)) -> np.ndarray:
+    """The photo on the canvas (``size``), bilinear, ``fill`` where it does not reach (its edges
+    blended into it): an RGB array. OpenCV's warp, several times faster than Pillow's."""
+    return _warp(photo.array(), photo, matrix, size, tuple(int(v) for v in fill))
+
+
+def warp_coverage(photo: Decoded, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Alpha: where the photo covers the canvas (255), its edges blended like the pixels."""
-    solid = Image.new("L", photo.image.size, 255)
-    return solid.transform(size, Image.Transform.AFFINE, data=_affine(photo, matrix),
-                           resample=Image.Resampling.BILINEAR, fillcolor=0)
+    w, h = photo.stored_size
+    return _warp(np.full((h, w), 255, np.uint8), photo, matrix, size, 0)
 
 
 def covers(photo: Decoded, matrix: np.ndarray, size: tuple[int, int]) -> bool:
@@ -113,27 +127,34 @@ def covers(photo: Decoded, matrix: np.ndarray, size: tuple[int, int]) -> bool:
     return bool((x >= 0).all() and (y >= 0).all() and (x <= photo.width).all() and (y <= photo.height).all())
 
 
-def blurred_cover(photo: Decoded, size: tuple[int, int]) -> Image.Image:
+def blurred_cover(photo: Decoded, size: tuple[int, int]) -> np.ndarray:
     """The photo scaled to cover ``size`` and blurred: a background for the uncovered border."""
+    import cv2
+
     small = (max(1, size[0] // 8), max(1, size[1] // 8))
-    image = photo.image
+    array = photo.array()
     up_w, up_h = photo.upright_size
     factor = int(min(up_w / small[0], up_h / small[1]) // 2)
-    if factor > 1:  # a fast box reduction first: fitting a 12 MP decode directly cost ~30 ms
-        image = image.reduce(factor)
-    image = photo.upright_image(image, photo.orientation)
-    cover = ImageOps.fit(image, small, Image.Resampling.BILINEAR)
-    cover = cover.filter(ImageFilter.GaussianBlur(max(small) / 40))
-    return cover.resize(size, Image.Resampling.BILINEAR)
+    if factor > 1:  # an area reduction first, to about twice the small size
+        w, h = photo.stored_size
+        array = cv2.resize(array, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    array = Decoded.upright_array(array, photo.orientation)
+    h, w = array.shape[:2]  # the centre part with the output's shape (as ImageOps.fit)
+    keep_w, keep_h = min(w, h * small[0] / small[1]), min(h, w * small[1] / small[0])
+    x0, y0 = round((w - keep_w) / 2), round((h - keep_h) / 2)
+    array = array[y0:y0 + max(1, round(keep_h)), x0:x0 + max(1, round(keep_w))]
+    cover = cv2.resize(array, small, interpolation=cv2.INTER_LINEAR)
+    cover = cv2.GaussianBlur(cover, (0, 0), max(small) / 40)
+    return cv2.resize(cover, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
-def composite(premultiplied: Image.Image, alpha: Image.Image, background: Image.Image) -> Image.Image:
-    """``premultiplied + background * (1 - alpha)``."""
-    fg = np.asarray(premultiplied, np.uint16)
-    a = np.asarray(alpha, np.uint16)[..., None]
-    bg = np.asarray(background, np.uint16)
-    out = fg + (bg * (255 - a) + 127) // 255
-    return Image.fromarray(np.minimum(out, 255).astype(np.uint8))
+def composite(premultiplied: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """``premultiplied + background * (1 - alpha)``, rounded, in uint8."""
+    import cv2
+
+    left = cv2.merge([255 - np.asarray(alpha, np.uint8)] * 3)
+    return cv2.add(np.asarray(premultiplied, np.uint8), cv2.multiply(np.asarray(background, np.uint8), left,
+                                                                      scale=1 / 255))
 
 
 def compose(path: Path, matrix: np.ndarray, size: tuple[int, int], fill: str, max_pixels: int,
@@ -144,19 +165,23 @@ def compose(path: Path, matrix: np.ndarray, size: tuple[int, int], fill: str, ma
 
 
 def within(photo: Decoded, matrix: np.ndarray, picture) -> tuple[Decoded, np.ndarray]:
-    """The decoded photo cropped to ``picture`` (x0, y0, x1, y1 in original pixels, rounded inwards
-    to decoded pixels), as a photo of its own, and the matrix from its pixels to the canvas: what
-    lies outside is then outside the photo for the warp, the coverage and the blurred fill."""
-    if photo.orientation != 1:  # decoded as stored (decode_for): the box is upright, so the picture first
-        photo = Decoded(photo.upright_image(photo.image, photo.orientation), photo.width, photo.height)
+    """The decoded photo cropped to ``picture`` (x0, y0, x1, y1 in upright original pixels, rounded
+    inwards to decoded pixels), as a photo of its own, and the matrix from its pixels to the canvas:
+    what lies outside is then outside the photo for the warp, the coverage and the blurred fill.
+    A photo decoded as stored is cropped as stored (a view of its array, nothing turned)."""
     sx, sy = photo.scale_xy
     x0, y0 = math.ceil(picture[0] * sx - 1e-6), math.ceil(picture[1] * sy - 1e-6)
     x1, y1 = math.floor(picture[2] * sx + 1e-6), math.floor(picture[3] * sy + 1e-6)
-    iw, ih = photo.image.size
+    iw, ih = photo.upright_size
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(iw, x1), min(ih, y1)
     if (x0, y0, x1, y1) == (0, 0, iw, ih) or x1 - x0 < 2 or y1 - y0 < 2:
         return photo, matrix
-    cropped = Decoded(photo.image.crop((x0, y0, x1, y1)), (x1 - x0) / sx, (y1 - y0) / sy)
+    # The upright box in the stored picture's pixels (the orientation only turns and mirrors).
+    corners = np.linalg.inv(photo.to_upright()) @ np.array([[x0, x1], [y0, y1], [1.0, 1.0]])
+    (u0, u1), (v0, v1) = np.sort(np.rint(corners[:2]).astype(int), axis=1)
+    image = photo.image
+    cut = image[v0:v1, u0:u1] if isinstance(image, np.ndarray) else image.crop((u0, v0, u1, v1))
+    cropped = Decoded(cut, (x1 - x0) / sx, (y1 - y0) / sy, photo.orientation)
     shift = np.array([[1.0, 0.0, x0 / sx], [0.0, 1.0, y0 / sy], [0.0, 0.0, 1.0]])
     return cropped, np.asarray(matrix, np.float64) @ shift
 
@@ -164,11 +189,19 @@ def within(photo: Decoded, matrix: np.ndarray, picture) -> tuple[Decoded, np.nda
 def compose_decoded(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str,
                     picture=None) -> Image.Image:
     """``compose`` for a photo already decoded (at any size: ``matrix`` maps its original pixels)."""
+    return Image.fromarray(compose_array(photo, matrix, size, fill, picture))
+
+
+def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str,
+                  picture=None) -> np.ndarray:
+    """``compose_decoded`` as an RGB array."""
     if picture is not None:
         photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
+    source = photo.array()
     if solid is not None:
-        return warp(photo, matrix, size, solid)
+        return _warp(source, photo, matrix, size, solid)
     if covers(photo, matrix, size):
-        return warp(photo, matrix, size)
-    return composite(warp(photo, matrix, size), warp_coverage(photo, matrix, size), blurred_cover(photo, size))
+        return _warp(source, photo, matrix, size, (0, 0, 0))
+    return composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
+                     blurred_cover(photo, size))
