@@ -123,26 +123,30 @@ class Pipeline:
         self.results = {}
         self.unscanned: list[Path] = []
         with self.timed("scan"):
+            real_folder = os.path.realpath(self.folder)
             for path in list_photos(self.folder, exclude):
-                cached_stat = self.store.get_json(self._stat_key(path))
+                # the photos' own real paths, without a realpath each (see _stat_key)
+                stat_key = f"stat:{os.path.join(real_folder, path.name)}" if not os.path.islink(path) else None
+                cached_stat = self.store.get_json(stat_key or self._stat_key(path))
                 if known_only and not stat_matches(path, cached_stat):
                     self.unscanned.append(path)
                     continue
-                self.add_path(path, cached_stat, fresh=True)
+                self.add_path(path, cached_stat, fresh=True, stat_key=stat_key)
         self.sort_results()
         return list(self.results.values())
 
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD,
-                 fresh: bool = False) -> FrameResult | None:
+                 fresh: bool = False, stat_key: str | None = None) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
         ``cached_stat``: the stored stat record for ``path`` when the caller has read it already;
         ``fresh``: no result is at ``path`` yet (a scan sees each path once: looking through every
-        result for each photo made opening 1000 cached frames quadratic)."""
+        result for each photo made opening 1000 cached frames quadratic); ``stat_key``: the key of
+        its stat record when the caller knows it (``_stat_key``)."""
         path = self.local_path(path)
         problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
         if problem is not None:
             return self._unreadable(path, problem)
-        stat_key = self._stat_key(path)
+        stat_key = stat_key or self._stat_key(path)
         if cached_stat is _UNREAD:
             cached_stat = self.store.get_json(stat_key)
         try:

@@ -70,23 +70,27 @@ def unreadable_format(path: Path) -> str | None:
 def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
     """Photo files directly inside ``folder``: no hidden files, no sub-folders, none of ``exclude``."""
     suffixes = photo_suffixes()
-    excluded = {Path(os.path.realpath(p)) for p in exclude}
+    excluded = {os.path.realpath(p) for p in exclude}
+    real_folder = os.path.realpath(folder)
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in suffixes:
+            if entry.name.startswith(".") or os.path.splitext(entry.name)[1].lower() not in suffixes:
                 continue
+            link = False
             try:
                 if entry.is_symlink():  # kept even when broken or looping: it gets a failed row saying why
+                    link = True
                     if entry.is_dir():
                         continue
                 elif not entry.is_file():
                     continue
             except OSError:
-                pass
-            path = Path(entry.path)
-            if Path(os.path.realpath(path)) not in excluded:
-                found.append(path)
+                link = True  # not known: resolved below
+            # A file that is not a link is where the folder really is (one realpath, not one per photo).
+            real = os.path.realpath(entry.path) if link else os.path.join(real_folder, entry.name)
+            if real not in excluded:
+                found.append(Path(entry.path))
     return sorted(found)
 
 

@@ -231,6 +231,11 @@ class AlignimationApp(KeysPanel, App):
     def on_mount(self) -> None:
         self._catch_stop_signals()
         self._mark_sort_column()
+        rows, views = self.driver.take_initial()  # what the store knows, shown before the worker starts
+        for view in views:
+            self.views[view.hash] = view
+        if rows:
+            self.show_rows([self._with_decisions(row) for row in rows])
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)

@@ -127,6 +127,8 @@ class Driver:
         self._posted: dict = {}
         self._posted_views: dict[str, FrameView] = {}
         self.prescanned = False
+        self._prepared_final = False  # prepare left nothing for the worker's first pass (see prepare)
+        self.initial: tuple[list, list] = ([], [])  # prepare's rows and views (take_initial)
         self._last_state: PipelineState | None = None
         self.render_idle = threading.Event()  # clear while a render runs (the app waits for it on quit)
         self.render_idle.set()
@@ -153,9 +155,33 @@ class Driver:
         try:
             p.process([], compute=False)
         except ConfigError:
-            pass  # the worker reports it, with the screen up
+            processed = False  # the worker reports it, with the screen up
+        else:
+            processed = True
         self.prescanned = True
-        return bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
+        detecting = bool(p.unscanned) or any(map(p.needs_detection, p.results.values()))
+        # Nothing new to read, detect or register: the worker's first pass would only redo this one
+        # (on the worker's thread, beside the screen's first layout: the open of 1000 cached frames
+        # took twice as long). Every subject has its stored transform, so the rows are final.
+        self._prepared_final = processed and not detecting and all(
+            r.transform is not None for r in p.results.values() if r.subject is not None)
+        self._snapshot()
+        return detecting
+
+    def _snapshot(self) -> None:
+        """The rows and views as the store has them, for the screen to show as it comes up (the
+        worker posts only what changes after them)."""
+        rows = frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
+        views = self.views()
+        self._posted = {r.hash: r for r in rows}
+        self._posted_views = {v.hash: v for v in views}
+        self.initial = (rows, views)
+
+    def take_initial(self) -> tuple[list, list]:
+        """The rows and views ``prepare`` made (immutable snapshots), once: the screen shows them
+        when it mounts, before the worker starts."""
+        initial, self.initial = self.initial, ([], [])
+        return initial
 
     def preload_modules(self) -> tuple[str, ...]:
         return tuple(self.pipeline.mode.preload_modules)
@@ -245,15 +271,19 @@ class Driver:
         self.busy = "scanning"
         self.post_state()
         try:
+            final = self.prescanned and self._prepared_final
             if self.prescanned:  # the app read what the store knows; now the photos that must be read
                 for path in p.unscanned:
                     p.add_path(path)
                 p.sort_results()
             else:
                 p.scan(exclude={p.default_output()})
-            self.post_rows()  # the table fills from the store before any detection
-            self._align_from_cache()
-            self._process([r for r in p.results.values() if p.needs_detection(r)])
+            if final:  # prepare did all of this already: the screen shows its rows, nothing changed since
+                self.post_notices()
+            else:
+                self.post_rows()  # the table fills from the store before any detection
+                self._align_from_cache()
+                self._process([r for r in p.results.values() if p.needs_detection(r)])
         except FolderError as exc:
             self._report(exc)
         while not self.cancel.is_set():

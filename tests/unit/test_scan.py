@@ -1,5 +1,6 @@
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,6 +16,21 @@ def test_only_visible_photos_directly_in_the_folder(tmp_path):
     (tmp_path / "sub" / "e.jpg").write_bytes(b"x")
     names = [p.name for p in list_photos(tmp_path, exclude={tmp_path / "d.webp"})]
     assert names == ["a.jpg", "b.JPEG", "c.png"]
+
+
+def test_exclude_by_real_path_through_links(tmp_path):
+    """The excluded output is found however it is spelt: through a link to the folder, and a link
+    in the folder that points at it (each photo's real path is the folder's real path + its name)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in ("a.jpg", "b.jpg", "out.webp"):
+        (real / name).write_bytes(b"x")
+    (real / "link.webp").symlink_to(real / "out.webp")
+    (tmp_path / "via").symlink_to(real)
+    for folder in (real, tmp_path / "via"):
+        assert [p.name for p in list_photos(folder, exclude={real / "out.webp"})] == ["a.jpg", "b.jpg"]
+        assert [p.name for p in list_photos(folder, exclude={tmp_path / "via" / "a.jpg"})] == \
+            ["b.jpg", "link.webp", "out.webp"]
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -61,3 +77,26 @@ def test_cached_stat_record_spares_rereading(tmp_path):
     assert read_frame(path, fake)[0].hash == "from-cache"
     path.write_bytes(path.read_bytes() + b"\0")  # changed size: the cache no longer applies
     assert read_frame(path, fake)[0].hash != "from-cache"
+
+
+def test_scan_keeps_stat_records_under_the_real_path(tmp_path, monkeypatch):
+    """A folder opened through a link or a relative path keeps its stat records under each photo's
+    real path (``Pipeline._stat_key``), so the next open reads no photo again."""
+    from alignimation_tui.config import Config
+    from alignimation_tui.pipeline import Pipeline
+
+    real = tmp_path / "real"
+    real.mkdir()
+    save_with_date(Image.new("RGB", (16, 16), "red"), real / "a.jpg", datetime(2020, 1, 1))
+    (tmp_path / "via").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    config = Config()  # one cache for the three spellings (its key is the real folder)
+    for folder in (Path("via"), tmp_path / "via", real):
+        p = Pipeline(folder, config)
+        try:
+            p.scan()
+            assert p.store.get_json(f"stat:{os.path.realpath(real / 'a.jpg')}") is not None
+            p.scan(known_only=True)
+            assert p.unscanned == []
+        finally:
+            p.close()

@@ -20,6 +20,43 @@ def test_json_and_arrays_round_trip(tmp_path):
     store.close()
 
 
+def test_arrays_read_as_np_load_reads_them(tmp_path):
+    """``load_npy`` (the fast header read) gives what ``np.load`` gives for every array the cache
+    holds or may hold (old entries included), and refuses what ``np.load`` refuses."""
+    import io
+
+    import numpy as np
+    import pytest
+
+    from alignimation_tui.store import _NPY_HEADER, load_npy
+
+    cases = [np.random.default_rng(0).random((1, 5, 2)), np.ones((3, 512), np.float32), np.zeros((0, 5, 2)),
+             np.zeros((0,)), np.array(3.5), np.arange(7), np.ones((2, 3), bool), np.ones((4, 4), np.uint8),
+             np.arange(6).reshape(2, 3).T, np.array(["a"]), np.ones((2,), ">f4"), np.ones((1,), np.float16),
+             np.zeros((100, 100, 3), np.uint8), np.zeros((2,), [("x", "<f4"), ("y", "<i2")])]
+    fast = 0
+    for a in cases:
+        buf = io.BytesIO()
+        np.save(buf, a, allow_pickle=False)
+        raw = buf.getvalue()
+        got, want = load_npy(raw), np.load(io.BytesIO(raw), allow_pickle=False)
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+        assert got.flags.writeable and got.flags.c_contiguous == want.flags.c_contiguous
+        fast += bool(_NPY_HEADER.fullmatch(raw[10:10 + int.from_bytes(raw[8:10], "little")].decode("latin1")))
+        if want.size:
+            with pytest.raises(ValueError):
+                load_npy(raw[:-1])  # truncated data: an error, as np.load's
+    assert fast == 11  # the plain ones take the fast path (the Fortran-ordered, text and record ones do not)
+    with pytest.raises(ValueError):
+        load_npy(b"not an array")
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    buf = io.BytesIO()
+    np.save(buf, np.ones((1, 5, 2)))
+    store.cache.set("landmarks:abc:1", buf.getvalue()[:-3])  # a damaged entry reads as missing
+    assert store.get_array("landmarks:abc:1") is None
+    store.close()
+
+
 def test_cache_defaults_outside_the_photo_folder(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
