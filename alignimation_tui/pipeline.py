@@ -122,12 +122,17 @@ class Pipeline:
         photos that would have to be read (new or changed) in ``unscanned``, for later."""
         self.results = {}
         self.unscanned: list[Path] = []
-        with self.timed("scan"):
+        with self.timed("scan"), self.store.read_ahead():
             real_folder = os.path.realpath(self.folder)
-            for path in list_photos(self.folder, exclude):
-                # the photos' own real paths, without a realpath each (see _stat_key)
-                stat_key = f"stat:{os.path.join(real_folder, path.name)}" if not os.path.islink(path) else None
-                cached_stat = self.store.get_json(stat_key or self._stat_key(path))
+            # the photos' own real paths, without a realpath each (see _stat_key)
+            paths = [(path, f"stat:{os.path.join(real_folder, path.name)}" if not os.path.islink(path)
+                      else self._stat_key(path)) for path in list_photos(self.folder, exclude)]
+            self.store.prefetch([key for _, key in paths])  # a few queries, not one per photo
+            records = [(path, key, self.store.get_json(key)) for path, key in paths]
+            # and what the store knows of the photos whose hash the records give
+            self.store.prefetch([key for _, _, record in records if isinstance(record, dict) and record.get("hash")
+                                 for key in self.mode.stored_keys(str(record["hash"]))])
+            for path, stat_key, cached_stat in records:
                 if known_only and not stat_matches(path, cached_stat):
                     self.unscanned.append(path)
                     continue

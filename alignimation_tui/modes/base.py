@@ -134,6 +134,11 @@ class Mode(ABC):
     def cached_detection(self, content_hash: str):
         """The stored detection of a photo, or None."""
 
+    def stored_keys(self, content_hash: str) -> list[str]:
+        """The store keys ``cached_detection``, ``cached_quality`` and ``cached_picture`` read for a
+        photo (the scan reads them ahead, many to a query). Default: none (each is read alone)."""
+        return []
+
     def cached_quality(self, content_hash: str):
         """The stored ``domain.FrameQuality`` of a detected photo, or None (default: none kept)."""
         return None
@@ -248,17 +253,20 @@ class Mode(ABC):
             return
         fp = self.register_fp(ref)
         todo = []
-        keys = {}
-        for r in subjects:
-            keys[r.frame.hash] = key = self.transform_key(r, fp)
-            if r.transform is not None and r.extra.get("transform_key") == key:
-                continue  # already loaded for this reference, settings and subject
-            cached = p.store.get_json(key)
-            if cached is not None:
-                r.transform = Transform.from_json(cached)
-                r.extra["transform_key"] = key
-            else:
-                todo.append(r)
+        keys = {r.frame.hash: self.transform_key(r, fp) for r in subjects}
+        with p.store.read_ahead():
+            p.store.prefetch([keys[r.frame.hash] for r in subjects
+                              if r.transform is None or r.extra.get("transform_key") != keys[r.frame.hash]])
+            for r in subjects:
+                key = keys[r.frame.hash]
+                if r.transform is not None and r.extra.get("transform_key") == key:
+                    continue  # already loaded for this reference, settings and subject
+                cached = p.store.get_json(key)
+                if cached is not None:
+                    r.transform = Transform.from_json(cached)
+                    r.extra["transform_key"] = key
+                else:
+                    todo.append(r)
         if not compute:
             for r in todo:
                 r.error = "no stored transform"

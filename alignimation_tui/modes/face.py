@@ -107,6 +107,13 @@ class FaceMode(Mode):
         self._raw_pending[content_hash] = raw
         return None
 
+    def stored_keys(self, content_hash: str) -> list[str]:
+        keys = [f"faces:{content_hash}:{self.detect_fp}", self._quality_key(content_hash),
+                self._picture_key(content_hash)]
+        if self.landmark_settings.rounds:
+            keys.append(f"landmarks:{content_hash}:{self.landmarks_fp}")
+        return keys
+
     def _quality_key(self, content_hash: str) -> str:
         if self._quality_fp is None:  # computed once: a fingerprint per photo costs the open ~0.3 s per 300
             self._quality_fp = fingerprint(detect=self.detect_fp, side=curate.SHARPNESS_SIDE)

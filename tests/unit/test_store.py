@@ -123,3 +123,53 @@ def test_unreadable_decisions_file_is_kept_aside(tmp_path):
 def test_fingerprint_is_stable_and_sensitive():
     assert fingerprint(a=1, b=[1, 2]) == fingerprint(b=[1, 2], a=1)
     assert fingerprint(a=1) != fingerprint(a=2)
+
+
+def test_read_ahead_gives_what_get_gives(tmp_path):
+    """Values read ahead (many to a query) are those ``get_json``/``get_array`` read one by one:
+    missing keys, file-backed values, keys that are not UTF-8, each given once; a key written
+    meanwhile is read afresh, and nothing read ahead outlives ``read_ahead``."""
+    import numpy as np
+
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    odd = "stat:/photos/caf\udce9.jpg"  # a name that is not UTF-8: a BLOB key
+    store.put_json("faces:a:1", {"a": 1})
+    store.put_json(odd, {"odd": True})
+    big = np.arange(40000, dtype=np.float32).reshape(200, 200)  # big enough to live in a file
+    store.put_array("embed:a:1", big)
+    keys = ["faces:a:1", odd, "embed:a:1", "faces:missing:1"] + [f"x:{i}" for i in range(900)]  # > one query
+    with store.read_ahead():
+        store.prefetch(keys)
+        assert len(store._ahead) == len(keys)
+        store.cache.delete("faces:a:1")  # another writer: the value read ahead is given (as a read a moment earlier)
+        assert store.get_json("faces:a:1") == {"a": 1}
+        assert store.get_json("faces:a:1") is None  # given once; then read afresh
+        assert store.get_json(odd) == {"odd": True}
+        assert (store.get_array("embed:a:1") == big).all()
+        assert store.get_json("faces:missing:1") is None
+        store.put_json("x:1", {"new": 1})  # written by this store: read afresh
+        assert store.get_json("x:1") == {"new": 1}
+    assert store._ahead == {}
+    store.close()
+
+
+def test_read_ahead_never_unpickles(tmp_path):
+    """A planted pickle or a row pointing outside the cache is refused when read ahead too: nothing
+    is read ahead, and the gets refuse the rows as before."""
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    store.put_json("faces:abc:1", {"ok": True})
+    store.put_json("faces:fine:1", {"fine": True})
+    store.close()
+    marker = tmp_path / "pwned"
+    db = sqlite3.connect(tmp_path / "c" / "cache.db")
+    db.execute("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (pickle.dumps(Boom(marker)), "faces:abc:1"))
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "photos", cache_dir=str(tmp_path / "c"), data_dir=str(tmp_path / "d"))
+    before = SafeDisk.refused
+    with store.read_ahead():
+        store.prefetch(["faces:abc:1", "faces:fine:1"])
+        assert store.get_json("faces:abc:1") is None
+        assert store.get_json("faces:fine:1") == {"fine": True}
+    assert SafeDisk.refused >= before + 2 and not marker.exists()
+    store.close()
