@@ -141,6 +141,45 @@ async def test_triage_keys_are_stored_and_survive_reopening(folder, config, dete
     assert detected == [], "reopening a cached folder must not detect again"
 
 
+async def test_cached_folder_opens_with_its_final_rows(folder, config, detected, monkeypatch):
+    """Reopening a folder the store knows whole: the table holds every row in its final state as
+    the screen mounts (from the store, before the worker starts), and the worker does not redo the
+    pass the app made before the screen (that pass doubled the open of 1000 cached frames); a
+    decision afterwards is used as ever."""
+    from alignimation_tui.pipeline import Pipeline
+
+    (folder / "2024-03-20 broken.jpg").unlink()  # it is tried again at every open: the store knows no detection
+    app = make_app(folder, config)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == 5, "the first pass")
+        first = {h: r.cells() for h, r in app.rows.items()}  # as shown (the raw sort values are rounded when stored)
+        await pilot.press("q")
+    detected.clear()
+    passes = []
+    process = Pipeline.process
+    monkeypatch.setattr(Pipeline, "process", lambda self, *a, **k: passes.append(k) or process(self, *a, **k))
+    mounted = {}
+    on_mount = AlignimationApp.on_mount
+
+    def spy(self):
+        on_mount(self)
+        mounted.update(rows={h: r.cells() for h, r in self.rows.items()}, count=self.table.row_count)
+
+    monkeypatch.setattr(AlignimationApp, "on_mount", spy)
+    again = make_app(folder, config)
+    async with again.run_test(size=(150, 40)) as pilot:
+        assert mounted["rows"] == first and mounted["count"] == 5  # final at mount: what the first app ended with
+        await until(pilot, lambda: settled(again), "the reopened table")
+        assert passes == [{"compute": False}], "only the pass before the screen"
+        await select(pilot, again, "week02.jpg")
+        await pilot.press("x")
+        await until(pilot, lambda: len(passes) == 2 and settled(again)
+                    and again.rows[next(h for h, r in again.rows.items() if r.name == "week02.jpg")].verdict
+                    == "rejected", "the decision used")
+        assert cell(again, "week02.jpg", "verdict") == "rejected"
+    assert detected == []
+
+
 async def test_watched_folder_new_photo_and_deleted_photo(folder, config, tmp_path):
     config = replace(config, watch=replace(config.watch, auto_render=True, auto_render_delay=0.5))
     app = make_app(folder, config)
