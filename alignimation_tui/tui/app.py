@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from contextlib import contextmanager
 import logging
 import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -145,17 +145,38 @@ def _freeze_imports() -> None:
         gc.freeze()
 
 
-@contextmanager
-def _collector_paused():
-    """No garbage collection inside: what is made here lives on (the results, the rows), so a full
-    pass over it (0.1-0.2 s with torch imported) would be wasted time. The collector runs again after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
+class _CollectorPause:
+    """The garbage collector paused from the start of the open until the table has been drawn once:
+    what is made then lives on (the results, the rows, the table's layout), so full passes over it,
+    0.1-0.3 s each with torch imported (more with what an earlier app in the process left), were
+    wasted time while the person waits for the screen. ``resume`` is called after the first refresh
+    and on the way out; an app built but never run resumes it after ``limit_s`` at the latest."""
+
+    def __init__(self, limit_s: float = 30.0):
+        self._lock = threading.Lock()
+        self._paused = False
+        self._limit_s = limit_s
+        self._timer: threading.Timer | None = None
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused or not gc.isenabled():
+                return
+            gc.disable()
+            self._paused = True
+            self._timer = threading.Timer(self._limit_s, self.resume)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def resume(self) -> None:
+        with self._lock:
+            if not self._paused:
+                return
+            self._paused = False
             gc.enable()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 def _cell(column: str, value: str) -> Text | str:
@@ -211,6 +232,7 @@ class AlignimationApp(KeysPanel, App):
         self.render_note = ""
         self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
+        self._collector = _CollectorPause()  # paused while the app opens (see _CollectorPause)
         self.sub_title = str(self.folder)
         # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
         self.graphics = choose_graphics(config.preview.graphics)
@@ -251,13 +273,17 @@ class AlignimationApp(KeysPanel, App):
                                          settle_s=w.settle_seconds)
             self.watcher.start()
             self.driver.watcher_pending = lambda: self.watcher.pending
-        with _collector_paused():
+        self._collector.pause()  # until the table is first drawn (resumed after the first refresh)
+        try:
             detecting = self.driver.prepare()
-        # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds): done
-        # here, it cannot freeze the screen later; a folder with nothing to detect skips it.
-        preload(self.driver.preload_modules() if detecting else ())
-        if detecting:
-            self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
+            # An import holds the interpreter lock for its whole duration (facenet-pytorch: seconds):
+            # done here, it cannot freeze the screen later; a folder with nothing to detect skips it.
+            preload(self.driver.preload_modules() if detecting else ())
+            if detecting:
+                self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
+        except BaseException:
+            self._collector.resume()
+            raise
 
     def on_mount(self) -> None:
         self._catch_stop_signals()
@@ -266,8 +292,8 @@ class AlignimationApp(KeysPanel, App):
         for view in views:
             self.views[view.hash] = view
         if rows:
-            with _collector_paused():
-                self.show_rows([self._with_decisions(row) for row in rows])
+            self.show_rows([self._with_decisions(row) for row in rows])
+        self.call_after_refresh(self._collector.resume)  # the table is drawn: collect as usual again
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)
@@ -319,6 +345,7 @@ class AlignimationApp(KeysPanel, App):
             self.watcher = None
 
     def on_unmount(self) -> None:
+        self._collector.resume()
         self._release_stop_signals()
         self._stop_background()
         self.workers.cancel_all()
