@@ -80,8 +80,15 @@ class ColourGain:
         levels = to_linear(np.arange(256))
         return [int(v) for g in self.gains for v in np.round(to_srgb(levels * g))]
 
-    def apply(self, image: Image.Image) -> Image.Image:
-        return image if self.is_identity else image.convert("RGB").point(self.table())
+    def apply(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+        """The corrected picture: a Pillow image, or an RGB array (through OpenCV's look-up)."""
+        if self.is_identity:
+            return image
+        if isinstance(image, np.ndarray):
+            import cv2
+
+            return cv2.LUT(image, np.asarray(self.table(), np.uint8).reshape(3, 256).T.reshape(256, 1, 3))
+        return image.convert("RGB").point(self.table())
 
 
 def saturation_weight(means: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from ..folders import folder_error, out_of_space, reason
 from ..names import json_safe, path_fields, printable
 from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
-from .frame import CaptionStyle, caption_text, compose, draw_caption
+from .frame import CaptionStyle, caption_text, compose_array, decode_for, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
 from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
@@ -234,9 +234,9 @@ class _Outputs:
             except OSError as exc:
                 raise self.fault(exc, frames=True) from None
 
-    def save_frame(self, img: Image.Image, name: str) -> None:
+    def save_frame(self, img: Image.Image | np.ndarray, name: str) -> None:
         try:
-            img.save(self.frames_partial / name, quality=92)
+            (Image.fromarray(img) if isinstance(img, np.ndarray) else img).save(self.frames_partial / name, quality=92)
         except OSError as exc:
             raise self.fault(exc, frames=True) from None
 
@@ -357,19 +357,20 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()
 
-    def picture(k: int) -> tuple[Image.Image, Image.Image]:
-        """The picture shown for photo ``k``, and the same without its caption (for the morph)."""
+    def picture(k: int) -> tuple[Image.Image | np.ndarray, Image.Image | np.ndarray]:
+        """The picture shown for photo ``k``, and the same without its caption (for the morph): RGB
+        arrays straight from the warp, Pillow images where a background or a caption is drawn."""
         item = items[k]
-        img = compose(item.path, layout.matrices[k], layout.size, settings.fill, settings.max_pixels, item.size,
-                      item.picture)
+        img = compose_array(decode_for(item.path, layout.matrices[k], settings.max_pixels, item.size),
+                            layout.matrices[k], layout.size, settings.fill, item.picture)
         if item.colour is not None:
             img = item.colour.apply(img)
         if item.mask is not None and item.background != "keep":
-            img = replace_background(img, item.mask, layout.matrices[k], item.size or upright_size(item.path),
-                                     item.background, item.feather_px)
+            img = replace_background(Image.fromarray(img), item.mask, layout.matrices[k],
+                                     item.size or upright_size(item.path), item.background, item.feather_px)
         plain = img
         if settings.caption is not None:
-            img = img.copy() if morpher is not None else img
+            img = Image.fromarray(img) if isinstance(img, np.ndarray) else img.copy()
             draw_caption(img, captions[k], settings.caption)
         return img, plain
 
@@ -409,7 +410,7 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                     if morpher is not None:
                         writer.add(morpher.frame(index, current[1], following[1], step.alpha), step.repeat)
                     else:
-                        writer.add(Image.blend(current[0], following[0], step.alpha), step.repeat)
+                        writer.add(_blend(current[0], following[0], step.alpha), step.repeat)
                 distinct += 1
             outputs.stage(writer.finish(), out)
         except OSError as exc:
@@ -425,6 +426,13 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         raise
     frames = timing.frames if out.suffix.lower() == ".mp4" else distinct
     return RenderResult(out, len(items), frames, layout.size, os.path.getsize(out), sidecar, layout.notices)
+
+
+def _blend(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, alpha: float) -> np.ndarray:
+    """``a`` faded into ``b`` by ``alpha`` (a crossfade step), as an RGB array."""
+    import cv2
+
+    return cv2.addWeighted(np.asarray(a), 1.0 - alpha, np.asarray(b), alpha, 0.0)
 
 
 def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settings: RenderSettings, out: Path,
