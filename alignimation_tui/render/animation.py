@@ -377,7 +377,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         """The picture shown for photo ``k``, and the same without its caption (for the morph): RGB
         arrays straight from the warp, Pillow images where a background or a caption is drawn."""
         item = items[k]
-        img = compose_array(decode_for(item.path, layout.matrices[k], settings.max_pixels, item.size),
+        # The decode goes into this worker's scratch buffer: the composed picture is new pixels.
+        img = compose_array(decode_for(item.path, layout.matrices[k], settings.max_pixels, item.size, scratch=True),
                             layout.matrices[k], layout.size, settings.fill, item.picture)
         if item.colour is not None:
             img = item.colour.apply(img)

@@ -144,3 +144,27 @@ def test_stored_decode_errors_are_pillows(tmp_path):
     path.unlink()
     with pytest.raises(PhotoError, match="disappeared"):
         open_stored(path, max_side=400)
+
+
+def test_stored_decode_into_the_threads_scratch_buffer(tmp_path):
+    """``scratch=True`` decodes into one buffer per thread, reused by the thread's next such decode
+    (the render composes each photo before it decodes the next): right pixels each time, and
+    another thread's buffer is its own."""
+    import threading
+
+    from alignimation_tui.photos import open_stored
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(a, quality=95)
+    Image.new("RGB", (40, 30), (30, 30, 200)).save(b, quality=95)
+    first = open_stored(a, max_side=64, scratch=True).image
+    assert np.abs(first[10, 10].astype(int) - (200, 30, 30)).max() <= 3
+    second = open_stored(b, max_side=64, scratch=True).image
+    assert second.shape == (30, 40, 3) and np.abs(second[10, 10].astype(int) - (30, 30, 200)).max() <= 3
+    assert np.shares_memory(first, second)  # the same buffer: the first picture is gone
+    other = []
+    thread = threading.Thread(target=lambda: other.append(open_stored(a, max_side=64, scratch=True).image))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], second)
+    assert not np.shares_memory(open_stored(a, max_side=64).image, second)  # without scratch: its own array
