@@ -55,6 +55,15 @@ def inner_box(box, scale_xy: tuple[float, float], size: tuple[int, int]) -> tupl
     return (left, top, right, bottom) if right - left >= 2 and bottom - top >= 2 else None
 
 
+def means_key(content_hash: str, box) -> str:
+    """The store key of a photo's ``region_means`` over ``box``: measured on any decode of at least
+    ``STATS_SIDE`` pixels (the means of a region hardly depend on the decode's size), so the one
+    detection decodes serves (``FaceMode.measure_decoded``) and a third decode is saved."""
+    from .store import fingerprint
+
+    return f"colour:{content_hash}:{fingerprint(box=[round(float(v), 2) for v in box], v=2)}"
+
+
 def region_means(image: Image.Image, box, scale_xy: tuple[float, float]) -> list[float] | None:
     """Mean R, G, B in linear light over the middle of ``box`` (original pixels) of a decoded photo."""
     inner = inner_box(box, scale_xy, image.size)
@@ -80,8 +89,15 @@ class ColourGain:
         levels = to_linear(np.arange(256))
         return [int(v) for g in self.gains for v in np.round(to_srgb(levels * g))]
 
-    def apply(self, image: Image.Image) -> Image.Image:
-        return image if self.is_identity else image.convert("RGB").point(self.table())
+    def apply(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
+        """The corrected picture: a Pillow image, or an RGB array (through OpenCV's look-up)."""
+        if self.is_identity:
+            return image
+        if isinstance(image, np.ndarray):
+            import cv2
+
+            return cv2.LUT(image, np.asarray(self.table(), np.uint8).reshape(3, 256).T.reshape(256, 1, 3))
+        return image.convert("RGB").point(self.table())
 
 
 def saturation_weight(means: np.ndarray) -> np.ndarray:

@@ -162,7 +162,10 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
                       f"{pipeline.reference.canvas[0]}x{pipeline.reference.canvas[1]}; output "
                       f"{framing.size[0]}x{framing.size[1]}, framed by {framing.style}")
     done = pipeline.last_render
-    if out is not None and written and done is not None:
+    if out is not None and written and done is not None and done.unchanged:
+        console.print(f"[green]{printable(str(out))} is up to date[/] ({written} photos, {done.frames} frames: "
+                      "nothing that changes it changed since it was written)", soft_wrap=True)
+    elif out is not None and written and done is not None:
         w, h = done.size
         extra = f", sidecar {done.sidecar.name}" if done.sidecar else ""
         console.print(f"[green]wrote {printable(str(out))}[/] ({written} photos, {done.frames} frames, {w}x{h}, "

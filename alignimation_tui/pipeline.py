@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import curate, outliers
-from .colour import STATS_SIDE, ColourGain, plan_gains, region_means
+from .colour import STATS_SIDE, ColourGain, means_key, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict, is_kept
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
@@ -430,7 +430,7 @@ class Pipeline:
             box = self.mode.colour_region(r)
             if box is None:
                 continue
-            key = f"colour:{r.frame.hash}:{fingerprint(box=[round(v, 2) for v in box], side=STATS_SIDE, v=1)}"
+            key = means_key(r.frame.hash, box)
             stored = self.store.get_json(key)
             if stored is not None:
                 means[k] = stored.get("means")

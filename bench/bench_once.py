@@ -40,7 +40,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from synth_photos import build_folder  # noqa: E402
 
-STAGES = ("scan", "decode", "decode_wait", "detect", "landmarks", "embed", "select", "register", "render")
+STAGES = ("scan", "decode", "decode_wait", "detect", "landmarks", "quality", "borders", "embed", "select", "register",
+          "colour", "render")
 
 
 def peak_rss_mb() -> float:

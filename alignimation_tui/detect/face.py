@@ -123,7 +123,7 @@ class FaceDetector:
             batch[k, :p.image.height, :p.image.width] = np.asarray(p.image)
         tensor = torch.from_numpy(batch).to(self.mtcnn.device).permute(0, 3, 1, 2).float()
         out = []
-        for photo, (boxes, points) in zip(photos, detect_batch(tensor, sizes, self.mtcnn)):
+        for photo, (boxes, points) in zip(photos, detect_batch(tensor, sizes, self.mtcnn, batch)):
             sx, sy = photo.scale_xy
             faces = [Face(box=(float(b[0] / sx), float(b[1] / sy), float(b[2] / sx), float(b[3] / sy)),
                           prob=float(b[4]),

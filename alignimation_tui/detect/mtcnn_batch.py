@@ -54,25 +54,34 @@ def _area_resize(integral: torch.Tensor, h: int, w: int, oh: int, ow: int) -> to
     zero = torch.zeros((), dtype=torch.int64, device=integral.device)
     ys, ye = _bins(zero, zero + h, oh)
     xs, xe = _bins(zero, zero + w, ow)
-    rows = integral.index_select(1, ye) - integral.index_select(1, ys)
-    total = (rows.index_select(2, xe) - rows.index_select(2, xs)).float()
-    return total / (ye - ys).float()[:, None] / (xe - xs).float()[None, :]
+    rows = integral.index_select(0, ye) - integral.index_select(0, ys)
+    total = (rows.index_select(1, xe) - rows.index_select(1, xs)).float()  # (oh, ow, 3)
+    return (total / (ye - ys).float()[:, None, None] / (xe - xs).float()[None, :, None]).permute(2, 0, 1)
 
 
-def _integrals(imgs: torch.Tensor, sizes: np.ndarray, which) -> dict[int, torch.Tensor]:
-    """Summed-area tables of the 8-bit pixels, in integers (exact), one photo at a time."""
+def _integrals(imgs: torch.Tensor, sizes: np.ndarray, which, pixels: np.ndarray | None = None) -> dict[int, torch.Tensor]:
+    """Summed-area tables of the 8-bit pixels, in integers (exact), one photo at a time, as
+    (h+1, w+1, 3) with a zero row and column first. ``pixels``: the same photos as a (B, H, W, 3)
+    uint8 array, on a CPU: OpenCV's ``integral`` reads it in one pass (a 1008x756 photo in ~2 ms,
+    against ~29 ms for torch's cumsum with the rows added one at a time, and ~25 ms more to bring
+    the float tensor back to 8-bit pixels in that layout)."""
     out = {}
     for i in which:
         w, h = int(sizes[i][0]), int(sizes[i][1])
-        dt = torch.int32 if 255 * w * h < 2**31 else torch.int64
+        exact32 = 255 * w * h < 2**31
+        if pixels is not None:
+            import cv2
+
+            table = cv2.integral(pixels[i, :h, :w], sdepth=cv2.CV_32S if exact32 else cv2.CV_64F)
+            if not exact32:  # float64 sums of 8-bit pixels are exact integers far beyond int32
+                table = table.astype(np.int64)
+            out[i] = torch.from_numpy(table)
+            continue
+        dt = torch.int32 if exact32 else torch.int64
         s = torch.zeros((3, h + 1, w + 1), dtype=dt, device=imgs.device)
         torch.cumsum(imgs[i, :, :h, :w].to(dt), 2, dtype=dt, out=s[:, 1:, 1:])
-        if imgs.device.type == "cpu":  # down the rows one row at a time: a third of cumsum(1) there
-            for r in range(2, h + 1):
-                s[:, r].add_(s[:, r - 1])
-        else:
-            s.cumsum_(1)
-        out[i] = s
+        s.cumsum_(1)
+        out[i] = s.permute(1, 2, 0)
     return out
 
 
@@ -173,8 +182,8 @@ def _crops(integrals: list[torch.Tensor], boxes: torch.Tensor, inds: torch.Tenso
         s = integrals[i]
         a, c = ys[sel][:, :, None], ye[sel][:, :, None]
         d, e = xs[sel][:, None, :], xe[sel][:, None, :]
-        total = s[:, c, e] - s[:, a, e] - s[:, c, d] + s[:, a, d]  # (3, n, out, out)
-        crops[sel] = (total.float() / ((c - a) * (e - d)).float()).permute(1, 0, 2, 3)
+        total = s[c, e] - s[a, e] - s[c, d] + s[a, d]  # (n, out, out, 3)
+        crops[sel] = (total.float() / ((c - a) * (e - d)).float()[..., None]).permute(0, 3, 1, 2)
     return crops, ok
 
 
@@ -185,12 +194,14 @@ def _run(net, data: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, ...]:
     return tuple(torch.cat(v) for v in zip(*outs))
 
 
-def detect_batch(imgs: torch.Tensor, sizes: np.ndarray, mtcnn) -> list[tuple[np.ndarray, np.ndarray]]:
+def detect_batch(imgs: torch.Tensor, sizes: np.ndarray, mtcnn,
+                 pixels: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Faces in each photo of a letterboxed batch.
 
     imgs: (B, 3, H, W) float tensor of 0..255 pixels on the detector's device, photo i in
-    ``[:, :sizes[i][1], :sizes[i][0]]``. Returns per photo ``(boxes (n, 5) with probability last,
-    landmarks (n, 5, 2))`` in that photo's pixels, most probable first."""
+    ``[:, :sizes[i][1], :sizes[i][0]]``; ``pixels``: the same as a (B, H, W, 3) uint8 array (on
+    a CPU the summed-area tables are made from it). Returns per photo ``(boxes (n, 5) with
+    probability last, landmarks (n, 5, 2))`` in that photo's pixels, most probable first."""
     sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
     device = imgs.device
     t1, t2, t3 = mtcnn.thresholds
@@ -198,7 +209,7 @@ def detect_batch(imgs: torch.Tensor, sizes: np.ndarray, mtcnn) -> list[tuple[np.
         # On a CPU the pyramid comes from the summed-area tables the crops need anyway (the same
         # floats as interpolate, a fifth of the time); a GPU's interpolate is fast as it is.
         on_cpu = device.type == "cpu"
-        integrals = _integrals(imgs, sizes, range(len(sizes))) if on_cpu else None
+        integrals = _integrals(imgs, sizes, range(len(sizes)), pixels) if on_cpu else None
         boxes, inds = _stage1(imgs, sizes, mtcnn, integrals)
         empty = [(np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)) for _ in range(len(sizes))]
         if len(boxes) == 0:

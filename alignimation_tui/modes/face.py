@@ -13,7 +13,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .. import borders, curate
+from .. import borders, colour, curate
 from .. import register as reg
 from ..detect import face as face_mod
 from ..detect import landmarks as landmarks_mod
@@ -220,6 +220,14 @@ class FaceMode(Mode):
             with p.timed("borders"):
                 r.picture = borders.find_picture(photo)
             p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
+        if (p.config.render.match_colour != "off"
+                and max(photo.image.size) >= min(colour.STATS_SIDE, max(photo.width, photo.height))):
+            # Each face's colour means while the photo is decoded: the render's colour match then
+            # reads the chosen face's instead of decoding every photo once more (pipeline.colour_means).
+            with p.timed("colour"):
+                for face in r.detection.faces:
+                    means = colour.region_means(photo.image, face.box, photo.scale_xy)
+                    p.store.put_json(colour.means_key(r.frame.hash, face.box), {"means": means})
 
     def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: dict[str, FaceDetection]) -> None:
         """Refine the landmarks of ``batch`` while the photos are decoded, and store them apart from

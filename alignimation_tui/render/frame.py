@@ -75,14 +75,16 @@ def _scale_of(matrix: np.ndarray) -> float:
     return math.sqrt(abs(np.linalg.det(matrix[:2, :2])))
 
 
-def decode_for(path: Path, matrix: np.ndarray, max_pixels: int, size: tuple[int, int] | None = None) -> Decoded:
-    """Decode at the smallest size that still covers the canvas at this transform's scale."""
+def decode_for(path: Path, matrix: np.ndarray, max_pixels: int, size: tuple[int, int] | None = None,
+               scratch: bool = False) -> Decoded:
+    """Decode at the smallest size that still covers the canvas at this transform's scale
+    (``scratch``: into the thread's reused buffer, see ``open_stored``)."""
     size = size or upright_size(path)
     needed = math.ceil(max(size) * _scale_of(matrix) * 1.05) + 2
     # The warp resamples anyway: a decode up to twice the needed size (the JPEG DCT scale above
     # it) is warped as it is, not resized first (resizing a 12 MP decode cost more than the warp),
     # and not turned upright either: the warp does that too.
-    return open_stored(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0)
+    return open_stored(path, max_side=needed, max_pixels=max_pixels, resize_within=2.0, scratch=scratch)
 
 
 # Our pixel coordinates put a pixel's centre at +0.5 (as Pillow does); OpenCV's at the integer.

@@ -121,8 +121,10 @@ class _Ffmpeg:
                 raise
         held.release()  # a Ctrl+C that came meanwhile: the caller's abort() stops ffmpeg
 
-    def add(self, img: Image.Image, repeat: int = 1) -> None:
-        data = memoryview(np.ascontiguousarray(np.asarray(img.convert("RGB")))).cast("B")  # no copy
+    def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
+        # An RGB array (the composed frame) is written as it is; a Pillow image is copied out once.
+        pixels = img if isinstance(img, np.ndarray) else img.convert("RGB").tobytes()
+        data = memoryview(np.ascontiguousarray(pixels)).cast("B") if isinstance(pixels, np.ndarray) else pixels
         try:
             for _ in range(repeat):
                 self._proc.stdin.write(data)
@@ -189,8 +191,10 @@ class WebpWriter(_Ffmpeg):
                          ["-loop", "0", "-lossless", "0", "-quality", str(quality)])
 
 
-def gif_frame(img: Image.Image, max_width: int) -> Image.Image:
+def gif_frame(img: Image.Image | np.ndarray, max_width: int) -> Image.Image:
     """Scaled down to ``max_width``; 256 colours chosen for this frame alone (median cut)."""
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
     if img.width > max_width:
         img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.Resampling.LANCZOS)
     return img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
@@ -213,7 +217,7 @@ class GifWriter:
             self.partial.discard()
             raise
 
-    def add(self, img: Image.Image, repeat: int = 1) -> None:
+    def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
         if self.partial.discarded:  # staging.stop_all(): the app is going
             raise WriteFailed(None, "the render was stopped")
         frame = gif_frame(img, self.max_width)

@@ -468,6 +468,10 @@ class AlignimationApp(KeysPanel, App):
         if message.error:
             self.render_note = "render failed"
             self.notify(f"render: {message.error}", severity="error", timeout=15)
+        elif message.unchanged:
+            self.render_note = f"wrote {message.path} ({message.frames} frames)"
+            self.notify(f"{message.path} is up to date: nothing that changes it changed since it was written",
+                        timeout=15)
         else:
             self.render_note = f"wrote {message.path} ({message.frames} frames)"
             self.notify(f"wrote {message.path} ({message.frames} frames)", timeout=15)

@@ -460,4 +460,5 @@ class Driver:
             return
         finally:
             self.render_idle.set()
-        self._post(RenderFinished(printable(str(out)), frames))
+        done = p.last_render
+        self._post(RenderFinished(printable(str(out)), frames, unchanged=done is not None and done.unchanged))

@@ -68,6 +68,7 @@ class RenderFinished(Message):
     path: str
     frames: int
     error: str = ""
+    unchanged: bool = False  # the file already held this render: nothing was written
 
 
 @dataclass

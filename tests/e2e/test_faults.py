@@ -65,6 +65,14 @@ def folder(template, tmp_path) -> Path:
     return dest
 
 
+def another_setting(tmp_path: Path) -> Path:
+    """A config that differs from the defaults in one render setting: a second render into the
+    same file then writes it again (the same render again finds it up to date and writes nothing)."""
+    path = tmp_path / "another-setting.toml"
+    path.write_text("[render]\nquality = 28\n")
+    return path
+
+
 def one_line(err: str) -> str:
     """The last line on stderr, after checking there is no traceback anywhere."""
     assert "Traceback" not in err, err
@@ -175,6 +183,7 @@ def test_no_space_for_the_animation_or_the_sidecar(folder, tmp_path, capsys, mon
     written after a complete animation (which must then not replace last week's either)."""
     out = tmp_path / f"week{suffix}"
     assert main([str(folder), "--once", "--out", str(out)]) == 0
+    this_week = another_setting(tmp_path)  # else the file is up to date and nothing is written
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     full = OSError(errno.ENOSPC, "No space left on device")
 
@@ -186,7 +195,7 @@ def test_no_space_for_the_animation_or_the_sidecar(folder, tmp_path, capsys, mon
     else:
         monkeypatch.setattr("alignimation_tui.render.animation.stage_json", no_room)
     capsys.readouterr()
-    assert main([str(folder), "--once", "--out", str(out)]) == 1
+    assert main([str(folder), "--once", "--config", str(this_week), "--out", str(out)]) == 1
     line = one_line(capsys.readouterr().err)
     assert line == (f"alignimation-tui: cannot render: cannot write {out}: no space left on device; "
                     f"the previous {out.name} is untouched")
@@ -269,6 +278,7 @@ def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypat
     out = tmp_path / "week.mp4"
     assert main([str(folder), "--once", "--out", str(out)]) == 0
     last_week = out.read_bytes()
+    this_week = another_setting(tmp_path)  # else the file is up to date and nothing is written
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -276,7 +286,7 @@ def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypat
     with monkeypatch.context() as m:
         m.setattr(staging.Staged, "file", classmethod(read_only))  # the writer creating its partial file
         capsys.readouterr()
-        assert main([str(folder), "--once", "--out", str(out)]) == 2
+        assert main([str(folder), "--once", "--config", str(this_week), "--out", str(out)]) == 2
         line = one_line(capsys.readouterr().err)
         assert line == (f"alignimation-tui: error: cannot write the animation into {tmp_path}: read-only file "
                         "system; make it writable, or choose another folder with render.output (or --out)")

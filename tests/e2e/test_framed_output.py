@@ -139,3 +139,36 @@ def test_eyes_land_on_their_goal_in_the_real_sample_folders(samples, tmp_path, c
     assert len(kept) >= 0.9 * len([r for r in rows.values() if r["status"] == "aligned"])
     assert np.mean(mids <= 0.01) >= 0.95, np.sort(mids)[-5:]
     assert np.median(iods) < 0.02 and np.mean(iods <= 0.03) >= 0.7, np.sort(iods)[-8:]
+
+
+def test_colour_match_reads_the_means_measured_while_detecting(tmp_path, monkeypatch):
+    """With match_colour on (the default), the face mode measures each face's colour means on the
+    picture detection decodes, so the render's colour step decodes no photo a third time; the
+    means agree with a decode at the statistics' own size."""
+    from alignimation_tui import pipeline as pipeline_mod
+    from alignimation_tui.colour import STATS_SIDE, means_key, region_means
+    from alignimation_tui.photos import open_photo
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i, (angle, scale, tx, ty) in enumerate([(0, 1.0, 64, 60), (9, 0.85, 120, 20), (-7, 1.1, 20, 80)]):
+        save_with_date(bright_astronaut(similarity(angle, scale, tx, ty), size=(1280, 960)), root / f"p{i}.jpg",
+                       datetime(2024, 1, 1) + timedelta(days=i))
+    decoded = []
+    original = pipeline_mod.open_photo
+    monkeypatch.setattr(pipeline_mod, "open_photo", lambda path, **k: decoded.append(path) or original(path, **k))
+    assert Config().render.match_colour != "off"
+    assert main([str(root), "--once", "--out", str(tmp_path / "a.mp4")]) == 0
+    assert decoded == []
+    p = Pipeline(root, Config())
+    try:
+        p.restore()
+        kept = p.kept()
+        assert len(kept) == 3
+        for r in kept:
+            stored = p.store.get_json(means_key(r.frame.hash, r.subject.box))["means"]
+            small = open_photo(r.frame.path, max_side=STATS_SIDE)
+            again = region_means(small.image, r.subject.box, small.scale_xy)
+            assert np.allclose(stored, again, rtol=0.03), (stored, again)
+    finally:
+        p.close()

@@ -78,7 +78,9 @@ def test_two_once_runs_writing_one_output_leave_it_whole(folder, tmp_path, suffi
     goes on. Both finish, the last rename wins, and the file is whole."""
     out = tmp_path / f"out{suffix}"
     config = slow_config(tmp_path)
-    assert main([str(folder), "--once", "--config", str(config), "--out", str(out)]) == 0  # last week's
+    last_week = tmp_path / "last_week.toml"  # another setting: the two runs cannot take the file as up to date
+    last_week.write_text(SLOW + "quality = 28\n")
+    assert main([str(folder), "--once", "--config", str(last_week), "--out", str(out)]) == 0  # last week's
     good = readable_frames(out)
     first = once(folder, "--config", str(config), "--out", str(out))
 
@@ -180,4 +182,23 @@ def test_a_live_runs_partial_is_never_removed(folder, tmp_path):
     first.wait(timeout=300)
     assert first.returncode == 0, first.stderr.read()
     assert readable_frames(out) == MP4_FRAMES
+    no_partials(tmp_path)
+
+
+def test_a_second_run_with_nothing_changed_leaves_the_file_alone(folder, tmp_path):
+    """A cron job's --once after the hand run (another process, same folder, same --out): it finds
+    the file already holds this render and writes nothing (same inode, time and bytes), and says so.
+    One more photo, and the next run renders again."""
+    out = tmp_path / "week.mp4"
+    assert main([str(folder), "--once", "--out", str(out)]) == 0
+    before = (out.stat().st_ino, out.stat().st_mtime_ns, out.read_bytes())
+    second = subprocess.run([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--out", str(out)],
+                            cwd=Path(__file__).resolve().parents[2], env=os.environ.copy(), capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "is up to date" in second.stderr + second.stdout and "wrote" not in second.stderr + second.stdout
+    assert (out.stat().st_ino, out.stat().st_mtime_ns, out.read_bytes()) == before
+    Image.open(sorted(folder.glob("*.jpg"))[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "new.jpg")
+    assert main([str(folder), "--once", "--out", str(out)]) == 0
+    assert out.stat().st_ino != before[0] and readable_frames(out) == N + 1
     no_partials(tmp_path)

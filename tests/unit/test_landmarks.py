@@ -65,6 +65,26 @@ def test_reduced_photo_keeps_the_geometry():
     assert np.abs(a - b).max() <= 0.05
 
 
+@pytest.mark.parametrize("where", ["inside", "at the edge", "outside"])
+def test_reducing_only_what_the_crops_read_gives_the_same_crops(where):
+    """``reduced`` pools only the part of the photo its crops sample (plus a margin): the crops are
+    those of the whole photo reduced, to float rounding, for a face inside the photo, one cut by its
+    edge (outside is 0, as MTCNN pads) and one wholly outside it."""
+    rng = np.random.default_rng(7)
+    image = torch.from_numpy(rng.uniform(0, 255, (3, 756, 1008))).float()
+    centre = {"inside": (500, 380), "at the edge": (990, 40), "outside": (1400, 380)}[where]
+    lm = np.array([[[-70, -10], [70, -5], [0, 70], [-60, 150], [60, 155]]], float) + centre  # eyes 140 px apart
+    mats = L.canonical_matrices(lm, L.LandmarkSettings(jitter=0.05).variants()).reshape(-1, 3, 3)
+    part, adjusted = L.reduced(image, mats)
+    f = int(round(np.sqrt(abs(np.linalg.det(adjusted[0, :2, :2] @ np.linalg.inv(mats[0, :2, :2]))))))
+    assert f >= 2 and (part.shape[-1] < 1008 // f) == (where != "outside")  # less than the whole, reduced
+    whole = torch.nn.functional.avg_pool2d(image[None], f)[0]
+    up = np.array([[f, 0, (f - 1) / 2], [0, f, (f - 1) / 2], [0, 0, 1.0]])
+    a = L.warp_crops(whole, mats @ up, oversample=2).numpy()
+    b = L.warp_crops(part, adjusted, oversample=2).numpy()
+    assert np.abs(a - b).max() <= 0.01  # of 255 levels: float rounding of the sample positions
+
+
 def test_mapping_back_is_exact_for_every_variant():
     """Landmarks carried into each variant's crop (mirrored ones in mirrored order) and mapped back
     land where they started (<= 0.05 px); a mirrored crop is the plain crop flipped."""

@@ -94,3 +94,77 @@ def test_decode_ahead_keeps_order_and_reports_errors(tmp_path):
     out = list(decode_ahead(list(range(8)), decode, workers=2, ahead=3))
     assert [(i, r) for i, r, _ in out] == [(i, None if i == 3 else i * 10) for i in range(8)]
     assert out[3][2] == "broken"
+
+
+# open_stored: the render's decode, as stored, into an array (simplejpeg for plain JPEGs).
+
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("max_side", [1600, 800, 400, 200])
+def test_stored_decode_matches_pillows(tmp_path, orientation, max_side):
+    """The same pixels and the same DCT scale as Pillow's decode as stored, the orientation kept aside."""
+    from alignimation_tui.photos import open_stored
+
+    rng = np.random.default_rng(max_side)
+    noisy = Image.fromarray(rng.integers(0, 256, (H // 8, W // 8, 3), dtype=np.uint8)).resize((W, H))
+    path = save_with_date(STORED[orientation](noisy), tmp_path / "p.jpg", orientation=orientation)
+    stored = open_stored(path, max_side=max_side)
+    pillow = open_photo(path, max_side=max_side, resize_within=2.0, upright=False)
+    assert isinstance(stored.image, np.ndarray) and stored.image.dtype == np.uint8
+    assert stored.stored_size == pillow.image.size and stored.orientation == pillow.orientation == orientation
+    assert (stored.width, stored.height) == (W, H) and stored.scale_xy == pytest.approx(pillow.scale_xy)
+    diff = np.abs(stored.image.astype(np.int16) - np.asarray(pillow.image, np.int16))
+    assert diff.mean() < 0.5 and diff.max() <= 8  # libjpeg-turbo in both; builds may differ in rounding
+
+
+def test_stored_decode_of_other_photos_goes_through_pillow(tmp_path):
+    from alignimation_tui.photos import open_stored
+
+    Image.new("L", (40, 20), 128).save(tmp_path / "grey.jpg")
+    Image.new("CMYK", (40, 20), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    Image.new("RGBA", (40, 20), (255, 0, 0, 0)).save(tmp_path / "alpha.png")
+    for name, rgb in (("grey.jpg", (128, 128, 128)), ("cmyk.jpg", (255, 0, 0)), ("alpha.png", (255, 255, 255))):
+        photo = open_stored(tmp_path / name, max_side=100)
+        assert photo.image.shape == (20, 40, 3), name
+        assert np.abs(photo.image[10, 20].astype(int) - rgb).max() <= 3, name
+
+
+def test_stored_decode_errors_are_pillows(tmp_path):
+    """A truncated or damaged JPEG, or one above the pixel limit, says so as open_photo does."""
+    from alignimation_tui.photos import open_stored
+
+    path = tmp_path / "cut.jpg"
+    upright().save(path, quality=90)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:5000])
+    with pytest.raises(PhotoError, match="truncated"):
+        open_stored(path, max_side=400)
+    path.write_bytes(whole)
+    with pytest.raises(PhotoError, match="too large: 1600x1200"):
+        open_stored(path, max_side=400, max_pixels=1_000_000)
+    path.unlink()
+    with pytest.raises(PhotoError, match="disappeared"):
+        open_stored(path, max_side=400)
+
+
+def test_stored_decode_into_the_threads_scratch_buffer(tmp_path):
+    """``scratch=True`` decodes into one buffer per thread, reused by the thread's next such decode
+    (the render composes each photo before it decodes the next): right pixels each time, and
+    another thread's buffer is its own."""
+    import threading
+
+    from alignimation_tui.photos import open_stored
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(a, quality=95)
+    Image.new("RGB", (40, 30), (30, 30, 200)).save(b, quality=95)
+    first = open_stored(a, max_side=64, scratch=True).image
+    assert np.abs(first[10, 10].astype(int) - (200, 30, 30)).max() <= 3
+    second = open_stored(b, max_side=64, scratch=True).image
+    assert second.shape == (30, 40, 3) and np.abs(second[10, 10].astype(int) - (30, 30, 200)).max() <= 3
+    assert np.shares_memory(first, second)  # the same buffer: the first picture is gone
+    other = []
+    thread = threading.Thread(target=lambda: other.append(open_stored(a, max_side=64, scratch=True).image))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0], second)
+    assert not np.shares_memory(open_stored(a, max_side=64).image, second)  # without scratch: its own array

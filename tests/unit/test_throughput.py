@@ -233,3 +233,47 @@ def test_batched_nms_is_torchvisions():
         boxes = torch.cat([xy, xy + 10 + torch.rand(n, 2, generator=g) * 60], 1)
         scores, idxs = torch.rand(n, generator=g), torch.randint(0, 3, (n,), generator=g)
         assert torch.equal(batched_nms(boxes, scores, idxs, 0.5), tv(boxes, scores, idxs, 0.5))
+
+
+@pytest.mark.parametrize("shape", [(2, 61, 83), (1, 2900, 2950)])  # the second's sums pass int32
+def test_summed_area_tables_from_pixels_equal_torchs(shape):
+    """The CPU's tables come from OpenCV's integral over the 8-bit pixels: the same integers (and
+    dtype) as torch's cumsums over the float tensor (the GPU's way), for every photo of a
+    letterboxed batch, its own size only."""
+    import torch
+
+    from alignimation_tui.detect.mtcnn_batch import _integrals
+
+    b, h, w = shape
+    rng = np.random.default_rng(h)
+    pixels = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+    sizes = np.array([[w - 7 * k, h - 5 * k] for k in range(b)])
+    imgs = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+    ours, theirs = _integrals(imgs, sizes, range(b), pixels), _integrals(imgs, sizes, range(b))
+    for k in range(b):
+        assert ours[k].shape == (sizes[k][1] + 1, sizes[k][0] + 1, 3)
+        assert ours[k].dtype == theirs[k].dtype == (torch.int32 if h < 1000 else torch.int64)
+        assert torch.equal(ours[k], theirs[k])
+
+
+def test_detection_with_the_pixels_equals_without(tmp_path):
+    """detect_batch with the uint8 pixels beside the tensor (the CPU's summed-area tables) finds
+    exactly what it finds from the tensor alone, on real MTCNN and photos of different sizes."""
+    import torch
+
+    from alignimation_tui.detect.mtcnn_batch import detect_batch
+    from alignimation_tui.models import load_face_detector
+
+    d = Config().detect
+    mtcnn = load_face_detector("cpu", d.min_face_size, d.thresholds)
+    photos = [np.asarray(Image.fromarray(astronaut()).resize(size).rotate(angle, fillcolor=(90, 90, 90)))
+              for size, angle in (((512, 512), 0), ((400, 300), 10), ((260, 380), -15))]
+    sizes = np.array([(p.shape[1], p.shape[0]) for p in photos])
+    batch = np.zeros((len(photos), sizes[:, 1].max(), sizes[:, 0].max(), 3), np.uint8)
+    for k, p in enumerate(photos):
+        batch[k, :p.shape[0], :p.shape[1]] = p
+    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+    with_pixels, without = detect_batch(tensor, sizes, mtcnn, batch), detect_batch(tensor, sizes, mtcnn)
+    assert sum(len(boxes) for boxes, _ in without) >= 3
+    for (b1, p1), (b2, p2) in zip(with_pixels, without):
+        assert np.array_equal(b1, b2) and np.array_equal(p1, p2)
