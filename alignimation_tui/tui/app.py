@@ -179,15 +179,30 @@ class _CollectorPause:
                 self._timer = None
 
 
+class _FixedCell(Text):
+    """The text of a cell in a column of fixed width: the table has no need to measure it (its width
+    is the column's), so it offers no measure. The table measured every cell of every new row; at
+    1000 rows that was most of its first layout (ten Rich measures a row)."""
+
+    __slots__ = ()
+    __rich_measure__ = None
+
+
+FIXED_WIDTH = {key for key, _, width in COLUMNS if width is not None}
+
+
 def _cell(column: str, value: str) -> Text | str:
+    kind = _FixedCell if column in FIXED_WIDTH else Text
     if column == "status":
-        return Text(value, style=STATUS_STYLES.get(value, ""))
+        return kind(value, style=STATUS_STYLES.get(value, ""))
     if column == "verdict":
-        return Text(value, style=VERDICT_STYLES.get(value, ""))
+        return kind(value, style=VERDICT_STYLES.get(value, ""))
     if column == "flag":
-        return Text(value, style="yellow" if value.startswith("⚑") else "red")
+        return kind(value, style="yellow" if value.startswith("⚑") else "red")
     if column in NUMERIC:
-        return Text(value, justify="right")
+        return kind(value, justify="right")
+    if column == "date":
+        return kind(value)
     return value
 
 
