@@ -99,12 +99,23 @@ def _inverse_map(photo: Decoded, matrix: np.ndarray) -> np.ndarray:
     return (_UNHALF @ np.linalg.inv(to_canvas) @ _HALF)[:2]
 
 
+# OpenCV's warps index the source in 16 bits: a side this long (a panorama) goes through Pillow.
+CV_MAX_SIDE = 32767
+
+
 def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
     import cv2
 
-    return cv2.warpAffine(source, _inverse_map(photo, matrix), tuple(size),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=fill)
+    inverse = _inverse_map(photo, matrix)
+    if max(source.shape[:2]) >= CV_MAX_SIDE:
+        pillow = _HALF @ np.vstack([inverse, (0, 0, 1)]) @ _UNHALF  # back to Pillow's pixel centres
+        image = Image.fromarray(source)
+        return np.asarray(image.transform(tuple(size), Image.Transform.AFFINE, data=tuple(pillow[:2].ravel()),
+                                          resample=Image.Resampling.BILINEAR,
+                                          fillcolor=fill if source.ndim == 3 else int(fill if np.isscalar(fill)
+                                                                                      else fill[0])))
+    return cv2.warpAffine(source, inverse, tuple(size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
 def warp(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill=(0, 0, 0)) -> np.ndarray:
