@@ -273,7 +273,8 @@ def open_stored(path: Path, max_side: int, max_pixels: int = 120_000_000, resize
         orientation = _orientation(img)
         if orientation not in _TO_UPRIGHT:
             orientation = 1
-        plain = img.format == "JPEG" and img.mode in ("RGB", "L")
+        # MPO: a camera's JPEG with more pictures after the first (the one shown), which simplejpeg reads.
+        plain = img.format in ("JPEG", "MPO") and img.mode in ("RGB", "L")
     long_side = max(w, h)
     target = min(max_side, long_side)
     array = _turbo_jpeg(path, (w, h), _dct_scale(long_side, target, 0.0), scratch) if plain else None

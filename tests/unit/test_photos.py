@@ -128,6 +128,23 @@ def test_stored_decode_of_other_photos_goes_through_pillow(tmp_path):
         assert np.abs(photo.image[10, 20].astype(int) - rgb).max() <= 3, name
 
 
+def test_stored_decode_of_a_multi_picture_jpeg_is_its_first_picture(tmp_path, monkeypatch):
+    """An MPO (a JPEG with more pictures after the first, as some cameras write) decodes through
+    simplejpeg to the picture Pillow shows: the first."""
+    from alignimation_tui import photos
+    from alignimation_tui.photos import open_stored
+
+    path = tmp_path / "mpo.jpg"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(path, "MPO", save_all=True,
+                                                    append_images=[Image.new("RGB", (64, 48), (30, 200, 30))])
+    assert Image.open(path).format == "MPO"
+    used = []
+    original = photos._turbo_jpeg
+    monkeypatch.setattr(photos, "_turbo_jpeg", lambda *a, **k: used.append(a) or original(*a, **k))
+    photo = open_stored(path, max_side=64)
+    assert used and np.abs(photo.image[10, 10].astype(int) - (200, 30, 30)).max() <= 3
+
+
 def test_stored_decode_errors_are_pillows(tmp_path):
     """A truncated or damaged JPEG, or one above the pixel limit, says so as open_photo does."""
     from alignimation_tui.photos import open_stored
