@@ -366,9 +366,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         done = up_to_date(out, key, lambda: sidecar_data(items, layout, timing, settings, out, captions, None))
         if done is not None:
             progress(len(items))
-            frames = timing.frames if out.suffix.lower() == ".mp4" else sum(1 for _ in timing.steps())
-            return RenderResult(out, len(items), frames, layout.size, done, sidecar_path(out), layout.notices,
-                                unchanged=True)
+            return RenderResult(out, len(items), _frames_in_file(timing, out), layout.size, done, sidecar_path(out),
+                                layout.notices, unchanged=True)
     morpher = Morpher(captions, settings.caption) if settings.morph else None
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()
@@ -402,7 +401,6 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
             progress(k + 1)
             yield shown
 
-    distinct = 0
     sidecar = None
     try:
         outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
@@ -428,8 +426,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                         writer.add(morpher.frame(index, current[1], following[1], step.alpha), step.repeat)
                     else:
                         writer.add(_blend(current[0], following[0], step.alpha), step.repeat)
-                distinct += 1
-            outputs.stage(writer.finish(), out)
+            encoded = writer.finish()
+            outputs.stage(encoded, out)
         except OSError as exc:
             raise outputs.fault(exc) from None
         finally:
@@ -437,15 +435,21 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         outputs.writer = None
         if settings.sidecar:
             data = sidecar_data(items, layout, timing, settings, out, captions, frames_dir)
-            written = os.stat(outputs.staged[-1][0].path)
+            written = os.stat(encoded.path)
             data.update(render_key=key, bytes=written.st_size, mtime_ns=written.st_mtime_ns)
             sidecar = outputs.stage_sidecars(data)
         outputs.commit()
     except BaseException:
         outputs.discard()
         raise
-    frames = timing.frames if out.suffix.lower() == ".mp4" else distinct
-    return RenderResult(out, len(items), frames, layout.size, os.path.getsize(out), sidecar, layout.notices)
+    return RenderResult(out, len(items), _frames_in_file(timing, out), layout.size, os.path.getsize(out), sidecar,
+                        layout.notices)
+
+
+def _frames_in_file(timing: Timing, out: Path) -> int:
+    """MP4: every frame at the constant rate; GIF and WebP: each distinct picture once (a repeat
+    is one frame shown longer)."""
+    return timing.frames if out.suffix.lower() == ".mp4" else timing.distinct
 
 
 def render_key(items: list[RenderItem], layout: Layout, timing: Timing, settings: RenderSettings,

@@ -92,11 +92,11 @@ _HALF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
 _UNHALF = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 
 
-def _inverse_map(photo: Decoded, matrix: np.ndarray) -> np.ndarray:
-    """2x3 for ``cv2.warpAffine(..., WARP_INVERSE_MAP)``: canvas pixel -> ``photo.image``'s pixel."""
+def _canvas_to_photo(photo: Decoded, matrix: np.ndarray) -> np.ndarray:
+    """3x3: canvas pixel -> ``photo.image``'s pixel (as stored), pixel centres at +0.5."""
     sx, sy = photo.scale_xy
     to_canvas = np.asarray(matrix, np.float64) @ np.diag([1 / sx, 1 / sy, 1.0]) @ photo.to_upright()  # decoded -> canvas
-    return (_UNHALF @ np.linalg.inv(to_canvas) @ _HALF)[:2]
+    return np.linalg.inv(to_canvas)
 
 
 # OpenCV's warps index the source in 16 bits: a side this long (a panorama) goes through Pillow.
@@ -106,16 +106,14 @@ CV_MAX_SIDE = 32767
 def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
     import cv2
 
-    inverse = _inverse_map(photo, matrix)
+    inverse = _canvas_to_photo(photo, matrix)
     if max(source.shape[:2]) >= CV_MAX_SIDE:
-        pillow = _HALF @ np.vstack([inverse, (0, 0, 1)]) @ _UNHALF  # back to Pillow's pixel centres
-        image = Image.fromarray(source)
-        return np.asarray(image.transform(tuple(size), Image.Transform.AFFINE, data=tuple(pillow[:2].ravel()),
-                                          resample=Image.Resampling.BILINEAR,
-                                          fillcolor=fill if source.ndim == 3 else int(fill if np.isscalar(fill)
-                                                                                      else fill[0])))
-    return cv2.warpAffine(source, inverse, tuple(size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+        return np.asarray(Image.fromarray(source).transform(tuple(size), Image.Transform.AFFINE,
+                                                            data=tuple(inverse[:2].ravel()),
+                                                            resample=Image.Resampling.BILINEAR, fillcolor=fill))
+    return cv2.warpAffine(source, (_UNHALF @ inverse @ _HALF)[:2], tuple(size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=fill)
 
 
 def warp(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill=(0, 0, 0)) -> np.ndarray:
