@@ -124,9 +124,7 @@ class Pipeline:
         self.unscanned: list[Path] = []
         with self.timed("scan"), self.store.read_ahead():
             real_folder = os.path.realpath(self.folder)
-            # the photos' own real paths, without a realpath each (see _stat_key)
-            paths = [(path, f"stat:{os.path.join(real_folder, path.name)}" if not os.path.islink(path)
-                      else self._stat_key(path)) for path in list_photos(self.folder, exclude)]
+            paths = [(path, self._stat_key(path, real_folder)) for path in list_photos(self.folder, exclude)]
             self.store.prefetch([key for _, key in paths])  # a few queries, not one per photo
             records = [(path, key, self.store.get_json(key)) for path, key in paths]
             # and what the store knows of the photos whose hash the records give
@@ -182,7 +180,11 @@ class Pipeline:
         return result
 
     @staticmethod
-    def _stat_key(path: Path) -> str:
+    def _stat_key(path: Path, real_folder: str | None = None) -> str:
+        """The key of ``path``'s stat record: its real path. ``real_folder``: the real path of the
+        folder ``path`` is directly in, for a file that is not a link (no realpath per photo)."""
+        if real_folder is not None and not os.path.islink(path):
+            return f"stat:{os.path.join(real_folder, path.name)}"
         return f"stat:{os.path.realpath(path)}"
 
     def _forget_others_at(self, path: Path, keep: str) -> None:
