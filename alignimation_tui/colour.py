@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .store import fingerprint
+
 MATCH_CHOICES = ("off", "brightness", "reference", "trend")
 STATS_SIDE = 256  # the photo is decoded this small for its statistics
 REGION_INNER = 0.6  # the middle of the subject's box, this fraction of its width and height
@@ -59,8 +61,6 @@ def means_key(content_hash: str, box) -> str:
     """The store key of a photo's ``region_means`` over ``box``: measured on any decode of at least
     ``STATS_SIDE`` pixels (the means of a region hardly depend on the decode's size), so the one
     detection decodes serves (``FaceMode.measure_decoded``) and a third decode is saved."""
-    from .store import fingerprint
-
     return f"colour:{content_hash}:{fingerprint(box=[round(float(v), 2) for v in box], v=2)}"
 
 
