@@ -123,8 +123,10 @@ class _Ffmpeg:
 
     def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
         # An RGB array (the composed frame) is written as it is; a Pillow image is copied out once.
-        pixels = img if isinstance(img, np.ndarray) else img.convert("RGB").tobytes()
-        data = memoryview(np.ascontiguousarray(pixels)).cast("B") if isinstance(pixels, np.ndarray) else pixels
+        if isinstance(img, np.ndarray):
+            data = memoryview(np.ascontiguousarray(img)).cast("B")
+        else:
+            data = img.convert("RGB").tobytes()
         try:
             for _ in range(repeat):
                 self._proc.stdin.write(data)
