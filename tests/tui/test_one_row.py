@@ -6,8 +6,10 @@ on recorded detections (``tests.tui.recorded``), the watcher and the files are r
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,11 @@ import pytest
 from alignimation_tui.register import apply
 from alignimation_tui.render import read_sidecar, sidecar_path
 from alignimation_tui.scan import content_hash
+from alignimation_tui.tui.driver import Driver, PhotoReady
 from tests.tui import recorded
 from tests.tui.recorded import ASTRONAUT_FACE
-from tests.tui.test_app import astronaut_photo, config, folder, make_app, settled, template, until  # noqa: F401
+from tests.tui.test_app import (TIMEOUT, astronaut_photo, config, folder, make_app, settled, template,  # noqa: F401
+                                until)
 
 EYES = np.asarray(ASTRONAUT_FACE.landmarks[:2])
 
@@ -91,6 +95,33 @@ async def test_overwritten_and_moved_over_photos_have_one_row(folder, config, tm
         await pilot.press("q")
 
 
+def gather_drops(monkeypatch, dropped: set[str]) -> None:
+    """The worker takes the dropped photos as one burst, in name order, whatever the watcher's
+    timing: the first eight are one detection batch (drop00.jpg held in it) and the rest wait,
+    `queued`, behind it. The watcher may hand over a burst in parts (it did on a CI machine: the
+    first part became the whole batch and the rest were not rows yet while it was held), so the
+    first job that brings a dropped photo waits, on the job queue, for the others."""
+    handle = Driver._handle
+
+    def gathered(self, jobs):
+        def arrived(js):
+            return {j.path.name for j in js if isinstance(j, PhotoReady)} & dropped
+
+        jobs = list(jobs)
+        if arrived(jobs):
+            deadline = time.monotonic() + TIMEOUT
+            while arrived(jobs) != dropped:
+                assert time.monotonic() < deadline, f"the watcher handed over only {sorted(arrived(jobs))}"
+                try:
+                    jobs.append(self.jobs.get(timeout=0.1))
+                except queue.Empty:
+                    pass
+            jobs.sort(key=lambda j: (not isinstance(j, PhotoReady), getattr(j, "path", Path()).name))
+        handle(self, jobs)
+
+    monkeypatch.setattr(Driver, "_handle", gathered)
+
+
 @pytest.mark.parametrize("spelled", ["relative", "absolute"])
 async def test_deleted_while_queued_detecting_aligned_or_the_reference(folder, config, tmp_path, monkeypatch,
                                                                       spelled):
@@ -98,6 +129,7 @@ async def test_deleted_while_queued_detecting_aligned_or_the_reference(folder, c
     staging.mkdir()
     drops = [astronaut_photo(staging / f"drop{i:02d}.jpg", 10 + i, (i, 1.0, 2 * i, -i)) for i in range(12)]
     hold = recorded.HOLD["drop00.jpg"] = threading.Event()
+    gather_drops(monkeypatch, {p.name for p in drops})
     monkeypatch.chdir(folder.parent)
     app = make_app(Path(folder.name) if spelled == "relative" else folder, config)
     try:
