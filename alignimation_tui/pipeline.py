@@ -25,7 +25,7 @@ from .colour import STATS_SIDE, ColourGain, means_key, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict, is_kept
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
-from .models import choose_device
+from .models import choose_device, collector_paused
 from .names import printable
 from .modes import mode_for
 from .modes.base import Mode, Reference
@@ -112,8 +112,10 @@ class Pipeline:
         return self.mode.identity_on
 
     def warm_up(self) -> None:
-        """Load the detection models now rather than on the first photo."""
-        self.mode.warm_up()
+        """Load the detection models now rather than on the first photo (importing torch and
+        unpickling the weights, with the garbage collector paused: nothing there is garbage)."""
+        with collector_paused():
+            self.mode.warm_up()
 
     # scan --------------------------------------------------------------------------------------
     def scan(self, exclude: set[Path] = frozenset(), known_only: bool = False) -> list[FrameResult]:

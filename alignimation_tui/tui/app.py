@@ -32,7 +32,7 @@ from ..folders import FolderError
 from ..names import printable
 from ..domain import Verdict
 from ..photos import PhotoError
-from ..models import preload
+from ..models import freeze_long_lived, preload
 from ..pipeline import Pipeline
 from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
 from ..statusline import status_parts
@@ -129,20 +129,6 @@ def _hangup_tolerant(driver_class: type) -> type:
             self._file = _HangupTolerant(self._file)  # Textual pinned in pyproject: its attribute
 
     return HangupTolerantDriver
-
-
-_frozen = False
-
-
-def _freeze_imports() -> None:
-    """Once per process, before the first app opens: what is alive now (the imported modules, torch's
-    when detection is on) lives as long as the process, so the garbage collector's full passes stop
-    looking through it. With torch imported each full pass took 0.1-0.2 s, and opening 1000 cached
-    frames makes one or two."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.freeze()
 
 
 class _CollectorPause:
@@ -279,7 +265,7 @@ class AlignimationApp(KeysPanel, App):
         """The watcher, then the part of the first scan the store already knows (unchanged photos:
         no file is read), before the screen: a cached folder's table is ready at once. New photos
         are read by the worker, with the screen up. From here on the pipeline is the driver's."""
-        _freeze_imports()
+        freeze_long_lived()
         w = self.config.watch
         self.driver = Driver(self, pipeline, auto_render=w.auto_render, auto_render_delay=w.auto_render_delay)
         if self.watch_folder:  # started before the first scan, so nothing arriving meanwhile is missed
@@ -296,6 +282,7 @@ class AlignimationApp(KeysPanel, App):
             preload(self.driver.preload_modules() if detecting else ())
             if detecting:
                 self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
+                freeze_long_lived()  # torch and the models, now loaded
         except BaseException:
             self._collector.resume()
             raise

@@ -64,3 +64,24 @@ def test_cuda_asked_for_without_cuda():
     with pytest.raises(models.DeviceError, match="no CUDA"):
         models.choose_device("cuda")
     assert models.choose_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collector_paused_for_the_block_and_left_as_it_was(enabled):
+    """The garbage collector is off while torch is imported or weights load, and afterwards as it
+    was before: on, or still off (the app pauses it while it opens and resumes it itself)."""
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError):
+            with models.collector_paused():
+                assert not gc.isenabled()
+                raise RuntimeError("a failed import")
+        assert gc.isenabled() is enabled
+        with models.collector_paused():
+            models.choose_device("auto")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
