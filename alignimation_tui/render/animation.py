@@ -48,7 +48,7 @@ FULL_COVER = 0.999
 
 # Bumped whenever the same photos, transforms and settings give different pictures (a new warp,
 # a new encoder default): a render written by an earlier revision is then never taken as up to date.
-RENDER_REVISION = 2  # 2: OpenCV's warp and decode into arrays
+RENDER_REVISION = 3  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions
 
 
 class RenderError(Exception):

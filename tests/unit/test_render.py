@@ -1,5 +1,6 @@
 """Rendering on real files with real encoders (ffmpeg through imageio-ffmpeg, Pillow's GIF)."""
 import os
+import re
 from datetime import datetime, timedelta
 
 import imageio.v2 as imageio
@@ -294,6 +295,23 @@ def test_mp4_preset_and_threads_reach_x264(tmp_path):
     w.start()
     w.add(Image.new("RGB", (64, 48), (200, 100, 50)), 3)
     staged = w.finish()
+    assert len(frames_of_mp4(staged.path)) == 3
+    w.abort()
+
+
+@pytest.mark.parametrize("preset, analyse", [("veryfast", b"analyse=0x3:0x3"), ("fast", b"analyse=0x3:0x113")])
+def test_veryfast_skips_the_8x8_inter_partitions(tmp_path, preset, analyse):
+    """The default preset is x264's veryfast without the p8x8/b8x8 partitions (PRESET_TUNING); any
+    other preset is x264's own. Read back from the options x264 writes into the stream (intra
+    partitions : inter partitions; 0x100 is p8x8, 0x010 b8x8)."""
+    from alignimation_tui.render.writers import Mp4Writer
+
+    w = Mp4Writer(tmp_path / "a.mp4", (64, 48), 8.0, 20, preset=preset, threads=1)
+    w.start()
+    w.add(Image.new("RGB", (64, 48), (200, 100, 50)), 3)
+    staged = w.finish()
+    options = re.search(rb"x264 - core .*? options: ([^\x00]*)", staged.path.read_bytes()).group(1)
+    assert analyse in options, options
     assert len(frames_of_mp4(staged.path)) == 3
     w.abort()
 
