@@ -227,10 +227,10 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                 return EXIT_NOTHING_ALIGNED
             pipeline.check_output(out)
             detecting = sum(pipeline.needs_detection(r) for r in results)
+            task = bar.add_task("detecting", total=detecting, name="")  # shown while the models load
             if detecting:
                 pipeline.warm_up()  # the models (and torch) now, then out of the collector's sight
                 freeze_long_lived()
-            task = bar.add_task("detecting", total=detecting, name="")
             pipeline.process(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
         for notice in pipeline.notices:
             console.print(f"[cyan]note:[/] {printable(notice)}")

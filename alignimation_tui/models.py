@@ -34,9 +34,9 @@ def freeze_long_lived() -> None:
     """What is alive now (the imported modules; torch and the models once they are loaded) lives
     as long as the process: ``gc.freeze`` moves it out of the garbage collector's sight, so its
     full passes stop looking through it. With torch imported each full pass took 0.05-0.2 s,
-    holding the interpreter lock (three in a 30-photo ``--once``; opening 1000 cached frames made
-    one or two). At most twice per process, before and after torch is imported: what it freezes
-    is never collected, so the many apps of a test session do not each freeze their leftovers."""
+    holding the interpreter lock (opening 1000 cached frames made one or two). At most twice per
+    process, before and after torch is imported: what it freezes is never collected, so the many
+    apps of a test session do not each freeze their leftovers."""
     with_torch = "torch" in sys.modules
     if with_torch not in _frozen_with_torch:
         _frozen_with_torch.add(with_torch)
