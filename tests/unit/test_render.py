@@ -402,3 +402,28 @@ def test_a_side_too_long_for_opencv_warps_through_pillow(monkeypatch):
         inside = np.asarray(Image.fromarray(inside).filter(ImageFilter.MinFilter(5))) == 255
         diff = np.abs(by_cv - by_pillow)[inside]
         assert inside.mean() > 0.5 and diff.mean() < 1.0 and diff.max() <= 4, fill
+
+
+def test_composite_weighs_only_the_edge_and_gives_the_same_bytes(tmp_path):
+    """The blurred fill's composite adds the background where the photo does not reach, keeps the
+    photo where it covers, and weighs only the edge between: the same bytes as weighing every
+    pixel (premultiplied + background * (255 - alpha) / 255, OpenCV's rounding)."""
+    import cv2
+
+    from alignimation_tui.photos import open_stored
+    from alignimation_tui.render.frame import _warp, blurred_cover, composite, warp_coverage
+    from tests.conftest import similarity
+
+    path = tmp_path / "p.jpg"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (120, 160, 3), np.uint8)).save(path, quality=90)
+    photo = open_stored(path, max_side=160)
+    m = similarity(17, 1.4, 160 - 80, 120 - 60, centre=(80, 60))  # turned, enlarged, centred: fill on every side
+    size = (320, 240)
+    premultiplied = _warp(photo.array(), photo, m, size, (0, 0, 0))
+    alpha = warp_coverage(photo, m, size)
+    background = blurred_cover(photo, size)
+    assert {0, 255} <= set(np.unique(alpha)) and ((alpha > 0) & (alpha < 255)).sum() > 100
+    whole = cv2.add(premultiplied, cv2.multiply(background, cv2.merge([255 - alpha] * 3), scale=1 / 255))
+    out = composite(premultiplied.copy(), alpha, background)
+    assert np.array_equal(out, whole)
