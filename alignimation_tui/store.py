@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -653,9 +654,7 @@ def load_npy(raw: bytes) -> np.ndarray:
         m = _NPY_HEADER.fullmatch(raw[10:end].decode("latin1"))
         if m is not None:
             shape = tuple(int(v) for v in m.group(2).split(",") if v)
-            count = 1
-            for v in shape:
-                count *= v
+            count = math.prod(shape)
             dtype = np.dtype(m.group(1))
             if len(raw) - end < count * dtype.itemsize:
                 raise ValueError("the array's data is shorter than its header says")

@@ -254,13 +254,12 @@ class Mode(ABC):
         fp = self.register_fp(ref)
         todo = []
         keys = {r.frame.hash: self.transform_key(r, fp) for r in subjects}
+        # Not loaded yet for this reference, settings and subject:
+        stale = [r for r in subjects if r.transform is None or r.extra.get("transform_key") != keys[r.frame.hash]]
         with p.store.read_ahead():
-            p.store.prefetch([keys[r.frame.hash] for r in subjects
-                              if r.transform is None or r.extra.get("transform_key") != keys[r.frame.hash]])
-            for r in subjects:
+            p.store.prefetch([keys[r.frame.hash] for r in stale])
+            for r in stale:
                 key = keys[r.frame.hash]
-                if r.transform is not None and r.extra.get("transform_key") == key:
-                    continue  # already loaded for this reference, settings and subject
                 cached = p.store.get_json(key)
                 if cached is not None:
                     r.transform = Transform.from_json(cached)

@@ -470,13 +470,10 @@ class AlignimationApp(KeysPanel, App):
         if message.error:
             self.render_note = "render failed"
             self.notify(f"render: {message.error}", severity="error", timeout=15)
-        elif message.unchanged:
+        else:  # the file holds this render, written now or already up to date
             self.render_note = f"wrote {message.path} ({message.frames} frames)"
-            self.notify(f"{message.path} is up to date: nothing that changes it changed since it was written",
-                        timeout=15)
-        else:
-            self.render_note = f"wrote {message.path} ({message.frames} frames)"
-            self.notify(f"wrote {message.path} ({message.frames} frames)", timeout=15)
+            self.notify(f"{message.path} is up to date: nothing that changes it changed since it was written"
+                        if message.unchanged else self.render_note, timeout=15)
         self._update_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

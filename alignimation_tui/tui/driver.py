@@ -171,8 +171,7 @@ class Driver:
     def _snapshot(self) -> None:
         """The rows and views as the store has them, for the screen to show as it comes up (the
         worker posts only what changes after them)."""
-        rows = frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
-        views = self.views()
+        rows, views = self.rows(), self.views()
         self._posted = {r.hash: r for r in rows}
         self._posted_views = {v.hash: v for v in views}
         self.initial = (rows, views)
@@ -221,6 +220,10 @@ class Driver:
             self._last_state = state
             self._post(state)
 
+    def rows(self) -> list:
+        """Every frame as the table shows it (immutable ``FrameRow`` snapshots)."""
+        return frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
+
     def views(self) -> list[FrameView]:
         """Every frame as the preview shows it (copies: the output matrix, framing included)."""
         p = self.pipeline
@@ -230,7 +233,7 @@ class Driver:
 
     def post_rows(self) -> None:
         """Post the rows and views that changed since the last post (all of them the first time)."""
-        rows = frame_rows(list(self.pipeline.results.values()), self.pipeline.config.select.min_sharpness)
+        rows = self.rows()
         changed = [r for r in rows if self._posted.get(r.hash) != r]
         self._posted = {r.hash: r for r in rows}
         views = self.views()
