@@ -63,18 +63,20 @@ def signals_of(r: FrameResult) -> FitSignals | None:
     measured where the subject has facing scores and the five face landmarks (face mode)."""
     if r.transform is None or r.subject is None or getattr(r.subject, "box", None) is None:
         return None
-    m = np.asarray(r.transform.matrix, np.float64)
-    scale = math.sqrt(abs(np.linalg.det(m[:2, :2])))
-    x0, y0, x1, y1 = r.subject.box
-    cx, cy, _ = m @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+    # Plain floats, not numpy: every frame's signals are measured again whenever one photo arrives.
+    (a, b, tx), (c, d, ty) = ((float(v) for v in row) for row in r.transform.matrix[:2])
+    scale = math.sqrt(abs(a * d - b * c))
+    x0, y0, x1, y1 = (float(v) for v in r.subject.box)
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    cx, cy = a * mx + b * my + tx, c * mx + d * my + ty
     shape = None
     points = r.subject.points
     if r.subject.facing is not None and len(points) == 5 and y1 > y0:  # eyes, nose, mouth corners
-        lm = np.asarray(points, np.float64)
-        shape = float(np.hypot(*((lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2)) / (y1 - y0))
+        (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = points
+        shape = math.hypot((mlx + mrx) / 2 - (lx + rx) / 2, (mly + mry) / 2 - (ly + ry) / 2) / (y1 - y0)
     size = scale * max(x1 - x0, y1 - y0)
-    return FitSignals(r.frame.hash, size, (float(cx), float(cy)),
-                      math.degrees(math.atan2(m[1, 0], m[0, 0])), shape, float(r.transform.residual_pct),
+    return FitSignals(r.frame.hash, size, (cx, cy), math.degrees(math.atan2(c, a)), shape,
+                      float(r.transform.residual_pct),
                       float(r.transform.residual_pct) / 100 * r.transform.canvas[1] / max(size, 1e-9))
 
 

@@ -16,29 +16,27 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..domain import FacingScores
 
 NOSE_DEPTH_OVER_HALF_EYE_DISTANCE = 1.0
 
 
 def facing_scores(landmarks) -> FacingScores:
-    lm = np.asarray(landmarks, np.float64)
-    left_eye, right_eye, nose, mouth_l, mouth_r = lm
-    d_eyes = np.linalg.norm(left_eye - nose), np.linalg.norm(right_eye - nose)
-    d_mouth = np.linalg.norm(mouth_l - nose), np.linalg.norm(mouth_r - nose)
+    # Plain floats, not numpy: the selection scores every photo's face again whenever one photo
+    # arrives, and five 2-vectors cost more in numpy's per-call overhead than in arithmetic.
+    (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = ((float(x), float(y)) for x, y in landmarks)
+    d_eyes = math.hypot(lx - nx, ly - ny), math.hypot(rx - nx, ry - ny)
+    d_mouth = math.hypot(mlx - nx, mly - ny), math.hypot(mrx - nx, mry - ny)
     eye_ratio = min(d_eyes) / max(max(d_eyes), 1e-9)
     mouth_ratio = min(d_mouth) / max(max(d_mouth), 1e-9)
 
-    eye_vec = right_eye - left_eye
-    half = np.linalg.norm(eye_vec) / 2
+    ex, ey = rx - lx, ry - ly
+    half = math.hypot(ex, ey) / 2
     if half < 1e-9:
         return FacingScores(eye_ratio, mouth_ratio, 90.0)
-    axis = eye_vec / (2 * half)
-    offset = float(np.dot(nose - (left_eye + right_eye) / 2, axis))
+    offset = ((nx - (lx + rx) / 2) * ex + (ny - (ly + ry) / 2) * ey) / (2 * half)
     yaw = math.degrees(math.atan(offset / half / NOSE_DEPTH_OVER_HALF_EYE_DISTANCE))
-    return FacingScores(float(eye_ratio), float(mouth_ratio), yaw)
+    return FacingScores(eye_ratio, mouth_ratio, yaw)
 
 
 def is_turned(scores: FacingScores, max_yaw_deg: float, min_eye_ratio: float = 0.0,

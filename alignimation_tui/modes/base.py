@@ -240,8 +240,15 @@ class Mode(ABC):
     def transform_key(self, r: FrameResult, fp: str) -> str:
         # The subject's points are part of the key: a different choice (identity weights installed,
         # another min_confidence) must not reuse a transform fitted to another subject. ("face": the
-        # name the key had before the modes shared this; it keeps face mode's cache.)
-        return f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.points)}"
+        # name the key had before the modes shared this; it keeps face mode's cache.) Every frame's
+        # key is asked for whenever one photo arrives: the last one made is kept with what made it.
+        made_of = (r.frame.hash, fp, r.subject.points)
+        last = r.extra.get("transform_key_of")
+        if last is not None and last[0] == made_of:
+            return last[1]
+        key = f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=made_of[2])}"
+        r.extra["transform_key_of"] = (made_of, key)
+        return key
 
     def register(self, ref: Reference, compute: bool) -> None:
         """Give every subject a transform onto ``ref``'s canvas: stored ones are read; the others

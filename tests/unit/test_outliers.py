@@ -108,3 +108,20 @@ def test_body_mode_is_judged_on_the_persons_box():
     apply_outliers(results, reference=results[0].frame.hash)
     assert [r.frame.hash for r in results if r.status is FrameStatus.OUTLIER] == ["h4"]
     assert "2.0x the median size" in results[4].outlier_reason
+
+
+def test_signals_of_a_turned_scaled_shifted_fit():
+    """The signals in plain arithmetic, checked against the matrix they come from."""
+    r = _result(0)
+    a, s = math.radians(20.0), 1.7
+    m = np.array([[s * math.cos(a), -s * math.sin(a), 31.0], [s * math.sin(a), s * math.cos(a), -12.0], [0, 0, 1]])
+    r.transform = Transform(tuple(map(tuple, m)), (640, 480), 0.8)
+    sig = signals_of(r)
+    box = r.subject.box
+    centre = m @ [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.0]
+    assert sig.size == pytest.approx(s * 120)
+    assert sig.centre == pytest.approx(tuple(centre[:2]))
+    assert sig.turn_deg == pytest.approx(20.0)
+    lm = np.asarray(r.subject.points)
+    assert sig.shape == pytest.approx(np.linalg.norm((lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2) / 120)
+    assert sig.residual_box == pytest.approx(0.8 / 100 * 480 / (s * 120))

@@ -54,3 +54,29 @@ def test_canvas_even_and_long_side(w, h, canvas):
     size, scale = canvas_for(w, h, 1080)
     assert size == canvas and all(v % 2 == 0 for v in size)
     assert math.isclose(scale, 1080 / max(w, h))
+
+
+def test_transform_key_is_kept_until_the_subject_or_the_settings_change(tmp_path):
+    """Every frame's key is asked for whenever one photo arrives; the one made last is reused
+    only for the same photo, settings and subject points."""
+    from alignimation_tui.config import Config
+    from alignimation_tui.domain import Face, FacingScores, Subject
+    from alignimation_tui.pipeline import Pipeline
+    from alignimation_tui.store import fingerprint
+    from tests.unit.test_triage import result
+
+    pipeline = Pipeline(tmp_path, Config())
+    try:
+        mode, r = pipeline.mode, result(0)
+        lm = ((130.0, 140.0), (170.0, 140.0), (150.0, 170.0), (135.0, 185.0), (165.0, 185.0))
+        r.subject = Subject(0, Face((100.0, 100.0, 200.0, 220.0), 0.99, lm), FacingScores(1, 1, 0), None)
+        fresh = lambda fp: f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=r.subject.points)}"  # noqa: E731
+        first = mode.transform_key(r, "fp1")
+        assert first == fresh("fp1") and mode.transform_key(r, "fp1") == first
+        assert mode.transform_key(r, "fp2") == fresh("fp2") != first
+        second = mode.transform_key(r, "fp2")
+        moved = (lm[0], (171.0, 140.0), *lm[2:])
+        r.subject = Subject(0, Face((100.0, 100.0, 200.0, 220.0), 0.99, moved), FacingScores(1, 1, 0), None)
+        assert mode.transform_key(r, "fp2") == fresh("fp2") != second
+    finally:
+        pipeline.close()
