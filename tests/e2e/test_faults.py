@@ -323,9 +323,19 @@ async def test_verdict_on_a_read_only_data_folder(folder, monkeypatch):
 
 # Ctrl+C and SIGTERM ------------------------------------------------------------------------------
 
+def at_a_terminal() -> None:
+    """In the child, before it starts: SIGINT at its default, as a command typed at a terminal has
+    it. A suite started in the background (``nohup``, ``cmd &`` in a script) ignores SIGINT and its
+    children inherit that; Python then sets no KeyboardInterrupt handler and a Ctrl+C test would
+    see the run finish. (alignimation-tui leaves an ignored SIGINT ignored, as programs do: a
+    background job is not stopped by Ctrl+C.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def once(folder: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "alignimation_tui", str(folder), "--once", *args], cwd=REPO,
-                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=at_a_terminal)
 
 
 def test_ctrl_c_while_detecting(folder, tmp_path, capsys, count_detections):
