@@ -48,7 +48,8 @@ FULL_COVER = 0.999
 
 # Bumped whenever the same photos, transforms and settings give different pictures (a new warp,
 # a new encoder default): a render written by an earlier revision is then never taken as up to date.
-RENDER_REVISION = 3  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions
+RENDER_REVISION = 4  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions;
+# 4: a solid fill keeps its colour (the colour match corrects the photo, not the border)
 
 
 class RenderError(Exception):
@@ -378,9 +379,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         item = items[k]
         # The decode goes into this worker's scratch buffer: the composed picture is new pixels.
         img = compose_array(decode_for(item.path, layout.matrices[k], settings.max_pixels, item.size, scratch=True),
-                            layout.matrices[k], layout.size, settings.fill, item.picture)
-        if item.colour is not None:
-            img = item.colour.apply(img)
+                            layout.matrices[k], layout.size, settings.fill, item.picture,
+                            gain=item.colour.apply if item.colour is not None else None)
         if item.mask is not None and item.background != "keep":
             img = replace_background(Image.fromarray(img), item.mask, layout.matrices[k],
                                      item.size or upright_size(item.path), item.background, item.feather_px)

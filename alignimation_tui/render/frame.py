@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -217,15 +218,19 @@ def compose_decoded(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], f
 
 
 def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill: str,
-                  picture=None) -> np.ndarray:
-    """``compose_decoded`` as an RGB array."""
+                  picture=None, gain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """``compose_decoded`` as an RGB array. ``gain``: a colour correction of the photo's pixels
+    (``ColourGain.apply``). A solid ``fill`` stays the colour asked for in every frame: where it
+    shows, the photo is corrected before the warp. Otherwise the picture is, after it (the blurred
+    fill is the photo itself, so it takes the same correction)."""
     if picture is not None:
         photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
     source = photo.array()
-    if solid is not None:
-        return _warp(source, photo, matrix, size, solid)
+    after = gain or (lambda array: array)
     if covers(photo, matrix, size):
-        return _warp(source, photo, matrix, size, (0, 0, 0))
-    return composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
-                     blurred_cover(photo, size))
+        return after(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
+    if solid is not None:
+        return _warp(source if gain is None else gain(source), photo, matrix, size, solid)
+    return after(composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
+                           blurred_cover(photo, size)))

@@ -427,3 +427,33 @@ def test_composite_weighs_only_the_edge_and_gives_the_same_bytes(tmp_path):
     whole = cv2.add(premultiplied, cv2.multiply(background, cv2.merge([255 - alpha] * 3), scale=1 / 255))
     out = composite(premultiplied.copy(), alpha, background)
     assert np.array_equal(out, whole)
+
+
+def test_a_solid_fill_keeps_its_colour_under_the_colour_match():
+    """The colour match corrects the photo, not the border: a white or coloured fill is the colour
+    asked for in every frame (it was tinted by each frame's gain, so the border flickered). The
+    photo is corrected as before, within the rounding of correcting before the warp rather than
+    after; the blurred fill, made of the photo, is corrected with it, as before."""
+    from alignimation_tui.colour import ColourGain
+    from alignimation_tui.photos import Decoded
+    from alignimation_tui.render import frame
+
+    rng = np.random.default_rng(5)
+    smooth = Image.fromarray(rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)).resize((120, 90), Image.Resampling.BICUBIC)
+    photo = Decoded(np.asarray(smooth), 120, 90)
+    m = similarity(7, 1.2, 10, -5, centre=(60, 45))  # the photo does not cover the frame
+    size = (200, 150)
+    gain = ColourGain((0.7, 1.0, 1.3))
+    coverage = frame.warp_coverage(photo, m, size)
+    inside = np.asarray(Image.fromarray(coverage).filter(ImageFilter.MinFilter(5))) == 255
+    outside = np.asarray(Image.fromarray(coverage).filter(ImageFilter.MaxFilter(5))) == 0
+    assert inside.mean() > 0.3 and outside.mean() > 0.1
+    for fill, rgb in (("white", (255, 255, 255)), ("#336699", (0x33, 0x66, 0x99))):
+        out = frame.compose_array(photo, m, size, fill, gain=gain.apply)
+        assert (out[outside] == rgb).all(), fill
+        corrected_after = gain.apply(frame.compose_array(photo, m, size, fill)).astype(np.int16)
+        diff = np.abs(out.astype(np.int16) - corrected_after)[inside]
+        # (the look-up is curved: where neighbours differ much, a few levels apart at most)
+        assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 2 and diff.max() <= 8, fill
+    blurred = frame.compose_array(photo, m, size, "blur", gain=gain.apply)
+    assert np.array_equal(blurred, gain.apply(frame.compose_array(photo, m, size, "blur")))
