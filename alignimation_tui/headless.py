@@ -25,7 +25,6 @@ from rich.table import Table
 from .config import Config
 from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
-from .models import freeze_long_lived
 from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline
 from .render import RenderError
@@ -229,8 +228,7 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
             detecting = sum(pipeline.needs_detection(r) for r in results)
             task = bar.add_task("detecting", total=detecting, name="")  # shown while the models load
             if detecting:
-                pipeline.warm_up()  # the models (and torch) now, then out of the collector's sight
-                freeze_long_lived()
+                pipeline.warm_up()  # the models (and torch) now, while the bar says so
             pipeline.process(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
         for notice in pipeline.notices:
             console.print(f"[cyan]note:[/] {printable(notice)}")

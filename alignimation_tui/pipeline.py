@@ -25,7 +25,7 @@ from .colour import STATS_SIDE, ColourGain, means_key, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict, is_kept
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
-from .models import choose_device, collector_paused
+from .models import choose_device, collector_paused, freeze_long_lived
 from .names import printable
 from .modes import mode_for
 from .modes.base import Mode, Reference
@@ -113,9 +113,11 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Load the detection models now rather than on the first photo (importing torch and
-        unpickling the weights, with the garbage collector paused: nothing there is garbage)."""
+        unpickling the weights, with the garbage collector paused: nothing there is garbage), then
+        put them out of the collector's sight: they live as long as the process."""
         with collector_paused():
             self.mode.warm_up()
+        freeze_long_lived()
 
     # scan --------------------------------------------------------------------------------------
     def scan(self, exclude: set[Path] = frozenset(), known_only: bool = False) -> list[FrameResult]:

@@ -227,10 +227,10 @@ def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fil
         photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
     source = photo.array()
-    after = gain or (lambda array: array)
+    correct = gain or (lambda array: array)
     if covers(photo, matrix, size):
-        return after(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
+        return correct(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
     if solid is not None:
-        return _warp(source if gain is None else gain(source), photo, matrix, size, solid)
-    return after(composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
-                           blurred_cover(photo, size)))
+        return _warp(correct(source), photo, matrix, size, solid)
+    return correct(composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
+                             blurred_cover(photo, size)))

@@ -282,7 +282,6 @@ class AlignimationApp(KeysPanel, App):
             preload(self.driver.preload_modules() if detecting else ())
             if detecting:
                 self.driver.warm_up()  # loading the weights is unpickling: it holds the lock too
-                freeze_long_lived()  # torch and the models, now loaded
         except BaseException:
             self._collector.resume()
             raise
