@@ -7,9 +7,10 @@ The frames are what ``--once --frames`` writes for each folder (the real pipelin
 framing; a fresh cache in a temporary folder), read back as RGB, then laid out by the render's own
 timing with ``--crossfade`` blend frames between photos (as the render blends them). Each
 candidate encodes the same frames through the render's ffmpeg writer (``writers._Ffmpeg``) at
-CRF 20, two x264 threads, twice; the lower CPU time (ffmpeg's, from ``RUSAGE_CHILDREN``) counts.
-SSIM is ffmpeg's, in YUV 4:2:0, of the decoded file against the frames. Ratios are against ours
-(``Mp4Writer``'s default, first row) and ``slow``, in the same run. The last line is one JSON object.
+CRF 20, two x264 threads, three times; the lowest CPU time (ffmpeg's, from ``RUSAGE_CHILDREN``)
+counts. SSIM is ffmpeg's, in YUV 4:2:0, of the decoded file against the frames. Ratios are against
+ours (what the render chooses for these frames, first row: with or without B-frames) and ``slow``,
+in the same run. The last line is one JSON object.
 """
 from __future__ import annotations
 
@@ -29,13 +30,25 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 SAMPLES = HERE.parent.parent / "shared" / "samples"
-# (label, preset, extra x264 params); the first is what the render uses by default.
-CANDIDATES = [("ours (veryfast, no 8x8 inter partitions)", "veryfast", "partitions=i8x8,i4x4"),
+# (label, preset, extra x264 params), after ours: what the render chooses for the frames (its
+# ``PRESET_TUNING``, and B-frames where ``writers.b_frames_pay`` finds they pay), the first row.
+CANDIDATES = [("ours with B-frames", "veryfast", "partitions=i8x8,i4x4"),
+              ("ours without B-frames", "veryfast", "partitions=i8x8,i4x4:bframes=0"),
               ("veryfast", "veryfast", None),
               ("veryfast me=dia subme=1 no 8x8 inter", "veryfast", "me=dia:subme=1:partitions=i8x8,i4x4"),
               ("superfast", "superfast", None),
               ("faster", "faster", None),
               ("slow", "slow", None)]
+
+
+def ours(photos: list[np.ndarray], crossfade: int) -> tuple[str, str, str]:
+    """The render's own choice for these photos (its first ones, as many as it looks at)."""
+    from alignimation_tui.render.writers import PRESET_TUNING, b_frames_pay, look_ahead_photos
+
+    h, w = photos[0].shape[:2]
+    pay = b_frames_pay(photos[:look_ahead_photos((w, h))], crossfade)
+    params = PRESET_TUNING["veryfast"] + ("" if pay else ":bframes=0")
+    return f"ours ({'with' if pay else 'without'} B-frames)", "veryfast", params
 
 
 def frames_for(folder: Path, work: Path) -> Path:
@@ -50,13 +63,17 @@ def frames_for(folder: Path, work: Path) -> Path:
     return out
 
 
-def sequence(frames_dir: Path, crossfade: int, fps: float = 8.0) -> list[np.ndarray]:
-    import cv2
+def photos_of(frames_dir: Path) -> list[np.ndarray]:
     from PIL import Image
+
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(frames_dir.glob("*.jpg"))]
+
+
+def sequence(pics: list[np.ndarray], crossfade: int, fps: float = 8.0) -> list[np.ndarray]:
+    import cv2
 
     from alignimation_tui.render.timing import plan_timing
 
-    pics = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(frames_dir.glob("*.jpg"))]
     out = []
     for step in plan_timing(len(pics), fps, crossfade=crossfade).steps():
         frame = pics[step.a] if step.b is None else cv2.addWeighted(pics[step.a], 1 - step.alpha, pics[step.b],
@@ -117,13 +134,13 @@ def main() -> None:
         folders.append(twelve)
     results = []
     for folder in folders:
-        frames_dir = frames_for(folder.resolve(), work)
+        photos = photos_of(frames_for(folder.resolve(), work))
         for crossfade in map(int, args.crossfade.split(",")):
-            frames = sequence(frames_dir, crossfade)
+            frames = sequence(photos, crossfade)
             rows = []
-            for label, preset, params in CANDIDATES:
+            for label, preset, params in [ours(photos, crossfade), *CANDIDATES]:
                 out = work / "encoded.mp4"
-                cpu = min(encode(frames, preset, params, out)[0] for _ in range(2))
+                cpu = min(encode(frames, preset, params, out)[0] for _ in range(3))
                 rows.append({"candidate": label, "cpu_ms_per_frame": round(1000 * cpu / len(frames), 1),
                              "bytes": out.stat().st_size, "ssim": ssim(frames, out, work)})
             ours, slow = rows[0], rows[-1]

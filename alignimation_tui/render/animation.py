@@ -2,7 +2,8 @@
 
 At most two composed pictures are alive at a time (the current photo and the next, for a
 crossfade or a morph), plus the one or two being composed ahead in a worker thread while the
-encoder works.
+encoder works; an MP4 first holds its first few photos (``writers.look_ahead_photos``) to choose
+its B-frames from them.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,7 +33,7 @@ from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .staging import Staged, folder_locked, remove_abandoned
 from .timing import Timing, plan_timing
-from .writers import OUTPUT_SUFFIXES, WriteFailed, open_writer
+from .writers import BLENDS_THAT_PAY, OUTPUT_SUFFIXES, WriteFailed, b_frames_pay, look_ahead_photos, open_writer
 
 OUTPUT_KEY = "render.output (or --out)"
 MORPH_KEY = "render.morph"
@@ -403,16 +405,19 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
 
     sidecar = None
     try:
-        outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
-                                              webp_quality=settings.webp_quality,
-                                              gif_max_width=settings.gif_max_width, preset=settings.preset,
-                                              threads=encoder_threads(n_workers))
+        source = composed = pictures()
         try:
+            # An MP4 chooses its B-frames from its first photos, composed ahead and held till then.
+            ahead = (list(islice(source, look_ahead_photos(layout.size)))
+                     if out.suffix.lower() == ".mp4" and len(items) >= 3 and timing.crossfade < BLENDS_THAT_PAY
+                     else [])
+            b_frames = b_frames_pay([shown for shown, _ in ahead], timing.crossfade)
+            source = _replay(ahead, composed)
+            outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
+                                                  webp_quality=settings.webp_quality,
+                                                  gif_max_width=settings.gif_max_width, preset=settings.preset,
+                                                  threads=encoder_threads(n_workers), b_frames=b_frames)
             writer.start()  # registered first: whatever happens from here, discard() cleans up
-        except OSError as exc:
-            raise outputs.fault(exc) from None
-        source = pictures()
-        try:
             current, following, index = next(source), None, 0
             for step in timing.steps():
                 if step.a != index:  # moved on to the next photo
@@ -431,7 +436,7 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         except OSError as exc:
             raise outputs.fault(exc) from None
         finally:
-            source.close()  # an interrupted render leaves no decode thread behind
+            composed.close()  # an interrupted render leaves no decode thread behind
         outputs.writer = None
         if settings.sidecar:
             data = sidecar_data(items, layout, timing, settings, out, captions, frames_dir)
@@ -444,6 +449,13 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         raise
     return RenderResult(out, len(items), _frames_in_file(timing, out), layout.size, os.path.getsize(out), sidecar,
                         layout.notices)
+
+
+def _replay(ahead: list, rest: Iterator) -> Iterator:
+    """``ahead``, emptied as it goes (nothing held once shown), then ``rest``."""
+    while ahead:
+        yield ahead.pop(0)
+    yield from rest
 
 
 def _frames_in_file(timing: Timing, out: Path) -> int:

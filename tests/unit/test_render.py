@@ -226,18 +226,22 @@ def test_failed_render_leaves_no_file(tmp_path):
     assert not sidecar_path(out).exists()
 
 
-def test_a_photo_that_cannot_be_read_is_left_out_and_the_render_goes_on(tmp_path):
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])  # an MP4 meets p02 among the photos it looks at first
+def test_a_photo_that_cannot_be_read_is_left_out_and_the_render_goes_on(tmp_path, suffix):
     items = make_items(tmp_path, WARPS[:4])
     items[2].path.write_bytes(b"not a photo any more")  # found while rendering: started again without it
     items[3].path.unlink()  # gone before the render
-    out = tmp_path / "x.gif"
+    out = tmp_path / f"x{suffix}"
     result = write_animation(items, CANVAS, out, RenderSettings())
     assert result.photos == 2
     assert any(n.startswith("p02.jpg left out of this render") for n in result.notices), result.notices
     assert any(n == "p03.jpg left out of this render: the file is gone" for n in result.notices), result.notices
-    with Image.open(out) as im:
-        assert im.n_frames == 2
-    assert not list(tmp_path.glob(".x.gif*"))
+    if suffix == ".gif":
+        with Image.open(out) as im:
+            assert im.n_frames == 2
+    else:
+        assert len(frames_of_mp4(out)) == 2
+    assert not list(tmp_path.glob(f".x{suffix}*"))
 
 
 def test_gif_keeps_skin_tones(tmp_path):
@@ -310,10 +314,63 @@ def test_veryfast_skips_the_8x8_inter_partitions(tmp_path, preset, analyse):
     w.start()
     w.add(Image.new("RGB", (64, 48), (200, 100, 50)), 3)
     staged = w.finish()
-    options = re.search(rb"x264 - core .*? options: ([^\x00]*)", staged.path.read_bytes()).group(1)
+    options = x264_options(staged.path)
     assert analyse in options, options
     assert len(frames_of_mp4(staged.path)) == 3
     w.abort()
+
+
+def x264_options(path) -> bytes:
+    """The options x264 writes into the stream it encodes."""
+    return re.search(rb"x264 - core .*? options: ([^\x00]*)", path.read_bytes()).group(1)
+
+
+def scene(seed: int, size=(320, 240)) -> Image.Image:
+    """Another picture each time: a base colour and blocks of colour, all drawn at random."""
+    rng = np.random.default_rng(1000 + seed)
+    w, h = size
+    rgb = np.empty((h, w, 3)) + rng.uniform(0, 255, 3)
+    for _ in range(12):
+        x, y = rng.integers(0, w - 40), rng.integers(0, h - 40)
+        rgb[y:y + rng.integers(20, h // 2), x:x + rng.integers(20, w // 2)] = rng.uniform(0, 255, 3)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+@pytest.mark.parametrize("photos, crossfade, b_frames", [
+    ("cuts", 0, b"bframes=0"),  # each photo another picture: x264 codes them as the scene cuts they are
+    ("cuts", 2, b"bframes=0"),
+    ("cuts", 3, b"bframes=3"),  # a blend of 3 frames or more: what a B-frame predicts
+    ("alike", 0, b"bframes=3"),  # the same spot each time: B-frames pay
+])
+def test_an_mp4_has_b_frames_where_they_pay(tmp_path, photos, crossfade, b_frames):
+    """The render looks at its first photos to choose x264's B-frames; the photos it held back to
+    look at still come out in order, each once."""
+    items = []
+    for i in range(10):
+        path = tmp_path / f"p{i:02d}.jpg"
+        picture = scene(i) if photos == "cuts" else bright_photo(i)
+        picture.save(path, quality=95)
+        items.append(RenderItem(path, path.name, np.eye(3), hash=f"h{i}", taken_at=START + timedelta(weeks=i),
+                                size=CANVAS, info={"verdict": "auto", "status": "aligned"}))
+    out = tmp_path / "a.mp4"
+    frames_dir = tmp_path / "frames"
+    result = write_animation(items, CANVAS, out, RenderSettings(crossfade=crossfade), frames_dir=frames_dir)
+    assert b_frames in x264_options(out)
+    decoded = frames_of_mp4(out)
+    assert len(decoded) == result.frames == 10 + 9 * crossfade
+    composed = [np.asarray(Image.open(p).convert("RGB"), dtype=float) for p in sorted(frames_dir.glob("*.jpg"))]
+    for k in range(len(composed)):  # each photo's frame is nearest its own picture (within the encoder's loss)
+        errors = [np.abs(decoded[k * (crossfade + 1)] - picture).mean() for picture in composed]
+        assert int(np.argmin(errors)) == k and errors[k] < 10, (k, errors)
+
+
+def test_b_frames_stay_where_there_is_too_little_to_look_at():
+    from alignimation_tui.render.writers import b_frames_pay
+
+    cuts = [np.asarray(scene(i)) for i in range(4)]
+    assert not b_frames_pay(cuts, 0) and not b_frames_pay(cuts[:3], 1)
+    assert b_frames_pay(cuts[:2], 0) and b_frames_pay(cuts, 3)
+    assert b_frames_pay([Image.fromarray(c) for c in cuts[:3]] + [Image.fromarray(cuts[2])] * 3, 0)  # 2 cuts of 5
 
 
 def test_frames_partial_folder_of_a_killed_render_is_removed(tmp_path):
