@@ -41,7 +41,7 @@ CANDIDATES = [("ours with B-frames", "veryfast", "partitions=i8x8,i4x4"),
               ("slow", "slow", None)]
 
 
-def ours(photos: list[np.ndarray], crossfade: int) -> tuple[str, str, str]:
+def our_choice(photos: list[np.ndarray], crossfade: int) -> tuple[str, str, str]:
     """The render's own choice for these photos (its first ones, as many as it looks at)."""
     from alignimation_tui.render.writers import PRESET_TUNING, b_frames_pay, look_ahead_photos
 
@@ -138,7 +138,7 @@ def main() -> None:
         for crossfade in map(int, args.crossfade.split(",")):
             frames = sequence(photos, crossfade)
             rows = []
-            for label, preset, params in [ours(photos, crossfade), *CANDIDATES]:
+            for label, preset, params in [our_choice(photos, crossfade), *CANDIDATES]:
                 out = work / "encoded.mp4"
                 cpu = min(encode(frames, preset, params, out)[0] for _ in range(3))
                 rows.append({"candidate": label, "cpu_ms_per_frame": round(1000 * cpu / len(frames), 1),
