@@ -50,8 +50,9 @@ FULL_COVER = 0.999
 
 # Bumped whenever the same photos, transforms and settings give different pictures (a new warp,
 # a new encoder default): a render written by an earlier revision is then never taken as up to date.
-RENDER_REVISION = 4  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions;
-# 4: a solid fill keeps its colour (the colour match corrects the photo, not the border)
+RENDER_REVISION = 5  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions;
+# 4: a solid fill keeps its colour (the colour match corrects the photo, not the border); 5: a photo
+# smaller than the frame is colour-corrected before the warp
 
 
 class RenderError(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -139,8 +139,10 @@ def covers(photo: Decoded, matrix: np.ndarray, size: tuple[int, int]) -> bool:
     return bool((x >= 0).all() and (y >= 0).all() and (x <= photo.width).all() and (y <= photo.height).all())
 
 
-def blurred_cover(photo: Decoded, size: tuple[int, int]) -> np.ndarray:
-    """The photo scaled to cover ``size`` and blurred: a background for the uncovered border."""
+def blurred_cover(photo: Decoded, size: tuple[int, int],
+                  gain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The photo scaled to cover ``size`` and blurred: a background for the uncovered border.
+    ``gain``: a colour correction, of the blurred picture before it is scaled up to ``size``."""
     import cv2
 
     small = (max(1, size[0] // 8), max(1, size[1] // 8))
@@ -157,6 +159,8 @@ def blurred_cover(photo: Decoded, size: tuple[int, int]) -> np.ndarray:
     array = array[y0:y0 + max(1, round(keep_h)), x0:x0 + max(1, round(keep_w))]
     cover = cv2.resize(array, small, interpolation=cv2.INTER_LINEAR)
     cover = cv2.GaussianBlur(cover, (0, 0), max(small) / 40)
+    if gain is not None:
+        cover = gain(cover)
     return cv2.resize(cover, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -221,13 +225,22 @@ def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fil
                   picture=None, gain: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """``compose_decoded`` as an RGB array. ``gain``: a colour correction of the photo's pixels
     (``ColourGain.apply``). A solid ``fill`` stays the colour asked for in every frame: where it
-    shows, the photo is corrected before the warp. Otherwise the picture is, after it (the blurred
-    fill is the photo itself, so it takes the same correction)."""
+    shows, the photo is corrected before the warp. So is a decode with fewer pixels than the
+    frame (a small photo, scaled up: a look-up over a 250x250 photo instead of a 1080x1080
+    frame). Otherwise the picture is corrected after the warp. The blurred fill is made of the
+    photo, so it takes the same correction either way."""
     if picture is not None:
         photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
     source = photo.array()
     correct = gain or (lambda array: array)
+    if gain is not None and source.shape[0] * source.shape[1] < size[0] * size[1]:
+        if not covers(photo, matrix, size) and solid is None:  # the blurred fill, corrected as it was
+            cover = blurred_cover(photo, size, gain)
+            return composite(_warp(gain(source), photo, matrix, size, (0, 0, 0)),
+                             warp_coverage(photo, matrix, size), cover)
+        photo = replace(photo, image=gain(source))
+        source, correct = photo.image, (lambda array: array)
     if covers(photo, matrix, size):
         return correct(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
     if solid is not None:

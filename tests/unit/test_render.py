@@ -329,7 +329,7 @@ def scene(seed: int, size=(320, 240)) -> Image.Image:
     """Another picture each time: a base colour and blocks of colour, all drawn at random."""
     rng = np.random.default_rng(1000 + seed)
     w, h = size
-    rgb = np.empty((h, w, 3)) + rng.uniform(0, 255, 3)
+    rgb = np.ones((h, w, 3)) * rng.uniform(0, 255, 3)
     for _ in range(12):
         x, y = rng.integers(0, w - 40), rng.integers(0, h - 40)
         rgb[y:y + rng.integers(20, h // 2), x:x + rng.integers(20, w // 2)] = rng.uniform(0, 255, 3)
@@ -490,7 +490,8 @@ def test_a_solid_fill_keeps_its_colour_under_the_colour_match():
     """The colour match corrects the photo, not the border: a white or coloured fill is the colour
     asked for in every frame (it was tinted by each frame's gain, so the border flickered). The
     photo is corrected as before, within the rounding of correcting before the warp rather than
-    after; the blurred fill, made of the photo, is corrected with it, as before."""
+    after; the blurred fill, made of the photo, is corrected with it. A decode with more pixels
+    than the frame is corrected after the warp, with no solid fill showing: exactly as before."""
     from alignimation_tui.colour import ColourGain
     from alignimation_tui.photos import Decoded
     from alignimation_tui.render import frame
@@ -512,5 +513,14 @@ def test_a_solid_fill_keeps_its_colour_under_the_colour_match():
         diff = np.abs(out.astype(np.int16) - corrected_after)[inside]
         # (the look-up is curved: where neighbours differ much, a few levels apart at most)
         assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 2 and diff.max() <= 8, fill
-    blurred = frame.compose_array(photo, m, size, "blur", gain=gain.apply)
-    assert np.array_equal(blurred, gain.apply(frame.compose_array(photo, m, size, "blur")))
+    # This photo has fewer pixels than the frame: corrected before the warp; the blurred fill is
+    # made of the photo as it was, then corrected before it is scaled up (a smooth picture).
+    blurred = frame.compose_array(photo, m, size, "blur", gain=gain.apply).astype(np.int16)
+    diff = np.abs(blurred - gain.apply(frame.compose_array(photo, m, size, "blur")))
+    assert diff[inside].mean() < 1.0 and np.percentile(diff[inside], 99) <= 2 and diff[inside].max() <= 8
+    assert diff[outside].max() <= 2
+    small = (100, 74)  # a frame with fewer pixels than the photo
+    m = similarity(7, 0.6, 5, -3, centre=(60, 45))
+    assert not frame.covers(photo, m, small)
+    assert np.array_equal(frame.compose_array(photo, m, small, "blur", gain=gain.apply),
+                          gain.apply(frame.compose_array(photo, m, small, "blur")))
