@@ -104,9 +104,33 @@ def _canvas_to_photo(photo: Decoded, matrix: np.ndarray) -> np.ndarray:
 CV_MAX_SIDE = 32767
 
 
+# OpenCV's bilinear warp is vectorised for 4 channels and not for 3: the same bytes in under half
+# the time (a 1080x1080 frame of a 250x250 photo: 2.4 ms against 5.5 here, the channel added and
+# taken off again included), and the fourth channel, opaque in the photo and clear outside it,
+# comes out as the photo's coverage, the same bytes as warping a mask. Adding the channel is a pass
+# over the photo, so photos of up to this many times the frame's pixels go that way.
+FOUR_CHANNELS_UP_TO = 2.0
+
+
+def _four_channels(source: np.ndarray, size: tuple[int, int]) -> bool:
+    return (source.ndim == 3 and source.shape[2] == 3 and max(source.shape[:2]) < CV_MAX_SIDE
+            and source.shape[0] * source.shape[1] <= FOUR_CHANNELS_UP_TO * size[0] * size[1])
+
+
+def _warp_rgba(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
+    import cv2
+
+    return cv2.warpAffine(cv2.cvtColor(source, cv2.COLOR_RGB2RGBA),
+                          (_UNHALF @ _canvas_to_photo(photo, matrix) @ _HALF)[:2], tuple(size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(*fill, 0))
+
+
 def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
     import cv2
 
+    if _four_channels(source, size):
+        return cv2.cvtColor(_warp_rgba(source, photo, matrix, size, fill), cv2.COLOR_RGBA2RGB)
     inverse = _canvas_to_photo(photo, matrix)
     if max(source.shape[:2]) >= CV_MAX_SIDE:
         return np.array(Image.fromarray(source).transform(tuple(size), Image.Transform.AFFINE,
@@ -115,6 +139,17 @@ def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[in
     return cv2.warpAffine(source, (_UNHALF @ inverse @ _HALF)[:2], tuple(size),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=fill)
+
+
+def _warp_on_black(source: np.ndarray, photo: Decoded, matrix: np.ndarray,
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The photo warped onto black, and its coverage (``warp_coverage``)."""
+    import cv2
+
+    if _four_channels(source, size):
+        rgba = _warp_rgba(source, photo, matrix, size, (0, 0, 0))
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), cv2.extractChannel(rgba, 3)
+    return _warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size)
 
 
 def warp(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill=(0, 0, 0)) -> np.ndarray:
@@ -237,13 +272,11 @@ def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fil
     if gain is not None and source.shape[0] * source.shape[1] < size[0] * size[1]:
         if not covers(photo, matrix, size) and solid is None:  # the blurred fill, corrected as it was
             cover = blurred_cover(photo, size, gain)
-            return composite(_warp(gain(source), photo, matrix, size, (0, 0, 0)),
-                             warp_coverage(photo, matrix, size), cover)
+            return composite(*_warp_on_black(gain(source), photo, matrix, size), cover)
         photo = replace(photo, image=gain(source))
         source, correct = photo.image, (lambda array: array)
     if covers(photo, matrix, size):
         return correct(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
     if solid is not None:
         return _warp(correct(source), photo, matrix, size, solid)
-    return correct(composite(_warp(source, photo, matrix, size, (0, 0, 0)), warp_coverage(photo, matrix, size),
-                             blurred_cover(photo, size)))
+    return correct(composite(*_warp_on_black(source, photo, matrix, size), blurred_cover(photo, size)))

@@ -524,3 +524,25 @@ def test_a_solid_fill_keeps_its_colour_under_the_colour_match():
     assert not frame.covers(photo, m, small)
     assert np.array_equal(frame.compose_array(photo, m, small, "blur", gain=gain.apply),
                           gain.apply(frame.compose_array(photo, m, small, "blur")))
+
+
+@pytest.mark.parametrize("fill", ["blur", "white"])
+@pytest.mark.parametrize("scale", [2.5, 0.8])  # the photo covers the frame / leaves a border
+def test_a_small_photo_warped_with_four_channels_gives_the_same_frame(monkeypatch, fill, scale):
+    """A photo of up to twice the frame's pixels is warped with a fourth channel (OpenCV's
+    vectorised path), whose warp is also the photo's coverage: the same frame as the plain
+    3-channel warp and the separate coverage warp give (within one level: OpenCV's own paths)."""
+    from alignimation_tui.photos import Decoded
+    from alignimation_tui.render import frame
+
+    rng = np.random.default_rng(3)
+    smooth = Image.fromarray(rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)).resize((200, 150), Image.Resampling.BICUBIC)
+    photo = Decoded(np.asarray(smooth), 200, 150)
+    m = similarity(6, scale, 4, -3, centre=(100, 75))
+    size = (240, 180)
+    assert frame.covers(photo, m, size) == (scale > 2) and frame._four_channels(photo.array(), size)
+    four = frame.compose_array(photo, m, size, fill)
+    monkeypatch.setattr(frame, "FOUR_CHANNELS_UP_TO", 0.0)
+    assert not frame._four_channels(photo.array(), size)
+    three = frame.compose_array(photo, m, size, fill)
+    assert np.abs(four.astype(np.int16) - three).max() <= 1
