@@ -52,7 +52,8 @@ FULL_COVER = 0.999
 # a new encoder default): a render written by an earlier revision is then never taken as up to date.
 RENDER_REVISION = 5  # 2: OpenCV's warp and decode into arrays; 3: x264's veryfast without 8x8 inter partitions;
 # 4: a solid fill keeps its colour (the colour match corrects the photo, not the border); 5: a photo
-# smaller than the frame is colour-corrected before the warp
+# smaller than the frame is colour-corrected before the warp, and an MP4's frames go to x264 in
+# yuv420p made by OpenCV (ffmpeg's conversion, within a level or two)
 
 
 class RenderError(Exception):

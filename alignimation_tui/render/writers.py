@@ -86,6 +86,8 @@ class _Ffmpeg:
     a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file. On
     Linux it dies with us (``die_with_parent``), even on ``kill -9``."""
 
+    pix_fmt = "rgb24"  # of the frames sent on the pipe
+
     def __init__(self, out: Path, size: tuple[int, int], fps: float, codec: str, output_params: list[str],
                  macro_block_size: int = 1):
         self.out, self.partial = out, None
@@ -107,7 +109,7 @@ class _Ffmpeg:
             # Created by us first, so a folder we cannot write to says so as an OSError.
             self.partial = Staged.file(self.out)
             cmd = [exe, "-y", "-nostdin", "-loglevel", "error",
-                   "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", "rgb24",
+                   "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size[0]}x{size[1]}", "-pix_fmt", self.pix_fmt,
                    "-r", rate, "-i", "-", "-an", "-vcodec", codec, "-pix_fmt", "yuv420p", *scale, *output_params,
                    str(self.partial.path)]
             try:
@@ -121,12 +123,14 @@ class _Ffmpeg:
                 raise
         held.release()  # a Ctrl+C that came meanwhile: the caller's abort() stops ffmpeg
 
-    def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
-        # An RGB array (the composed frame) is written as it is; a Pillow image is copied out once.
+    def _bytes(self, img: Image.Image | np.ndarray):
+        """The frame as sent: an RGB array (the composed frame) as it is; a Pillow image copied out once."""
         if isinstance(img, np.ndarray):
-            data = memoryview(np.ascontiguousarray(img)).cast("B")
-        else:
-            data = img.convert("RGB").tobytes()
+            return memoryview(np.ascontiguousarray(img)).cast("B")
+        return img.convert("RGB").tobytes()
+
+    def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
+        data = self._bytes(img)
         try:
             for _ in range(repeat):
                 self._proc.stdin.write(data)
@@ -240,6 +244,19 @@ class Mp4Writer(_Ffmpeg):
                          ["-crf", str(crf), "-preset", preset, *(["-x264-params", tuning] if tuning else []),
                           *(["-threads", str(threads)] if threads else []), "-movflags", "+faststart"],
                          macro_block_size=2)
+        if size[0] % 2 == 0 and size[1] % 2 == 0:
+            self.pix_fmt = "yuv420p"
+
+    def _bytes(self, img: Image.Image | np.ndarray):
+        """Even sizes: the frame in x264's own yuv420p, by OpenCV. It matches ffmpeg's conversion
+        within a level (Y) and two (chroma: 0.2 on average) and costs us 1.5-2.5 ms of CPU a 1080x1080
+        frame, where ffmpeg's (with reading twice the bytes off the pipe) took 4.5-7 ms of its own."""
+        if self.pix_fmt != "yuv420p":
+            return super()._bytes(img)
+        import cv2
+
+        rgb = img if isinstance(img, np.ndarray) else np.asarray(img.convert("RGB"))
+        return memoryview(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)).cast("B")
 
 
 class WebpWriter(_Ffmpeg):

@@ -303,6 +303,30 @@ def test_mp4_preset_and_threads_reach_x264(tmp_path):
     w.abort()
 
 
+@pytest.mark.parametrize("size", [(64, 48), (63, 47)])
+def test_mp4_frames_keep_their_colour(tmp_path, size):
+    """Frames of even sizes go to x264 in yuv420p made by OpenCV; odd sizes as RGB, which ffmpeg
+    converts and pads to even. Either way each frame comes back as it was sent, arrays and
+    Pillow images alike (within the encoder's loss)."""
+    from alignimation_tui.render.writers import Mp4Writer
+
+    w, h = size
+    x, y = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    pictures = [np.stack([40 + 180 * x, 60 + 150 * y, 200 - 120 * x * y], -1).astype(np.uint8),
+                np.stack([200 - 150 * y, 90 + 100 * x, 50 + 120 * y], -1).astype(np.uint8)]
+    writer = Mp4Writer(tmp_path / "a.mp4", size, 8.0, 12, threads=1)
+    assert writer.pix_fmt == ("yuv420p" if size == (64, 48) else "rgb24")
+    writer.start()
+    writer.add(pictures[0], 2)
+    writer.add(Image.fromarray(pictures[1]))
+    staged = writer.finish()
+    frames = frames_of_mp4(staged.path)
+    assert len(frames) == 3 and frames[0].shape == (48, 64, 3)
+    for frame, sent in zip(frames, [pictures[0], pictures[0], pictures[1]]):
+        assert np.abs(frame[:h, :w].astype(float) - sent).mean() < 3
+    writer.abort()
+
+
 @pytest.mark.parametrize("preset, analyse", [("veryfast", b"analyse=0x3:0x3"), ("fast", b"analyse=0x3:0x113")])
 def test_veryfast_skips_the_8x8_inter_partitions(tmp_path, preset, analyse):
     """The default preset is x264's veryfast without the p8x8/b8x8 partitions (PRESET_TUNING); any
