@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
-from itertools import islice
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
