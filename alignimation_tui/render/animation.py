@@ -377,9 +377,10 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()
 
-    def picture(k: int) -> tuple[Image.Image | np.ndarray, Image.Image | np.ndarray]:
-        """The picture shown for photo ``k``, and the same without its caption (for the morph): RGB
-        arrays straight from the warp, Pillow images where a background or a caption is drawn."""
+    def picture(k: int) -> tuple[Image.Image | np.ndarray, Image.Image | np.ndarray | None]:
+        """The picture shown for photo ``k``, and for the morph the same without its caption (None
+        otherwise): RGB arrays straight from the warp, Pillow images where a background or a
+        caption is drawn."""
         item = items[k]
         # The decode goes into this worker's scratch buffer: the composed picture is new pixels.
         img = compose_array(decode_for(item.path, layout.matrices[k], settings.max_pixels, item.size, scratch=True),
@@ -392,7 +393,7 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         if settings.caption is not None:
             img = Image.fromarray(img) if isinstance(img, np.ndarray) else img.copy()
             draw_caption(img, captions[k], settings.caption)
-        return img, plain
+        return img, (plain if morpher is not None else None)  # the morph alone needs it
 
     n_workers = workers or render_workers()
 

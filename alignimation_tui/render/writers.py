@@ -200,8 +200,8 @@ PRESET_TUNING = {"veryfast": "partitions=i8x8,i4x4"}
 # pictures is what a B-frame predicts): 1.20x the size without them.
 CUT_LEVELS = 24  # mean absolute difference of two frames, grey at 1/16 scale, in levels (0-255)
 CUT_SHARE = 0.8  # of the pairs of consecutive photos looked at
-LOOK_PHOTOS = 8  # photos looked at, fewer where frames are large (LOOK_BYTES)
-LOOK_BYTES = 96 << 20
+LOOK_PHOTOS = 6  # photos looked at (5 pairs), fewer where frames are large (LOOK_BYTES)
+LOOK_BYTES = 48 << 20
 BLENDS_THAT_PAY = 3  # crossfade or morph frames between two photos from which B-frames pay
 
 
