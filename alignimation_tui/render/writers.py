@@ -193,7 +193,7 @@ PRESET_TUNING = {"veryfast": "partitions=i8x8,i4x4"}
 # selfies taken anywhere), x264 predicts nothing from a neighbouring frame: with B-frames allowed it
 # coded all but one or two frames of each sample folder as P-frames whose macroblocks were 99.2-99.7 %
 # intra, after the motion search and the B-frame decision that found nothing. With ``bframes=0`` it
-# codes them as the scene cuts they are: 0.65-0.73x the CPU time, the same size (1.00x) and SSIM,
+# codes them as the scene cuts they are: 0.65-0.92x the CPU time, the same size (1.00x) and SSIM,
 # also with crossfades of 1 or 2 frames (bench/bench_encoder.py). Where consecutive photos look
 # alike (the same spot each week) B-frames pay: without them 1.14x the CPU and 1.24x the size on
 # bench_once's photos. So does a crossfade or morph of 3 frames or more (a blend between two
