@@ -29,11 +29,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+from alignimation_tui.render.writers import x264_params  # noqa: E402  (after the path above)
+
 SAMPLES = HERE.parent.parent / "shared" / "samples"
 # (label, preset, extra x264 params), after ours: what the render chooses for the frames (its
 # ``PRESET_TUNING``, and B-frames where ``writers.b_frames_pay`` finds they pay), the first row.
-CANDIDATES = [("ours with B-frames", "veryfast", "partitions=i8x8,i4x4"),
-              ("ours without B-frames", "veryfast", "partitions=i8x8,i4x4:bframes=0"),
+CANDIDATES = [("ours with B-frames", "veryfast", x264_params("veryfast", b_frames=True)),
+              ("ours without B-frames", "veryfast", x264_params("veryfast", b_frames=False)),
               ("veryfast", "veryfast", None),
               ("veryfast me=dia subme=1 no 8x8 inter", "veryfast", "me=dia:subme=1:partitions=i8x8,i4x4"),
               ("superfast", "superfast", None),
@@ -43,12 +45,11 @@ CANDIDATES = [("ours with B-frames", "veryfast", "partitions=i8x8,i4x4"),
 
 def our_choice(photos: list[np.ndarray], crossfade: int) -> tuple[str, str, str]:
     """The render's own choice for these photos (its first ones, as many as it looks at)."""
-    from alignimation_tui.render.writers import PRESET_TUNING, b_frames_pay, look_ahead_photos
+    from alignimation_tui.render.writers import b_frames_pay, look_ahead_photos
 
     h, w = photos[0].shape[:2]
     pay = b_frames_pay(photos[:look_ahead_photos((w, h))], crossfade)
-    params = PRESET_TUNING["veryfast"] + ("" if pay else ":bframes=0")
-    return f"ours ({'with' if pay else 'without'} B-frames)", "veryfast", params
+    return f"ours ({'with' if pay else 'without'} B-frames)", "veryfast", x264_params("veryfast", pay)
 
 
 def frames_for(folder: Path, work: Path) -> Path:

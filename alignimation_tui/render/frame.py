@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -112,6 +112,11 @@ CV_MAX_SIDE = 32767
 FOUR_CHANNELS_UP_TO = 2.0
 
 
+def _cv_inverse(inverse: np.ndarray) -> np.ndarray:
+    """``_canvas_to_photo`` as OpenCV's 2x3 inverse map (its pixel centres at the integer)."""
+    return (_UNHALF @ inverse @ _HALF)[:2]
+
+
 def _four_channels(source: np.ndarray, size: tuple[int, int]) -> bool:
     return (source.ndim == 3 and source.shape[2] == 3 and max(source.shape[:2]) < CV_MAX_SIDE
             and source.shape[0] * source.shape[1] <= FOUR_CHANNELS_UP_TO * size[0] * size[1])
@@ -120,8 +125,8 @@ def _four_channels(source: np.ndarray, size: tuple[int, int]) -> bool:
 def _warp_rgba(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
     import cv2
 
-    return cv2.warpAffine(cv2.cvtColor(source, cv2.COLOR_RGB2RGBA),
-                          (_UNHALF @ _canvas_to_photo(photo, matrix) @ _HALF)[:2], tuple(size),
+    return cv2.warpAffine(cv2.cvtColor(source, cv2.COLOR_RGB2RGBA), _cv_inverse(_canvas_to_photo(photo, matrix)),
+                          tuple(size),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=(*fill, 0))
 
@@ -136,7 +141,7 @@ def _warp(source: np.ndarray, photo: Decoded, matrix: np.ndarray, size: tuple[in
         return np.array(Image.fromarray(source).transform(tuple(size), Image.Transform.AFFINE,
                                                           data=tuple(inverse[:2].ravel()),
                                                           resample=Image.Resampling.BILINEAR, fillcolor=fill))
-    return cv2.warpAffine(source, (_UNHALF @ inverse @ _HALF)[:2], tuple(size),
+    return cv2.warpAffine(source, _cv_inverse(inverse), tuple(size),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=fill)
 
@@ -268,15 +273,16 @@ def compose_array(photo: Decoded, matrix: np.ndarray, size: tuple[int, int], fil
         photo, matrix = within(photo, matrix, picture)
     solid = fill_rgb(fill)
     source = photo.array()
-    correct = gain or (lambda array: array)
-    if gain is not None and source.shape[0] * source.shape[1] < size[0] * size[1]:
-        if not covers(photo, matrix, size) and solid is None:  # the blurred fill, corrected as it was
-            cover = blurred_cover(photo, size, gain)
-            return composite(*_warp_on_black(gain(source), photo, matrix, size), cover)
-        photo = replace(photo, image=gain(source))
-        source, correct = photo.image, (lambda array: array)
-    if covers(photo, matrix, size):
-        return correct(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
+    covered = covers(photo, matrix, size)
+    before = gain is not None and ((solid is not None and not covered)
+                                   or source.shape[0] * source.shape[1] < size[0] * size[1])
+    if before:
+        source = gain(source)
+    after = gain if gain is not None and not before else (lambda array: array)
+    if covered:
+        return after(_warp(source, photo, matrix, size, solid or (0, 0, 0)))
     if solid is not None:
-        return _warp(correct(source), photo, matrix, size, solid)
-    return correct(composite(*_warp_on_black(source, photo, matrix, size), blurred_cover(photo, size)))
+        return _warp(source, photo, matrix, size, solid)
+    # The blurred fill is made of the photo as decoded; corrected with it, before or after.
+    cover = blurred_cover(photo, size, gain if before else None)
+    return after(composite(*_warp_on_black(source, photo, matrix, size), cover))

@@ -205,6 +205,11 @@ LOOK_BYTES = 48 << 20
 BLENDS_THAT_PAY = 3  # crossfade or morph frames between two photos from which B-frames pay
 
 
+def x264_params(preset: str, b_frames: bool = True) -> str:
+    """The x264 options added to ``preset``: ``PRESET_TUNING``, and no B-frames where they do not pay."""
+    return ":".join(filter(None, [PRESET_TUNING.get(preset), None if b_frames else "bframes=0"]))
+
+
 def look_ahead_photos(size: tuple[int, int]) -> int:
     """How many composed photos the render holds back to choose the B-frames: ``LOOK_PHOTOS``,
     at least 3, as many as ``LOOK_BYTES`` hold."""
@@ -239,7 +244,7 @@ class Mp4Writer(_Ffmpeg):
 
     def __init__(self, out: Path, size: tuple[int, int], fps: float, crf: int, preset: str = "veryfast",
                  threads: int | None = None, b_frames: bool = True):
-        tuning = ":".join(filter(None, [PRESET_TUNING.get(preset), None if b_frames else "bframes=0"]))
+        tuning = x264_params(preset, b_frames)
         super().__init__(out, size, fps, "libx264",
                          ["-crf", str(crf), "-preset", preset, *(["-x264-params", tuning] if tuning else []),
                           *(["-threads", str(threads)] if threads else []), "-movflags", "+faststart"],
