@@ -215,15 +215,17 @@ def is_kept(r: FrameResult, keep_turned: bool = False, skipped: bool = False) ->
 @dataclass(frozen=True)
 class Person:
     """One person found in body mode, in pixels of the upright original. ``keypoints``: the 17 COCO
-    keypoints (x, y); ``keypoint_scores``: Keypoint R-CNN's score for each (a heatmap logit: higher
-    is surer; about 2 and above is a confident point). ``mask_index``: this person's soft mask in the
-    stored mask array, or -1 when Mask R-CNN found no matching person."""
+    names' keypoints (x, y), in COCO's order; ``keypoint_scores``: how sure each is, a logit (BlazePose:
+    the lower of its visibility and presence logits; 2 and above is a confident point);
+    ``keypoint_z``: each one's depth in pixels, smaller nearer the camera (empty when unknown);
+    ``mask_index``: this person's soft mask in the stored mask array, or -1 without one."""
 
     box: tuple[float, float, float, float]
     score: float
     keypoints: tuple[tuple[float, float], ...]
     keypoint_scores: tuple[float, ...]
     mask_index: int = -1
+    keypoint_z: tuple[float, ...] = ()
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -233,13 +235,15 @@ class Person:
     def to_json(self) -> dict:
         return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4),
                 "keypoints": [[round(x, 2), round(y, 2)] for x, y in self.keypoints],
-                "keypoint_scores": [round(s, 3) for s in self.keypoint_scores], "mask_index": self.mask_index}
+                "keypoint_scores": [round(s, 3) for s in self.keypoint_scores], "mask_index": self.mask_index,
+                "keypoint_z": [round(z, 2) for z in self.keypoint_z]}
 
     @classmethod
     def from_json(cls, d: dict) -> "Person":
         return cls(tuple(float(v) for v in d["box"]), float(d["score"]),
                    tuple((float(x), float(y)) for x, y in d["keypoints"]),
-                   tuple(float(s) for s in d["keypoint_scores"]), int(d["mask_index"]))
+                   tuple(float(s) for s in d["keypoint_scores"]), int(d["mask_index"]),
+                   tuple(float(z) for z in d.get("keypoint_z", ())))
 
 
 @dataclass(frozen=True)
@@ -271,10 +275,11 @@ class BodySubject:
 
     person_index: int
     person: Person
-    side: str  # "left" or "right"
+    side: str  # "left", "right" or "both" (each part the middle of its two sides)
     points: tuple[tuple[float, float], ...]
     weights: tuple[float, ...]
     match_cost: float  # how far from the reference's person (0 = same place, size and outline)
+    side_reason: str = ""  # why that side: "left nearer the camera", "facing: shoulders 0.71 torso apart"
 
     @property
     def index(self) -> int:

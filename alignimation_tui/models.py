@@ -88,25 +88,12 @@ FACE_DETECTOR = ModelFile(
     name="face detector (MTCNN)", filename="pnet.pt, rnet.pt, onet.pt", subdir="",
     url="(ships inside facenet-pytorch)", ships_with_package=True,
 )
-# torchvision's COCO weights, where torch.hub puts them. The URLs are those of
-# MaskRCNN_ResNet50_FPN_Weights.COCO_V1 and KeypointRCNN_ResNet50_FPN_Weights.COCO_V1 (a test checks
-# they still match), written out so that listing models needs no torchvision import.
-PERSON_SEGMENTER = ModelFile(
-    name="person segmenter (Mask R-CNN, COCO)",
-    filename="maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
-    subdir="hub/checkpoints",
-    url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
-    hash_prefix="bf2d0c1e",
+BODY_POSE = ModelFile(
+    name="body pose and person mask (BlazePose, MediaPipe 0.10.21)",
+    filename="pose_detection.tflite, pose_landmark_full.tflite", subdir="",
+    url="(ships inside alignimation-tui)", ships_with_package=True,
 )
-KEYPOINT_DETECTOR = ModelFile(
-    name="keypoint detector (Keypoint R-CNN, COCO)",
-    filename="keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
-    subdir="hub/checkpoints",
-    url="https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth",
-    hash_prefix="fc266e95",
-)
-ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER, PERSON_SEGMENTER, KEYPOINT_DETECTOR)
-BODY_MODELS = (PERSON_SEGMENTER, KEYPOINT_DETECTOR)
+ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER, BODY_POSE)
 
 
 def required_models(mode: str) -> tuple[ModelFile, ...]:
@@ -180,75 +167,12 @@ def load_face_embedder(device: str):
     return model.eval().to(device)
 
 
-def _freeze_batch_norm(module):
-    """Built without weights, torchvision uses trainable BatchNorm2d in the backbone; built with
-    them (what the COCO files were saved from), FrozenBatchNorm2d. Swap to the latter so the model
-    is the one the weights belong to (same buffers, no ``num_batches_tracked``)."""
-    import torch
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.BatchNorm2d):
-            setattr(module, name, FrozenBatchNorm2d(child.num_features, eps=child.eps))
-        else:
-            _freeze_batch_norm(child)
-    return module
-
-
-def build_person_segmenter(long_side: int = 800):
-    """Mask R-CNN (ResNet-50 FPN, 91 COCO classes) with no weights at all: ``weights=None`` and
-    ``weights_backbone=None``, or torchvision fetches the ImageNet backbone. The input transform
-    keeps a photo decoded at ``long_side`` at that size (the default would enlarge it to 800 px
-    on the short side). A few detections per photo are plenty to find the people."""
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    return _freeze_batch_norm(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91,
-                                                    min_size=long_side, max_size=long_side,
-                                                    box_detections_per_img=20))
-
-
-def build_keypoint_detector(long_side: int = 800):
-    """Keypoint R-CNN (ResNet-50 FPN, person + 17 COCO keypoints) with no weights; as above."""
-    from torchvision.models.detection import keypointrcnn_resnet50_fpn
-
-    return _freeze_batch_norm(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
-                                                        num_keypoints=17, min_size=long_side,
-                                                        max_size=long_side, box_detections_per_img=10))
-
-
-def _load_weights(model: ModelFile, build, device: str):
-    """The network from ``build()``, holding the full state dict from ``model.path``; ModelError
-    names what to do when the file is missing or unreadable. Built on the meta device and then
-    given the file's tensors, so no time goes into random initialisation."""
-    import torch
-
-    if not model.path.is_file():
-        raise ModelError(model.missing_message())
-    try:
-        state = torch.load(model.path, map_location="cpu", weights_only=True)
-        with torch.device("meta"):
-            net = build()
-        net.load_state_dict(state, strict=True, assign=True)
-    except Exception as exc:  # a damaged, truncated or foreign file
-        raise ModelError(f"{model.name}: cannot load {model.path}: {exc}. Delete it and run "
-                         f"`alignimation-tui models --download`, or download {model.url} again.") from None
-    return net.eval().to(device)
-
-
-def load_person_segmenter(device: str, long_side: int = 800):
-    return _load_weights(PERSON_SEGMENTER, lambda: build_person_segmenter(long_side), device)
-
-
-def load_keypoint_detector(device: str, long_side: int = 800):
-    return _load_weights(KEYPOINT_DETECTOR, lambda: build_keypoint_detector(long_side), device)
-
-
 def describe_models() -> list[dict]:
     rows = []
     for m in ALL_MODELS:
         size = m.path.stat().st_size if not m.ships_with_package and m.path.is_file() else None
         rows.append({"model": m.name, "present": m.present(),
-                     "path": "inside facenet-pytorch" if m.ships_with_package else str(m.path),
+                     "path": m.url.strip("()") if m.ships_with_package else str(m.path),
                      "size_mb": None if size is None else round(size / 1e6, 1), "url": m.url})
     return rows
 

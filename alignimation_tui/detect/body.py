@@ -1,5 +1,6 @@
-"""Body mode: Mask R-CNN (soft person masks) and Keypoint R-CNN (17 COCO keypoints), batched; which
-side's keypoints to use; which person is the subject; person masks at the registration resolution.
+"""Body mode: BlazePose (``detect.blazepose``: person detector, 33 pose landmarks and a person mask,
+from weights that ship with the package), which side's keypoints to use, which person is the
+subject, person masks at the registration resolution.
 
 Coordinates are upright original pixels, continuous (a pixel's centre is at +0.5). Masks cover the
 whole upright original at ``mask_size`` pixels on the long side, as uint8 (255 = surely the person).
@@ -13,16 +14,17 @@ import numpy as np
 from PIL import Image
 
 from ..domain import BodyDetection, Person
-from ..models import KEYPOINT_DETECTOR, PERSON_SEGMENTER
 from ..photos import Decoded
+from .blazepose import LANDMARK_FILE, POINT_NAMES, BlazePose
 
-DETECTOR_ID = f"{PERSON_SEGMENTER.filename}+{KEYPOINT_DETECTOR.filename}"
+DETECTOR_ID = f"blazepose-0.10.21:{LANDMARK_FILE}:2pass"
+# The parts the config can name, as left/right pairs (COCO's 17 names); BlazePose numbers them its
+# own way, so each is looked up by name.
 KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                   "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
                   "left_knee", "right_knee", "left_ankle", "right_ankle")
-PERSON_LABEL = 1  # COCO's "person" in Mask R-CNN's 91 categories
-MIN_MASK_IOU = 0.3  # a keypoint person and a mask person are the same one above this box overlap
-MAX_PERSONS = 10
+_BLAZE_INDEX = np.array([POINT_NAMES.index(n) for n in KEYPOINT_NAMES])
+MAX_PERSONS = 4
 
 
 def mask_shape(width: int, height: int, mask_size: int) -> tuple[int, int]:
@@ -31,104 +33,101 @@ def mask_shape(width: int, height: int, mask_size: int) -> tuple[int, int]:
     return max(1, round(height * s)), max(1, round(width * s))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) boxes -> (N, M) intersection over union."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+def person_of(pose, width: int, height: int, scale_xy: tuple[float, float], mask_index: int) -> Person:
+    """A BlazePose pose (in decoded pixels) as a ``Person`` in the ``width`` x ``height`` original's
+    pixels: the 17 named keypoints, each scored by the lower of its visibility and presence logits
+    (a point outside the photo has a low presence), their depth, and the box of its mask (of its
+    sure points without one)."""
+    sx, sy = scale_xy
+    pts = pose.points[_BLAZE_INDEX]
+    xy = pts[:, :2] / [sx, sy]
+    scores = np.minimum(pts[:, 3], pts[:, 4])
+    rows, cols = pose.mask.shape
+    ys, xs = np.nonzero(pose.mask >= 0.5)
+    if len(xs):
+        cw, ch = width / cols, height / rows
+        box = (xs.min() * cw, ys.min() * ch, (xs.max() + 1) * cw, (ys.max() + 1) * ch)
+    else:
+        sure = xy[scores >= 0] if np.any(scores >= 0) else xy
+        box = (*sure.min(0), *sure.max(0))
+    return Person(box=tuple(float(v) for v in box), score=pose.score,
+                  keypoints=tuple((float(x), float(y)) for x, y in xy),
+                  keypoint_scores=tuple(float(s) for s in scores), mask_index=mask_index,
+                  keypoint_z=tuple(float(v) for v in pts[:, 2] / sx))
 
 
 class BodyDetector:
-    """Runs both R-CNNs on batches of decoded photos (the models were built for the decoded size,
-    see ``models.load_person_segmenter``). Every person Keypoint R-CNN reports is kept (most
-    confident first, at most ``MAX_PERSONS``); the score threshold applies when choosing the
-    subject, so changing it needs no new detection. Each person gets the soft mask of the Mask
-    R-CNN person whose box overlaps it most."""
+    """BlazePose on decoded photos, one at a time (the TFLite runtime spreads each over the cores).
+    Every person it finds is kept (surest first, at most ``MAX_PERSONS``); the score thresholds
+    apply when choosing the subject, so changing them needs no new detection."""
 
-    def __init__(self, segmenter, keypointer, device: str, batch_size: int, mask_size: int):
-        self.segmenter, self.keypointer = segmenter, keypointer
-        self.device, self.batch_size, self.mask_size = device, batch_size, mask_size
-        self.calls = 0  # photos passed to the models, for tests and benchmarks
+    def __init__(self, mask_size: int, model: BlazePose | None = None):
+        self.model = model or BlazePose(max_persons=MAX_PERSONS)
+        self.mask_size = mask_size
+        self.calls = 0  # photos passed to the model, for tests and benchmarks
 
     def detect(self, photos: list[Decoded]) -> list[tuple[BodyDetection, np.ndarray]]:
-        out = []
-        for lo in range(0, len(photos), self.batch_size):
-            out.extend(self._detect_batch(photos[lo:lo + self.batch_size]))
-        return out
+        return [self.detect_one(p) for p in photos]
 
-    def _detect_batch(self, photos: list[Decoded]) -> list[tuple[BodyDetection, np.ndarray]]:
-        import torch
-        from torchvision.transforms.functional import pil_to_tensor
-
-        self.calls += len(photos)
-        with torch.inference_mode():
-            images = [pil_to_tensor(p.image).to(self.device, non_blocking=True).float().div_(255) for p in photos]
-            segs = self.segmenter(images)
-            kps = self.keypointer(images)
-            return [self._combine(p, s, k) for p, s, k in zip(photos, segs, kps)]
-
-    def _combine(self, photo: Decoded, seg: dict, kp: dict) -> tuple[BodyDetection, np.ndarray]:
-        import torch
-        import torch.nn.functional as F
-
-        sx, sy = photo.scale_xy
-        scale = np.array([sx, sy, sx, sy])
-        people = (seg["labels"] == PERSON_LABEL).nonzero().flatten()
-        seg_boxes = seg["boxes"][people].double().cpu().numpy() / scale
-        n = min(MAX_PERSONS, len(kp["boxes"]))
-        kp_boxes = kp["boxes"][:n].double().cpu().numpy() / scale
-        kp_scores = kp["scores"][:n].double().cpu().numpy()
-        points = kp["keypoints"][:n, :, :2].double().cpu().numpy() / scale[:2]
-        point_scores = kp["keypoints_scores"][:n].double().cpu().numpy()
-
-        iou = box_iou(kp_boxes, seg_boxes)
-        pairs, taken = {}, set()
-        for flat in np.argsort(-iou, axis=None):  # greedy, best overlaps first
-            i, j = np.unravel_index(flat, iou.shape)
-            if iou[i, j] < MIN_MASK_IOU:
-                break
-            if i not in pairs and j not in taken:
-                pairs[i] = j
-                taken.add(j)
+    def detect_one(self, photo: Decoded) -> tuple[BodyDetection, np.ndarray]:
+        self.calls += 1
+        rgb = Decoded.upright_array(photo.array(), photo.orientation)
         rows, cols = mask_shape(photo.width, photo.height, self.mask_size)
-        chosen = [pairs[i] for i in sorted(pairs)]
-        if chosen:
-            soft = seg["masks"][people[chosen]].float()  # (M, 1, h, w) at the decoded size, 0..1
-            small = F.interpolate(soft, size=(rows, cols), mode="bilinear", align_corners=False, antialias=True)
-            masks = (small[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        else:
-            masks = np.zeros((0, rows, cols), np.uint8)
-        order = {i: k for k, i in enumerate(sorted(pairs))}
-        persons = tuple(
-            Person(box=tuple(float(v) for v in kp_boxes[i]), score=float(kp_scores[i]),
-                   keypoints=tuple((float(x), float(y)) for x, y in points[i]),
-                   keypoint_scores=tuple(float(s) for s in point_scores[i]),
-                   mask_index=order.get(i, -1))
-            for i in range(n))
+        poses = self.model.detect(rgb, (rows, cols))
+        persons = tuple(person_of(p, photo.width, photo.height, photo.scale_xy, i) for i, p in enumerate(poses))
+        masks = (np.stack([(p.mask * 255).round().astype(np.uint8) for p in poses]) if poses
+                 else np.zeros((0, rows, cols), np.uint8))
         return BodyDetection(photo.width, photo.height, persons), masks
 
 
 # -- which keypoints --------------------------------------------------------------------------------
 
-def keypoint_name(part: str, side: str) -> str:
-    return part if part == "nose" else f"{side}_{part}"
+SIDES = ("auto", "left", "right", "both")
+# Shoulders at least this far apart, in torso lengths, is a photo taken from the front (or the
+# back): both sides are in view, and their middle is steadier than either side. A side view's
+# shoulders are a few percent of the torso apart (BlazePose on the samples: 0.02-0.07 side, 0.7 front).
+FRONT_RATIO = 0.35
 
 
-def choose_side(person: Person, parts: list[str], min_score: float, wanted: str = "auto") -> str:
-    """``wanted`` unless it is "auto"; then the side whose configured keypoints are more often
-    confident, ties broken by their summed scores (a profile shows one side much more surely)."""
-    if wanted in ("left", "right"):
-        return wanted
+def _point(person: Person, name: str) -> np.ndarray:
+    return np.asarray(person.keypoints[KEYPOINT_NAMES.index(name)], np.float64)
 
-    def evidence(side: str) -> tuple[int, float]:
-        scores = [person.keypoint_scores[KEYPOINT_NAMES.index(keypoint_name(p, side))] for p in parts]
-        return sum(s >= min_score for s in scores), sum(scores)
 
-    return "left" if evidence("left") >= evidence("right") else "right"
+def choose_side(person: Person, parts: list[str], wanted: str = "auto") -> tuple[str, str]:
+    """(side, why): ``wanted`` unless it is "auto". A photo from the front: "both" (each part the
+    middle of its left and right keypoints). A side view: the side nearer the camera (BlazePose's
+    depth: its visibilities are high on both sides, the far side's points being guessed)."""
+    if wanted != "auto":
+        return wanted, "body.side"
+    mid = lambda part: (_point(person, f"left_{part}") + _point(person, f"right_{part}")) / 2  # noqa: E731
+    shoulders = mid("shoulder")
+    torso = max(float(np.linalg.norm(mid("hip") - shoulders)),
+                2.0 * float(np.linalg.norm(_point(person, "nose") - shoulders)), 1e-6)
+    apart = float(np.linalg.norm(_point(person, "left_shoulder") - _point(person, "right_shoulder"))) / torso
+    if apart >= FRONT_RATIO:
+        return "both", f"facing: shoulders {apart:.2f} torso apart"
+    sided = [p for p in parts if p != "nose"] or ["shoulder"]
+    if person.keypoint_z:
+        depth = {side: np.mean([person.keypoint_z[KEYPOINT_NAMES.index(f"{side}_{p}")] for p in sided])
+                 for side in ("left", "right")}
+        near = "left" if depth["left"] <= depth["right"] else "right"
+        return near, f"{near} nearer the camera"
+    score = {side: sum(person.keypoint_scores[KEYPOINT_NAMES.index(f"{side}_{p}")] for p in sided)
+             for side in ("left", "right")}
+    near = "left" if score["left"] >= score["right"] else "right"
+    return near, f"{near} surer"
+
+
+def _part(person: Person, part: str, side: str) -> tuple[np.ndarray, float]:
+    """One part's point and score on ``side`` ("both": the middle of the two, the lower score)."""
+    if part == "nose":
+        i = KEYPOINT_NAMES.index("nose")
+        return np.asarray(person.keypoints[i], np.float64), person.keypoint_scores[i]
+    if side == "both":
+        (a, sa), (b, sb) = _part(person, part, "left"), _part(person, part, "right")
+        return (a + b) / 2, min(sa, sb)
+    i = KEYPOINT_NAMES.index(f"{side}_{part}")
+    return np.asarray(person.keypoints[i], np.float64), person.keypoint_scores[i]
 
 
 def subject_points(person: Person, parts: list[str], weights: list[float], side: str,
@@ -138,9 +137,9 @@ def subject_points(person: Person, parts: list[str], weights: list[float], side:
     pts = np.full((len(parts), 2), np.nan)
     w = np.zeros(len(parts))
     for k, part in enumerate(parts):
-        i = KEYPOINT_NAMES.index(keypoint_name(part, side))
-        if person.keypoint_scores[i] >= min_score:
-            pts[k] = person.keypoints[i]
+        point, score = _part(person, part, side)
+        if score >= min_score:
+            pts[k] = point
             w[k] = weights[k]
     return pts, w
 

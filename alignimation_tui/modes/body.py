@@ -1,9 +1,9 @@
-"""Body mode's steps: detect people with both R-CNNs, choose the subject, register on the person
-mask times keypoint Gaussians, hand the masks to the render for background removal, and the
-person's box to the framing.
+"""Body mode's steps: detect people with BlazePose (weights shipped with the package), choose the
+subject and the side it is seen from, register on the person mask times keypoint Gaussians, hand
+the masks to the render for background removal, and the person's box to the framing.
 
-Cache keys: ``body:{hash}:{fp}`` (JSON: every person, box, score, 17 keypoints and their scores)
-and ``bodymask:{hash}:{fp}`` (``.npy`` uint8, one soft mask per person at ``body.mask_size``).
+Cache keys: ``body:{hash}:{fp}`` (JSON: every person, box, score, 17 keypoints, their scores and
+depths) and ``bodymask:{hash}:{fp}`` (``.npy`` uint8, one soft mask per person at ``body.mask_size``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
 from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
-from ..models import BODY_MODELS, load_keypoint_detector, load_person_segmenter
 from ..photos import open_photo
 from ..render import RenderItem
 from ..store import fingerprint
@@ -57,7 +56,7 @@ class BodyConfig:
     min_person_score: float = field(default=0.7, metadata=between(0.0, 1.0))
     keypoints: list = field(default_factory=lambda: ["ear", "shoulder", "hip"], metadata=check(_body_parts))
     keypoint_weights: list = field(default_factory=lambda: [1.0, 1.0, 1.0], metadata=check(_body_weights))
-    side: str = field(default="auto", metadata=one_of("auto", "left", "right"))
+    side: str = field(default="auto", metadata=one_of(*body_mod.SIDES))
     min_keypoint_score: float = field(default=2.0, metadata=between(-100.0, 100.0))
     background: str = field(default="keep", metadata=check(_background))
     feather_px: float = field(default=6.0, metadata=between(0.0, 200.0))
@@ -72,9 +71,9 @@ class BodyConfig:
 
 def _subject(b, det: BodyDetection, index: int, cost: float) -> BodySubject:
     person = det.persons[index]
-    side = body_mod.choose_side(person, b.keypoints, b.min_keypoint_score, b.side)
+    side, why = body_mod.choose_side(person, b.keypoints, b.side)
     pts, w = body_mod.subject_points(person, b.keypoints, b.keypoint_weights, side, b.min_keypoint_score)
-    return BodySubject(index, person, side, tuple(map(tuple, pts)), tuple(w), cost)
+    return BodySubject(index, person, side, tuple(map(tuple, pts)), tuple(w), cost, why)
 
 
 def _candidates(b, det: BodyDetection) -> list[int]:
@@ -83,7 +82,7 @@ def _candidates(b, det: BodyDetection) -> list[int]:
     for i, person in enumerate(det.persons):
         if person.score < b.min_person_score:
             continue
-        side = body_mod.choose_side(person, b.keypoints, b.min_keypoint_score, b.side)
+        side, _ = body_mod.choose_side(person, b.keypoints, b.side)
         _, w = body_mod.subject_points(person, b.keypoints, b.keypoint_weights, side, b.min_keypoint_score)
         if np.count_nonzero(w) >= 2:
             out.append(i)
@@ -95,8 +94,7 @@ class BodyMode(Mode):
     subject_word = "person"
     default_size = "portrait"
     config_sections = {"body": BodyConfig}
-    required_models = BODY_MODELS
-    preload_modules = ("torchvision.models.detection",)
+    preload_modules = ("ai_edge_litert.interpreter",)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
@@ -113,13 +111,14 @@ class BodyMode(Mode):
         return AUTO_REFERENCE_KEY
 
     def status_text(self, device: str) -> str:
-        return f"{self.name} · {device} · Mask R-CNN + Keypoint R-CNN"
+        return f"{self.name} · {device} · BlazePose"
 
     def report(self, r: FrameResult) -> dict:
         if not isinstance(r.detection, BodyDetection):
             return {}
-        return {"persons": len(r.detection.persons),
-                "side": r.subject.side if isinstance(r.subject, BodySubject) else None}
+        subject = r.subject if isinstance(r.subject, BodySubject) else None
+        return {"persons": len(r.detection.persons), "side": subject.side if subject else None,
+                "side_reason": subject.side_reason if subject else None}
 
     def why_unusable(self, r: FrameResult) -> str:
         return r.error or "no person with two confident keypoints"
@@ -150,13 +149,13 @@ class BodyMode(Mode):
     def needs_detection(self, r: FrameResult) -> bool:
         return not isinstance(r.detection, BodyDetection) or self.masks_of(r.frame.hash) is None
 
+    def warm_up(self) -> None:
+        self.detector()
+
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
         if self._detector is None:
-            b, device = self.settings, self.ctx.device
-            self._detector = body_mod.BodyDetector(load_person_segmenter(device, b.detect_size),
-                                                   load_keypoint_detector(device, b.detect_size),
-                                                   device, b.batch_size, b.mask_size)
+            self._detector = body_mod.BodyDetector(self.settings.mask_size)
         return self._detector
 
     def detect(self, todo: list[FrameResult], progress: Progress, cancel: threading.Event | None) -> int:
@@ -166,7 +165,9 @@ class BodyMode(Mode):
         fp = self.detect_fp
 
         def decode(r: FrameResult):
-            return open_photo(r.frame.path, max_side=b.detect_size, max_pixels=p.config.scan.max_pixels)
+            # A JPEG's reduced decode up to 1.3x the size is kept as it is: BlazePose scales it anyway.
+            return open_photo(r.frame.path, max_side=b.detect_size, max_pixels=p.config.scan.max_pixels,
+                              resize_within=1.3)
 
         def flush(batch: list) -> None:
             for (r, _), (found, masks) in zip(batch, det.detect([photo for _, photo in batch])):
