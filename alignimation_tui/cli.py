@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=Path, metavar="DIR", help="also write every aligned frame into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object per photo on stdout")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run (default: auto)")
-    p.add_argument("--mode", choices=mode_names(), help="register by face landmarks or by the person's "
+    p.add_argument("--mode", choices=("auto", *mode_names()), help="register by face landmarks or by the person's "
                    "mask and body keypoints (default: face)")
     return p
 

@@ -38,7 +38,7 @@ check, between, one_of = _check, _between, _one_of
 
 
 def _known_mode(v: str) -> str | None:
-    names = mode_names()
+    names = ("auto", *mode_names())
     return None if v in names else f"must be one of {', '.join(map(repr, names))}, got {v!r}"
 
 
@@ -206,7 +206,7 @@ class PreviewConfig:
 
 @dataclass(frozen=True)
 class Config:
-    mode: str = field(default="face", metadata=_check(_known_mode))
+    mode: str = field(default="auto", metadata=_check(_known_mode))
     device: str = field(default="auto", metadata=_one_of("auto", "cpu", "cuda"))
     store: StoreConfig = field(default_factory=StoreConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)

@@ -55,6 +55,7 @@ class SubjectOnCanvas:
     centre: tuple[float, float]
     size: float
     angle: float = 0.0
+    width: float = 0.0  # body: the box's width (0: not known)
 
     @classmethod
     def from_eyes(cls, left: np.ndarray, right: np.ndarray) -> "SubjectOnCanvas":
@@ -64,7 +65,7 @@ class SubjectOnCanvas:
 
     @classmethod
     def from_box(cls, x0: float, y0: float, x1: float, y1: float) -> "SubjectOnCanvas":
-        return cls("box", ((x0 + x1) / 2, (y0 + y1) / 2), float(y1 - y0))
+        return cls("box", ((x0 + x1) / 2, (y0 + y1) / 2), float(y1 - y0), 0.0, float(x1 - x0))
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,24 @@ class FramingSettings:
         rc = config.render
         return cls(rc.framing, rc.size, rc.eye_x, rc.eye_y, rc.eye_distance, rc.body_height)
 
-    def output_size(self, default: str) -> tuple[int, int]:
-        """``size``, or with "auto" the preset ``default`` (the mode's: ``Mode.default_size``)."""
-        return parse_size(self.size) or SIZE_PRESETS[default]
+    def output_size(self, default: str, canvas: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``size``, or with "auto" the mode's ``default`` (``Mode.default_size``): a preset, or
+        "photos": the reference photo's shape (its canvas), 1080 on the short side."""
+        size = parse_size(self.size)
+        if size is not None:
+            return size
+        if default == "photos" and canvas is not None:
+            return photo_shaped(canvas)
+        return SIZE_PRESETS.get(default, SIZE_PRESETS["square"])
+
+
+def photo_shaped(canvas: tuple[int, int], short_side: int = 1080) -> tuple[int, int]:
+    """An output of ``canvas``'s shape with ``short_side`` pixels on its short side (even sides, at
+    most ``MAX_SIDE``; no narrower than 1:3)."""
+    w, h = canvas
+    ratio = min(max(w / h, 1 / 3), 3.0)
+    even = lambda v: max(MIN_SIDE, min(MAX_SIDE, int(round(v)) // 2 * 2))  # noqa: E731
+    return (even(short_side * ratio), short_side) if ratio >= 1 else (short_side, even(short_side / ratio))
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ def plan_framing(settings: FramingSettings, default_size: str, canvas: tuple[int
         unit = subject.size if subject is not None else float(canvas[1])
         centre = subject.centre if subject is not None else (cx, cy)
         return Framing(tuple(canvas), np.eye(3), centre, unit, "reference")
-    w, h = settings.output_size(default_size)
+    w, h = settings.output_size(default_size, canvas)
     if subject.kind == "eyes":
         anchor = (settings.eye_x * w, settings.eye_y * h)
         unit = settings.eye_distance * w
@@ -120,7 +136,11 @@ def plan_framing(settings: FramingSettings, default_size: str, canvas: tuple[int
     else:
         anchor = (w / 2, h / 2)
         unit = settings.body_height * h
-        matrix = similarity(unit / subject.size, 0.0, subject.centre, anchor)
+        scale = unit / subject.size
+        if subject.width > 0:  # a wide pose (arms out) still fits the width, with the same margin
+            scale = min(scale, (1 - (1 - settings.body_height) / 2) * w / subject.width)
+            unit = scale * subject.size
+        matrix = similarity(scale, 0.0, subject.centre, anchor)
     return Framing((w, h), matrix, anchor, unit, subject.kind)
 
 

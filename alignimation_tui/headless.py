@@ -137,6 +137,7 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     counts = Counter(r.status.value for r in results)
     console.print(f"{printable(str(pipeline.folder))} — {len(results)} photos in {seconds:.1f} s",
                   soft_wrap=True, markup=False, highlight=False)  # its own line: a table title wraps
+    console.print(f"mode: {pipeline.mode_label}", soft_wrap=True, markup=False, highlight=False)
     table = Table()
     for col in ("status", "photos"):
         table.add_column(col)
@@ -246,7 +247,9 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
     if as_json:
         for r in pipeline.results.values():
             output = pipeline.output_matrix(r) if r.transform is not None and pipeline.framing else None
-            sys.stdout.write(json.dumps(frame_json(r, output, pipeline.mode.report(r))) + "\n")
+            fields = {"mode": pipeline.mode.name, "mode_auto": pipeline.mode_choice is not None,
+                      **pipeline.mode.report(r)}
+            sys.stdout.write(json.dumps(frame_json(r, output, fields)) + "\n")
         sys.stdout.flush()
     if failed is not None:
         say(f"alignimation-tui: cannot render: {failed}")

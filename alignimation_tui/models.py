@@ -99,6 +99,8 @@ ALL_MODELS = (FACE_DETECTOR, FACE_EMBEDDER, BODY_POSE)
 def required_models(mode: str) -> tuple[ModelFile, ...]:
     """Weights a run in ``mode`` cannot do without (``Mode.required_models``; face mode's embedder
     is optional: see identity)."""
+    if mode == "auto":  # face or body, chosen from the photos: each runs on weights that ship
+        return ()
     return tuple(mode_class(mode).required_models)
 
 

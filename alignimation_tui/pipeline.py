@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,6 +28,7 @@ from .framing import Framing, FramingSettings, output_matrix, plan_framing
 from .models import choose_device, collector_paused, freeze_long_lived
 from .names import printable
 from .modes import mode_for
+from .modes.auto import ModeChoice, choose_mode
 from .modes.base import Mode, Reference
 from .nudge import Nudge, anchor_points, nudged
 from .photos import PhotoError, decode_ahead, open_photo
@@ -71,6 +72,10 @@ class Pipeline:
         self.framing: Framing | None = None  # set with the reference (see ``register``)
         self.notices: list[str] = list(self.store.warnings)
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
+        self.mode_choice: ModeChoice | None = None  # how ``mode = "auto"`` chose (None: chosen by the user)
+        if config.mode == "auto":
+            self.mode_choice = choose_mode(self.store, list_photos(self.folder), config.scan.max_pixels)
+            self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
         self._reference_names: dict[str, str] = {}  # the reference's file name, said when it goes
@@ -110,6 +115,16 @@ class Pipeline:
     @property
     def identity_on(self) -> bool:
         return self.mode.identity_on
+
+    @property
+    def mode_label(self) -> str:
+        """The mode and, when ``mode = "auto"`` chose it, why: "body (auto: 9 of 9 sampled ...)"."""
+        return self.mode_choice.label if self.mode_choice else self.mode.name
+
+    def status_text(self) -> str:
+        """What the status bar says of the mode (marked when chosen automatically) and its models."""
+        text = self.mode.status_text(str(self.device))
+        return f"auto: {text}" if self.mode_choice else text
 
     def warm_up(self) -> None:
         """Load the detection models now rather than on the first photo (importing torch and

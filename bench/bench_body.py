@@ -1,113 +1,189 @@
-"""Body-mode detection cost per photo: Mask R-CNN + Keypoint R-CNN, ours against torchvision's
-default input size, in the same process.
+"""Body mode, measured on the real side views of ``../shared/samples/body_standing`` (and
+``body_other``): an exact check of the registration, and the detection's cost.
 
-    .venv/bin/python bench/bench_body.py                    # 4 photos, CPU
-    .venv/bin/python bench/bench_body.py --device cuda --photos 32
+    .venv/bin/python bench/bench_body.py                 # 4 warps of each side view, closed form and refined
+    .venv/bin/python bench/bench_body.py --warps 8 --device cuda
 
-* ours: photos decoded at ``--size`` (800) px on the long side, models built to keep that size
-  (``models.build_*``), ``--batch`` photos per call, as ``BodyDetector`` runs them (masks resized
-  and matched to the keypoint people included).
-* baseline: torchvision's default transform (short side 800, long side up to 1333: a 4:3 photo
-  runs at 1067 x 800), one photo at a time, models alone.
+The exact check: each side view is warped by known random similarities (turn within +-15 degrees,
+scale 0.6-1.4, shift up to 10 % of the photo) into new photos of the same size; body mode runs on
+the original and its warps (the original as the reference), and each recovered transform is
+compared with the truth: where the warped photo's body lands against where the original's does,
+at the reference's keypoints (ear, shoulder, hip, knee, ankle, on both sides) and its person
+mask's outline, in % of the body's height on the canvas. Printed per setting: median and 90th
+percentile of the error, and its ratio to the error left unaligned (the warped photos as they are).
 
-Random weights: the real COCO weights cannot be downloaded here, and the networks cost the same
-whatever their weights (random heads keep the maximum number of detections, so the mask and
-keypoint heads run at their worst case). Photos: 4:3, the astronaut photo with noise.
-The last line is one JSON object.
+The detection's cost: BlazePose per photo at ``body.detect_size`` (decode excluded), and the
+decode, per photo. The last line is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from alignimation_tui.detect.body import BodyDetector  # noqa: E402
-from alignimation_tui.models import build_keypoint_detector, build_person_segmenter  # noqa: E402
-from alignimation_tui.photos import Decoded  # noqa: E402
+from alignimation_tui.config import Config, RegisterConfig, StoreConfig  # noqa: E402
+from alignimation_tui.detect.body import KEYPOINT_NAMES, BodyDetector  # noqa: E402
+from alignimation_tui.modes.body import BodyConfig  # noqa: E402
+from alignimation_tui.photos import open_photo  # noqa: E402
+from alignimation_tui.pipeline import Pipeline  # noqa: E402
+from alignimation_tui.register import apply  # noqa: E402
 
-
-def photos(n: int, long_side: int) -> list[Decoded]:
-    from skimage import data
-
-    rng = np.random.default_rng(0)
-    base = np.asarray(Image.fromarray(data.astronaut()).resize((long_side, long_side * 3 // 4)), np.int16)
-    out = []
-    for _ in range(n):
-        noisy = np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
-        out.append(Decoded(Image.fromarray(noisy), 4032, 3024))  # as if decoded from a 12 MP photo
-    return out
+SAMPLES = ROOT.parent / "shared" / "samples"
+CHECK_PARTS = ("ear", "shoulder", "hip", "knee", "ankle")
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def random_similarity(rng, width: int, height: int) -> np.ndarray:
+    """3x3: original pixels -> warped photo pixels, about the photo's centre."""
+    a = np.deg2rad(rng.uniform(-15, 15))
+    s = rng.uniform(0.6, 1.4)
+    t = rng.uniform(-0.1, 0.1, 2) * [width, height]
+    c = np.array([width / 2, height / 2])
+    r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    m = np.eye(3)
+    m[:2, :2], m[:2, 2] = r, c + t - r @ c
+    return m
 
 
-def time_ours(pics, size, batch, device, repeat):
-    det = BodyDetector(build_person_segmenter(size).eval().to(device), build_keypoint_detector(size).eval().to(device),
-                       device, batch, mask_size=256)
-    det.detect(pics[:1])  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        sync(device)
-        t = time.perf_counter()
-        det.detect(pics)
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best / len(pics)
+def make_folder(photo: Path, folder: Path, warps: int, rng) -> dict[str, np.ndarray]:
+    """The original (dated first) and its warps; name -> truth (original -> that photo)."""
+    import cv2
+
+    img = np.asarray(Image.open(photo).convert("RGB"))
+    h, w = img.shape[:2]
+    truths = {"a_original.jpg": np.eye(3)}
+    Image.fromarray(img).save(folder / "a_original.jpg", quality=92)
+    for i in range(warps):
+        m = random_similarity(rng, w, h)
+        # continuous coordinates (pixel centres at +0.5) -> cv2's integer indices
+        shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+        warped = cv2.warpAffine(img, (np.linalg.inv(shift) @ m @ shift)[:2], (w, h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        name = f"b_warp{i}.jpg"
+        Image.fromarray(warped).save(folder / name, quality=92)
+        truths[name] = m
+    return truths
 
 
-def time_baseline(pics, device, repeat):
-    from torchvision.models.detection import keypointrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+def check_points(p: Pipeline, ref_name: str) -> np.ndarray:
+    """The reference photo's points to compare at: its keypoints on both sides, and its mask's outline."""
+    from alignimation_tui.detect.body import mask_shape  # noqa: F401
 
-    from alignimation_tui.models import _freeze_batch_norm
+    r = next(r for r in p.results.values() if r.frame.path.name == ref_name)
+    person = r.subject.person
+    pts = [person.keypoints[KEYPOINT_NAMES.index(f"{side}_{part}")] for part in CHECK_PARTS
+           for side in ("left", "right")]
+    mask = p.mode._mask(r)
+    if mask is not None:
+        import cv2
 
-    seg = _freeze_batch_norm(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)).eval().to(device)
-    kp = _freeze_batch_norm(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None)).eval().to(device)
-    tensors = [torch.from_numpy(np.array(p.image)).permute(2, 0, 1).float().div(255).to(device) for p in pics]
-    with torch.inference_mode():
-        seg(tensors[:1]), kp(tensors[:1])  # warm-up
-        best = float("inf")
-        for _ in range(repeat):
-            sync(device)
-            t = time.perf_counter()
-            for x in tensors:
-                seg([x]), kp([x])
-            sync(device)
-            best = min(best, time.perf_counter() - t)
-    return best / len(pics)
+        contours, _ = cv2.findContours((mask >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        if contours:
+            outline = max(contours, key=len)[:, 0].astype(np.float64)[::4] + 0.5
+            pts.extend(outline * [r.detection.width / mask.shape[1], r.detection.height / mask.shape[0]])
+    return np.asarray(pts, np.float64)
+
+
+def measure(folders, refine: bool, device: str, work_size: int, iterations: int, cache: Path,
+            verbose: bool = False) -> dict:
+    errors, unaligned = [], []
+    for folder, truths in folders:
+        cfg = Config(mode="body", device=device,
+                     store=StoreConfig(cache_dir=str(cache), data_dir=str(cache / "data")),
+                     register=replace(RegisterConfig(), reference="a_original.jpg", refine=refine,
+                                      work_size=work_size, iterations=iterations),
+                     sections={"body": BodyConfig()})
+        p = Pipeline(folder, cfg)
+        try:
+            p.scan()
+            p.detect()
+            p.select()
+            ref = p.register()
+            pts = check_points(p, "a_original.jpg")
+            rs = {r.frame.path.name: r for r in p.results.values()}
+            m_ref = np.asarray(rs["a_original.jpg"].transform.matrix)
+            on_canvas = apply(m_ref, pts)
+            height = np.ptp(on_canvas[:, 1])
+            for name, truth in truths.items():
+                if name == "a_original.jpg":
+                    continue
+                r = rs[name]
+                if r.transform is None:
+                    print(f"  {folder.name}/{name}: {r.status.value} ({r.error})", file=sys.stderr)
+                    errors.append(np.inf)
+                    continue
+                got = apply(np.asarray(r.transform.matrix) @ truth, pts)
+                errors.append(np.sqrt(np.mean(np.sum((got - on_canvas) ** 2, 1))) / height * 100)
+                if verbose:
+                    print(f"  {folder.name}/{name}: {errors[-1]:.2f} %", file=sys.stderr)
+                as_is = apply(m_ref @ truth, pts)
+                unaligned.append(np.sqrt(np.mean(np.sum((as_is - on_canvas) ** 2, 1))) / height * 100)
+        finally:
+            p.close()
+    e, u = np.array(errors), np.array(unaligned)
+    return {"median_pct": float(np.median(e)), "p90_pct": float(np.percentile(e, 90)), "max_pct": float(e.max()),
+            "unaligned_median_pct": float(np.median(u)), "ratio_to_unaligned": float(np.median(e) / np.median(u)),
+            "n": int(len(e))}
+
+
+def detection_cost(photos: list[Path], size: int) -> dict:
+    det = BodyDetector(mask_size=BodyConfig().mask_size)
+    decode, detect = [], []
+    for path in photos:
+        t0 = time.perf_counter()
+        d = open_photo(path, max_side=size, resize_within=1.3)
+        t1 = time.perf_counter()
+        det.detect_one(d)
+        t2 = time.perf_counter()
+        decode.append(t1 - t0)
+        detect.append(t2 - t1)
+    return {"detect_ms": 1000 * float(np.median(detect)), "decode_ms": 1000 * float(np.median(decode)),
+            "photos": len(photos)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--photos", type=int, default=4)
-    ap.add_argument("--size", type=int, default=800)
-    ap.add_argument("--batch", type=int, default=4)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--warps", type=int, default=4)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples", type=Path, default=SAMPLES)
+    ap.add_argument("--verbose", action="store_true", help="each warp's error on stderr")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    pics = photos(args.photos, args.size)
-    ours = time_ours(pics, args.size, args.batch, args.device, args.repeat)
-    base = time_baseline(photos(args.photos, 1067), args.device, args.repeat)
-    print(f"device {args.device}, {torch.get_num_threads()} CPU threads, {args.photos} photos")
-    print(f"ours      {args.size} px long side, batch {args.batch}: {ours:.2f} s/photo")
-    print(f"baseline  torchvision default size (1067x800), one by one: {base:.2f} s/photo")
-    print(f"speed-up  {base / ours:.2f}x")
-    print(json.dumps({"device": args.device, "threads": torch.get_num_threads(), "photos": args.photos,
-                      "size": args.size, "batch": args.batch, "ours_s_per_photo": round(ours, 3),
-                      "baseline_s_per_photo": round(base, 3), "speedup": round(base / ours, 2)}))
+    sides = sorted((args.samples / "body_standing").glob("*_side_*")) + sorted((args.samples / "body_other").glob("*_side_*"))
+    if not sides:
+        sys.exit(f"no side views under {args.samples}")
+    rng = np.random.default_rng(args.seed)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folders = []
+        for i, photo in enumerate(sides):
+            folder = tmp / f"set{i}"
+            folder.mkdir()
+            folders.append((folder, make_folder(photo, folder, args.warps, rng)))
+        cost = detection_cost(sides, BodyConfig().detect_size)
+        print(f"detection: {cost['detect_ms']:.0f} ms a photo at {BodyConfig().detect_size} px "
+              f"(decode {cost['decode_ms']:.0f} ms), {cost['photos']} photos")
+        out["detection"] = cost
+        for label, refine, work, iters in (("closed form", False, 64, 0), ("refined 64 px", True, 64, 30),
+                                           ("refined 128 px", True, 128, 30), ("refined 128 px x60", True, 128, 60)):
+            t = time.perf_counter()
+            res = measure(folders, refine, args.device, work, iters, tmp / "cache", args.verbose)
+            res["seconds"] = time.perf_counter() - t
+            out[label] = res
+            print(f"{label:20s} median {res['median_pct']:.2f} %  p90 {res['p90_pct']:.2f} %  max {res['max_pct']:.2f} % "
+                  f"of the body height; unaligned {res['unaligned_median_pct']:.1f} %; ratio {res['ratio_to_unaligned']:.3f} "
+                  f"({res['n']} warps, {res['seconds']:.1f} s)")
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

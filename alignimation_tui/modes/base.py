@@ -101,7 +101,7 @@ class Mode(ABC):
 
     name: ClassVar[str]  # the registry's key: config ``mode`` and ``--mode``
     subject_word: ClassVar[str] = "subject"  # for messages: "face", "person"
-    default_size: ClassVar[str] = "square"  # render.size = "auto": a preset of ``framing.SIZE_PRESETS``
+    default_size: ClassVar[str] = "square"  # render.size = "auto": a preset of ``framing.SIZE_PRESETS`` or "photos"
     config_sections: ClassVar[dict[str, type]] = {}  # this mode's own config sections: name -> dataclass
     required_models: ClassVar[tuple] = ()  # ``models.ModelFile``s a run cannot do without
     preload_modules: ClassVar[tuple[str, ...]] = ()  # heavy imports detection needs (see ``models.preload``)

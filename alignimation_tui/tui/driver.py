@@ -213,7 +213,7 @@ class Driver:
         known = ref is not None and ref.hash in p.results
         name = printable(p.results[ref.hash].frame.path.name) if known else ""
         state = PipelineState(name, self.queue_depth(), self.busy, p.identity_on, str(p.device), p.config.mode,
-                              models=p.mode.status_text(str(p.device)), subject_word=p.mode.subject_word,
+                              models=p.status_text(), subject_word=p.mode.subject_word,
                               reference_hash=ref.hash if known else "",
                               output_size=tuple(p.framing.size) if p.framing is not None else ())
         if state != self._last_state:  # the idle loop asks every 0.25 s; the screen hears of changes only

@@ -1,0 +1,101 @@
+"""``mode = "auto"`` (the default): which mode a folder gets, decided once from a sample of its photos.
+
+A photo shows a body when BlazePose finds a person whose hips are in the photo and who stands at
+least ``BODY_HEIGHTS`` face heights tall in it (the mask's height against three eye-to-mouth
+distances): a whole-body or knee-up shot, a side view of a belly. A face close-up, a head and
+shoulders portrait or a waist-up news photo is 1.3-5 face heights (the shared samples: 1.3-3.5,
+one half-body web photo 5.1; whole bodies 7.6-9.1). The folder goes to body mode when more than
+half of the sampled photos show a body, else to face mode; the choice and its reason are kept in
+the store, so a folder does not change mode as photos arrive (``--mode`` or ``mode`` in the config
+overrides it). An empty folder is face mode until it has photos (the choice is not kept).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 9  # photos looked at, spread over the folder in name order
+DECODE_SIDE = 512
+BODY_HEIGHTS = 5.5
+STORE_KEY = "mode:auto"
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    mode: str  # "face" or "body"
+    reason: str  # "7 of 9 sampled photos show the body to the hips"
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} (auto: {self.reason})"
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "reason": self.reason}
+
+
+def shows_body(poses, image_height: int) -> bool:
+    """Whether any of ``poses`` (``detect.blazepose.Pose``) is a body in view down to the hips."""
+    from ..detect.blazepose import POINT_NAMES
+
+    for pose in poses:
+        pts = pose.points
+        at = lambda name: pts[POINT_NAMES.index(name)]  # noqa: E731
+        hips_in = all(at(h)[4] >= 0 and 0 <= at(h)[1] <= image_height for h in ("left_hip", "right_hip"))
+        eyes = (at("left_eye")[:2] + at("right_eye")[:2]) / 2
+        mouth = (at("mouth_left")[:2] + at("mouth_right")[:2]) / 2
+        face = 3.0 * float(np.linalg.norm(eyes - mouth))
+        rows = np.nonzero((pose.mask >= 0.5).any(1))[0]
+        if not hips_in or face <= 0 or len(rows) == 0:
+            continue
+        height = (rows[-1] - rows[0] + 1) / pose.mask.shape[0] * image_height
+        if height >= BODY_HEIGHTS * face:
+            return True
+    return False
+
+
+def sample(paths: list[Path], n: int = SAMPLE) -> list[Path]:
+    paths = sorted(paths)
+    if len(paths) <= n:
+        return paths
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
+
+
+def decide(paths: list[Path], max_pixels: int) -> ModeChoice | None:
+    """Look at a sample of ``paths``; None when there is no photo to look at."""
+    from ..detect.blazepose import BlazePose
+    from ..photos import PhotoError, open_photo
+
+    model, looked, bodies = None, 0, 0
+    for path in sample(paths):
+        try:
+            photo = open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)
+        except (PhotoError, OSError) as exc:
+            log.info("auto mode: skipped %s: %s", path.name, exc)
+            continue
+        model = model or BlazePose(max_persons=2)
+        rgb = photo.array()
+        looked += 1
+        bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
+    if not looked:
+        return None
+    if bodies * 2 > looked:
+        return ModeChoice("body", f"{bodies} of {looked} sampled photos show the body to the hips")
+    return ModeChoice("face", f"{bodies} of {looked} sampled photos show a whole body" if bodies
+                      else f"none of {looked} sampled photos shows a whole body")
+
+
+def choose_mode(store, paths: list[Path], max_pixels: int) -> ModeChoice:
+    """The folder's mode: the one kept in ``store``, else decided now (and kept)."""
+    kept = store.get_json(STORE_KEY)
+    if isinstance(kept, dict) and kept.get("mode") in ("face", "body"):
+        return ModeChoice(kept["mode"], str(kept.get("reason", "")))
+    choice = decide(paths, max_pixels)
+    if choice is None:
+        return ModeChoice("face", "no photos yet")
+    store.put_json(STORE_KEY, choice.to_json())
+    return choice
