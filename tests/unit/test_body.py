@@ -1,10 +1,10 @@
 """Body mode downstream of detection: person choice, side choice, low-confidence keypoints,
 registration on person masks, background removal, caching.
 
-The real Mask R-CNN / Keypoint R-CNN weights cannot be downloaded here (no network), so these
-tests feed *recorded* detections — what the detector stores, built from synthetic photos with
-known transforms — into the store, and run the real pipeline from there (select, register, render).
-The real loading and detection code runs with random weights in test_body_models.py."""
+These tests need exact truths (where each subject really is), so they feed *recorded* detections —
+what the detector stores, built from synthetic photos with known transforms — into the store and
+run the real pipeline from there (select, register, render). The real model (BlazePose) runs on
+the real sample photos in test_blazepose.py and tests/e2e/test_body_once.py."""
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -14,7 +14,7 @@ from PIL import Image
 from alignimation_tui.background import composite, warp_mask
 from alignimation_tui.config import Config, ConfigError, RegisterConfig, RenderConfig, load_config
 from alignimation_tui.modes.body import BodyConfig
-from alignimation_tui.detect.body import (KEYPOINT_NAMES, PersonShape, box_iou, choose_person, choose_side,
+from alignimation_tui.detect.body import (KEYPOINT_NAMES, PersonShape, choose_person, choose_side,
                                           mask_shape, match_cost, person_shape, subject_points, working_mask)
 from alignimation_tui.domain import BodyDetection, FrameStatus, Person
 from alignimation_tui.pipeline import Pipeline
@@ -248,12 +248,35 @@ def person(box, score=0.9, left=9.0, right=0.0):
     return Person(box, score, tuple((float(i), float(2 * i)) for i in range(17)), tuple(scores), -1)
 
 
-def test_side_choice_counts_confident_points_then_scores():
+def side_view(left_z: float, right_z: float, apart: float = 6.0) -> Person:
+    """A side view: each right keypoint ``apart`` px beside its left one, depths as given."""
+    kps = [(100.0, 100.0)] * 17
+    kps[KEYPOINT_NAMES.index("nose")] = (100.0, 40.0)
+    for part, y in (("ear", 50), ("shoulder", 100), ("hip", 300)):
+        for side, dx in (("left", 0.0), ("right", apart)):
+            kps[KEYPOINT_NAMES.index(f"{side}_{part}")] = (100.0 + dx, float(y))
+    z = [left_z if n.startswith("left") else right_z if n.startswith("right") else 0.0 for n in KEYPOINT_NAMES]
+    return Person((0, 0, 200, 400), 0.9, tuple(kps), (9.0,) * 17, 0, tuple(z))
+
+
+def test_side_choice_by_depth_front_views_use_both_sides():
     parts = ["ear", "shoulder", "hip"]
-    assert choose_side(person((0, 0, 1, 1), left=5, right=1), parts, 2.0) == "left"
-    assert choose_side(person((0, 0, 1, 1), left=1, right=5), parts, 2.0) == "right"
-    assert choose_side(person((0, 0, 1, 1), left=3, right=9), parts, 2.0) == "right"  # both confident: scores
-    assert choose_side(person((0, 0, 1, 1), left=1, right=5), parts, 2.0, "left") == "left"
+    # BlazePose's visibilities are high on both sides of a profile: the nearer side is chosen by depth.
+    assert choose_side(side_view(-300, -100), parts) == ("left", "left nearer the camera")
+    assert choose_side(side_view(-100, -300), parts)[0] == "right"
+    # Shoulders far apart against the torso: a front view, registered on each part's middle.
+    side, why = choose_side(side_view(-100, -100, apart=140), parts)
+    assert side == "both" and "facing" in why
+    assert choose_side(side_view(-300, -100), parts, "right") == ("right", "body.side")
+    # A detection without depths (stored by an older version): the surer side.
+    assert choose_side(person((0, 0, 1, 1), left=1, right=5), parts)[0] == "right"
+    assert choose_side(person((0, 0, 1, 1), left=5, right=1), parts)[0] == "left"
+
+
+def test_both_sides_register_on_the_middle_of_each_pair():
+    p = side_view(-100, -100, apart=140)
+    pts, w = subject_points(p, ["ear", "hip", "nose"], [1.0, 1.0, 0.5], "both", 2.0)
+    assert pts.tolist() == [[170.0, 50.0], [170.0, 300.0], [100.0, 40.0]] and w.tolist() == [1.0, 1.0, 0.5]
 
 
 def test_subject_points_ignore_low_scores():
@@ -277,11 +300,6 @@ def test_person_choice_by_position_size_and_overlap():
                                   Person((10, 10, 54, 60), 0.9, ((0, 0),) * 17, (0,) * 17, 1)))
     ref2 = person_shape(det2, det2.persons[1], masks)
     assert choose_person(det2, masks, [0, 1], ref2)[0] == 1
-
-
-def test_box_iou():
-    assert box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]).round(3).tolist() == \
-        [[1.0, 0.333, 0.0]]
 
 
 def test_working_mask_follows_the_registration_convention():
@@ -374,27 +392,28 @@ def test_body_config_values(tmp_path):
 
 
 def test_body_framing_centres_the_person_at_the_chosen_height(body_folder, tmp_path):
-    """Default body framing: portrait 1080x1350, the reference person's box (its mask, through its
-    registration) centred at body_height of the height; every frame's person lands there too."""
+    """Default body framing: the photos' shape (3:4 portrait photos: 1080x1440), the reference
+    person's box (its mask, through its registration) centred at body_height of the height; every
+    frame's person lands there too."""
     root, recorded, truths = body_folder
     p = body_pipeline_with(root, recorded, background="white", feather_px=0.0)
     try:
         p.select()
         p.register()
-        assert p.framing.size == (1080, 1350) and p.framing.style == "box"
+        assert p.framing.size == (1080, 1440) and p.framing.style == "box"
         frames = tmp_path / "frames"
         assert p.render(tmp_path / "out.mp4", frames) == 5
-        goal_h = p.config.render.body_height * 1350
+        goal_h = p.config.render.body_height * 1440
         for path in sorted(frames.glob("*.jpg")):
             person = np.asarray(Image.open(path).convert("L")) < 200  # the person on white
             ys, xs = np.nonzero(person)
             height, centre = ys.max() + 1 - ys.min(), ((xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2)
             # (the person's outline sways a little with each warp: a few % of its height)
             assert abs(height / goal_h - 1) < 0.05, (path.name, height, goal_h)
-            assert abs(centre[1] - 675) < 0.03 * 1350, (path.name, centre)
+            assert abs(centre[1] - 720) < 0.03 * 1440, (path.name, centre)
         ref = by_name(p)["w0_reference.jpg"]
         box = p.mode.subject_on_canvas(p.reference, p.kept())
         on_out = apply(p.framing.matrix, np.array([box.centre]))[0]
-        assert np.allclose(on_out, (540, 675), atol=1e-6) and ref.transform is not None
+        assert np.allclose(on_out, (540, 720), atol=1e-6) and ref.transform is not None
     finally:
         p.close()
