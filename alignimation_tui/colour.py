@@ -11,6 +11,13 @@ black-and-white, sepia or filtered photo keeps its look. The colour target is a 
 saturated frames only, so grey frames among colour ones do not pull it. ``brightness`` matches the
 exposure alone.
 
+What is neutral stays neutral (body mode, ``Mode.keeps_neutral``): a body photo is mostly wall, and
+steering its colours towards the person's ratios in the reference tints a white wall, differently
+every week. There the cast is measured on the photo's bright near-grey pixels (``neutral_means``: a
+wall, a sheet, a grey shirt), and every frame, the reference too, is corrected so that they are
+grey (bounded by ``NEUTRAL_BOUND``); a photo without enough of them keeps its colours. The exposure
+is still matched on the subject's region.
+
 Per frame, once: the mean of each channel, in linear light, over the middle of the subject's box
 (the face box; the person's box in body mode), from a small decode of the photo; stored in the
 cache beside the transform (``colour:{hash}:{fp}``). At render time the stored means give each
@@ -35,6 +42,10 @@ GAIN_LIMITS = (0.5, 2.0)  # a gain beyond these is a wrong region, not an exposu
 CAST_BOUND = 0.10  # the colour correction changes no channel ratio by more than this
 FULL_SATURATION = 0.35  # region saturation (linear light) from which a cast is corrected in full
 LUMA = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 luminance of linear RGB
+NEUTRAL_CHROMA = 0.15  # a pixel whose (max - min) / max in sRGB is below this is near-grey
+NEUTRAL_MIN_LEVEL = 90  # ... and whose brightest channel is at least this (dark pixels are noise)
+NEUTRAL_MIN_SHARE = 0.05  # near-grey pixels needed, a share of the photo, to judge its cast by
+NEUTRAL_BOUND = 0.15  # the neutral correction changes no channel by more than this
 
 
 def to_linear(v: np.ndarray) -> np.ndarray:
@@ -72,6 +83,31 @@ def region_means(image: Image.Image, box, scale_xy: tuple[float, float]) -> list
     pixels = np.asarray(image.convert("RGB").crop(inner), np.float64).reshape(-1, 3)
     means = to_linear(pixels).mean(axis=0)
     return [float(v) for v in means] if np.all(means > 1e-4) else None
+
+
+def neutral_key(content_hash: str) -> str:
+    return f"neutral:{content_hash}:v1"
+
+
+def neutral_means(image: Image.Image) -> list[float] | None:
+    """Mean R, G, B in linear light of the bright near-grey pixels of a decoded photo (a white
+    wall, a sheet); None when fewer than ``NEUTRAL_MIN_SHARE`` of its pixels are."""
+    px = np.asarray(image.convert("RGB"), np.float64).reshape(-1, 3)
+    hi, lo = px.max(axis=1), px.min(axis=1)
+    near_grey = (hi >= NEUTRAL_MIN_LEVEL) & ((hi - lo) <= NEUTRAL_CHROMA * hi)
+    if near_grey.mean() < NEUTRAL_MIN_SHARE:
+        return None
+    return [float(v) for v in to_linear(px[near_grey]).mean(axis=0)]
+
+
+def neutral_cast(neutral: list[float] | None) -> np.ndarray:
+    """Per channel, the luminance-neutral gains that make ``neutral`` grey, bounded; 1 without it."""
+    if neutral is None:
+        return np.ones(3)
+    rgb = np.asarray(neutral, np.float64)
+    y = float(rgb @ LUMA)
+    cast = np.clip(y / np.maximum(rgb, 1e-9), 1 - NEUTRAL_BOUND, 1 + NEUTRAL_BOUND)
+    return cast / ((rgb * cast) @ LUMA / y)
 
 
 @dataclass(frozen=True)
@@ -119,13 +155,15 @@ def _target(values: np.ndarray, weights: np.ndarray, ref_index: int, how: str, s
 
 
 def plan_gains(means: list[list[float] | None], ref_index: int | None, how: str,
-               sigma: float = TREND_SIGMA) -> list[ColourGain]:
+               sigma: float = TREND_SIGMA, neutral: list[list[float] | None] | None = None) -> list[ColourGain]:
     """Per frame (in date order), the gains for its region means (linear RGB): the exposure gain
     that takes its luminance to the target's (``reference``: the reference's; ``trend``,
     ``brightness``: a trend through the reference's), times, except for ``brightness``, a colour
     correction towards the target's channel ratios, luminance-neutral, bounded by ``CAST_BOUND``
     and scaled by the frame's ``saturation_weight`` (the colour trend is weighted by it too).
-    Frames without means (and every frame, without a reference) keep their colours."""
+    With ``neutral`` (each frame's ``neutral_means``, body mode) the colour correction is instead
+    ``neutral_cast``, the reference's included. Frames without means (and every frame, without a
+    reference) keep their colours."""
     n = len(means)
     known = np.array([m is not None for m in means])
     if how == "off" or ref_index is None or not known[ref_index]:
@@ -136,6 +174,11 @@ def plan_gains(means: list[list[float] | None], ref_index: int | None, how: str,
     exposure = np.clip(np.exp(_target(log_y[:, None], known.astype(np.float64), ref_index, target_how, sigma)[:, 0]
                               - log_y), *GAIN_LIMITS)
     gains = np.repeat(exposure[:, None], 3, axis=1)
+    if how != "brightness" and neutral is not None:
+        gains[ref_index] = 1.0
+        gains *= np.array([neutral_cast(v) for v in neutral])
+        return [ColourGain(tuple(float(g) for g in row)) if ok else ColourGain(tuple(neutral_cast(v)))
+                for row, ok, v in zip(gains, known, neutral)]
     if how != "brightness":
         weight = saturation_weight(rgb) * known
         log_ratio = np.log(rgb) - log_y[:, None]  # the channel ratios against the luminance

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import curate, outliers
-from .colour import STATS_SIDE, ColourGain, means_key, plan_gains, region_means
+from .colour import STATS_SIDE, ColourGain, means_key, neutral_key, neutral_means, plan_gains, region_means
 from .config import Config, ConfigError
 from .domain import FrameResult, FrameStatus, Verdict, is_kept
 from .framing import Framing, FramingSettings, output_matrix, plan_framing
@@ -477,9 +477,32 @@ class Pipeline:
             return [ColourGain()] * len(kept)
         with self.timed("colour"):
             means = self.colour_means(kept)
+            neutral = self.neutral_means(kept) if self.mode.keeps_neutral else None
         ref = self.reference.hash if self.reference is not None else None
         ref_index = next((k for k, r in enumerate(kept) if r.frame.hash == ref), None)
-        return plan_gains(means, ref_index, how)
+        return plan_gains(means, ref_index, how, neutral=neutral)
+
+    def neutral_means(self, kept: list[FrameResult]) -> list[list[float] | None]:
+        """Each frame's ``colour.neutral_means`` (its bright near-grey pixels), measured once and stored."""
+        out: list[list[float] | None] = [None] * len(kept)
+        todo = []
+        for k, r in enumerate(kept):
+            stored = self.store.get_json(neutral_key(r.frame.hash))
+            if stored is not None:
+                out[k] = stored.get("means")
+            else:
+                todo.append((k, r.frame.path))
+
+        def measure(item) -> list[float] | None:
+            photo = open_photo(item[1], max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
+            return neutral_means(photo.image)
+
+        workers = self.config.detect.decode_workers
+        for (k, path), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
+            if error is None:
+                out[k] = value
+                self.store.put_json(neutral_key(kept[k].frame.hash), {"means": value})
+        return out
 
     # render ------------------------------------------------------------------------------------
     def kept(self) -> list[FrameResult]:

@@ -105,6 +105,7 @@ class Mode(ABC):
     config_sections: ClassVar[dict[str, type]] = {}  # this mode's own config sections: name -> dataclass
     required_models: ClassVar[tuple] = ()  # ``models.ModelFile``s a run cannot do without
     preload_modules: ClassVar[tuple[str, ...]] = ()  # heavy imports detection needs (see ``models.preload``)
+    keeps_neutral: ClassVar[bool] = False  # the colour match keeps near-grey pixels grey (``colour``)
 
     def __init__(self, context: ModeContext):
         self.ctx = context

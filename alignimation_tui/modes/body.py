@@ -93,6 +93,7 @@ def _candidates(b, det: BodyDetection) -> list[int]:
 class BodyMode(Mode):
     name = "body"
     subject_word = "person"
+    keeps_neutral = True  # a body video is mostly wall: a white wall stays white
     default_size = "photos"  # the reference photo's shape: portrait photos give a portrait video
     config_sections = {"body": BodyConfig}
     preload_modules = ("ai_edge_litert.interpreter",)

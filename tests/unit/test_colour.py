@@ -103,3 +103,39 @@ def test_region_means_of_a_grey_photo_are_grey(tmp_path):
     img = Image.fromarray(np.full((64, 64, 3), 90, np.uint8))
     m = region_means(img, BOX, (1.0, 1.0))
     assert max(m) - min(m) < 1e-12
+
+
+# -- what is neutral stays neutral (body mode) ------------------------------------------------------
+
+def wall_photo(wall_rgb, person_rgb=(205, 130, 95), size=(120, 160)):
+    """A wall of ``wall_rgb`` with a skin-coloured person standing in the middle third."""
+    from PIL import Image
+
+    a = np.zeros((size[1], size[0], 3), np.uint8)
+    a[:] = wall_rgb
+    a[:, size[0] // 3: 2 * size[0] // 3] = person_rgb
+    return Image.fromarray(a)
+
+
+def test_neutral_means_read_the_wall_not_the_person():
+    from alignimation_tui.colour import neutral_means, to_linear
+
+    means = neutral_means(wall_photo((232, 219, 235)))
+    assert np.allclose(means, to_linear(np.array([232, 219, 235])), atol=1e-6)
+    assert neutral_means(wall_photo((200, 60, 60))) is None  # a red wall: no grey to judge the cast by
+
+
+def test_a_tinted_wall_is_made_grey_in_every_frame_the_reference_too():
+    from alignimation_tui.colour import ColourGain, neutral_means, plan_gains
+
+    walls = [(232, 219, 235), (240, 236, 226), (228, 228, 229)]  # magenta, warm, grey
+    photos = [wall_photo(w) for w in walls]
+    means = [[0.5, 0.3, 0.2]] * 3  # the person's region (exposure only is taken from it here)
+    gains = plan_gains(means, 0, "trend", neutral=[neutral_means(p) for p in photos])
+    for photo, gain in zip(photos, gains):
+        assert isinstance(gain, ColourGain)
+        wall = np.asarray(gain.apply(photo))[0, 0].astype(int)
+        assert wall.max() - wall.min() <= 2, (wall, gain)
+    # without grey pixels a photo keeps its cast (exposure only)
+    gains = plan_gains(means, 0, "trend", neutral=[None, None, None])
+    assert all(g.is_identity for g in gains)
