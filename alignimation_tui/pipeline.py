@@ -122,9 +122,12 @@ class Pipeline:
         return self.mode_choice.label if self.mode_choice else self.mode.name
 
     def status_text(self) -> str:
-        """What the status bar says of the mode (marked when chosen automatically) and its models."""
+        """What the status bar says of the mode and its models: "body (auto) · cpu · BlazePose"; the
+        mode is left out when it is face mode by the user's choice."""
         text = self.mode.status_text(str(self.device))
-        return f"auto: {text}" if self.mode_choice else text
+        if self.mode_choice is not None:
+            return f"{self.mode.name} (auto) · {text}"
+        return text if self.mode.name == "face" else f"{self.mode.name} · {text}"
 
     def warm_up(self) -> None:
         """Load the detection models now rather than on the first photo (importing torch and

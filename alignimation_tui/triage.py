@@ -41,6 +41,7 @@ class FrameRow:
     sort_values: tuple = ()
     residual_pct: float | None = None  # for the series plot under the table
     outlier: str = ""  # the ⚑ part of the flag alone
+    side: str = ""  # body mode: the side registered and why ("left nearer the camera")
 
     def cells(self) -> dict[str, str]:
         """Cell values in column order (the table adds rows in this order)."""
@@ -52,7 +53,7 @@ class FrameRow:
 # Widths leave room for the sort mark (▲ ▼) after the header.
 COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdict", 8),
            ("residual", "resid%", 7), ("sharpness", "sharp", 6), ("flag", "flag", 30), ("date", "date", 10),
-           ("eye", "eye", 4), ("mouth", "mouth", 6), ("confidence", "conf", 5))
+           ("eye", "eye", 4), ("mouth", "mouth", 6), ("confidence", "conf", 5), ("side", "side", None))
 
 
 def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
@@ -160,7 +161,15 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
                      -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag,
                      -1.0 if sharp is None else sharp),
-        residual_pct=resid, outlier=outlier)
+        residual_pct=resid, outlier=outlier, side=_side(r))
+
+
+def _side(r: FrameResult) -> str:
+    """Body mode: which side's keypoints register the person, and why; "" elsewhere."""
+    side, why = getattr(r.subject, "side", None), getattr(r.subject, "side_reason", "")
+    if side is None:
+        return ""
+    return printable(why if why.startswith(side) else f"{side} ({why})" if why else side)
 
 
 def frame_rows(results: list[FrameResult], min_sharpness: float = 0.0) -> list[FrameRow]:

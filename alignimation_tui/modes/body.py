@@ -113,7 +113,7 @@ class BodyMode(Mode):
         return AUTO_REFERENCE_KEY
 
     def status_text(self, device: str) -> str:
-        return f"{self.name} · {device} · BlazePose"
+        return f"{device} · BlazePose"
 
     def report(self, r: FrameResult) -> dict:
         if not isinstance(r.detection, BodyDetection):
