@@ -15,6 +15,7 @@ detects, as ``count_detections`` does for the real detector.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,6 @@ class RecordedFaceMode(FaceMode):
 
 def recorded_pipeline(folder: Path, config) -> Pipeline:
     """The app's pipeline, detecting from the record."""
-    pipeline = Pipeline(folder, config)
+    pipeline = Pipeline(folder, replace(config, mode="face") if config.mode == "auto" else config)
     pipeline.mode = RecordedFaceMode(pipeline)
     return pipeline
