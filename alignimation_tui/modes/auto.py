@@ -5,7 +5,8 @@ least ``BODY_HEIGHTS`` face heights tall in it (the mask's height against three 
 distances): a whole-body or knee-up shot, a side view of a belly. A face close-up, a head and
 shoulders portrait or a waist-up news photo is 1.3-5 face heights (the shared samples: 1.3-3.5,
 one half-body web photo 5.1; whole bodies 7.6-9.1). The folder goes to body mode when more than
-half of the sampled photos show a body, else to face mode; the choice and its reason are kept in
+half of the sampled photos show a body, else to face mode (looking stops once the majority is
+decided: 0.2-0.35 s on the sample folders); the choice and its reason are kept in
 the store, so a folder does not change mode as photos arrive (``--mode`` or ``mode`` in the config
 overrides it). An empty folder is face mode until it has photos (the choice is not kept).
 """
@@ -71,13 +72,16 @@ def decide(paths: list[Path], max_pixels: int) -> ModeChoice | None:
     from ..photos import PhotoError, open_photo
 
     model, looked, bodies = None, 0, 0
-    for path in sample(paths):
+    picked = sample(paths)
+    for path in picked:
+        if 2 * bodies > len(picked) or 2 * (looked - bodies) >= len(picked):
+            break  # the majority is decided: the rest cannot change it
         try:
             photo = open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)
         except (PhotoError, OSError) as exc:
             log.info("auto mode: skipped %s: %s", path.name, exc)
             continue
-        model = model or BlazePose(max_persons=2)
+        model = model or BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
         rgb = photo.array()
         looked += 1
         bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])

@@ -38,7 +38,7 @@ def test_default_run_on_side_views_is_a_body_video(side_views, tmp_path, capsys)
     before = {p.name: p.read_bytes() for p in side_views.iterdir()}
     code, rows, err = run(capsys, side_views, "--once", "--json", "--out", out, "--frames", frames)
     assert code == 0, err
-    assert "mode: body (auto: 4 of 4 sampled photos show the body to the hips)" in err
+    assert "mode: body (auto: 3 of 3 sampled photos show the body to the hips)" in err  # a majority of 4
     assert len(rows) == 4 and all(r["status"] == "aligned" for r in rows), rows
     assert all(r["mode"] == "body" and r["mode_auto"] for r in rows)
     assert {r["side"] for r in rows} == {"left"} and all("nearer the camera" in r["side_reason"] for r in rows)
