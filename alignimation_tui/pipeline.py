@@ -123,11 +123,11 @@ class Pipeline:
 
     def status_text(self) -> str:
         """What the status bar says of the mode and its models: "body (auto) · cpu · BlazePose"; the
-        mode is left out when it is face mode by the user's choice."""
+        mode's name alone when the user chose it and the mode says it (``Mode.names_itself``)."""
         text = self.mode.status_text(str(self.device))
         if self.mode_choice is not None:
             return f"{self.mode.name} (auto) · {text}"
-        return text if self.mode.name == "face" else f"{self.mode.name} · {text}"
+        return f"{self.mode.name} · {text}" if self.mode.names_itself else text
 
     def warm_up(self) -> None:
         """Load the detection models now rather than on the first photo (importing torch and
@@ -461,16 +461,20 @@ class Pipeline:
             else:
                 todo.append((k, r.frame.path, box, key))
 
-        def measure(item) -> list[float]:
+        def measure(item) -> tuple[list[float], list[float] | None]:
             _, path, box, _ = item
             photo = open_photo(path, max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
-            return region_means(photo.image, box, photo.scale_xy)
+            # the neutral pixels' means from the same decode (``neutral_means``), where the mode keeps them
+            neutral = neutral_means(photo.image) if self.mode.keeps_neutral else None
+            return region_means(photo.image, box, photo.scale_xy), neutral
 
         workers = self.config.detect.decode_workers
         for (k, _, _, key), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
             if error is None:  # else the render says what is wrong with the photo
-                means[k] = value
-                self.store.put_json(key, {"means": value})
+                means[k] = value[0]
+                self.store.put_json(key, {"means": value[0]})
+                if self.mode.keeps_neutral:
+                    self.store.put_json(neutral_key(kept[k].frame.hash), {"means": value[1]})
         return means
 
     def colour_gains(self, kept: list[FrameResult]) -> list[ColourGain]:

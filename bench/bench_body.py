@@ -13,7 +13,12 @@ mask's outline, in % of the body's height on the canvas. Printed per setting: me
 percentile of the error, and its ratio to the error left unaligned (the warped photos as they are).
 
 The detection's cost: BlazePose per photo at ``body.detect_size`` (decode excluded), and the
-decode, per photo. The last line is one JSON object.
+decode, per photo.
+
+``--big N``: a whole ``--once`` (its own process, fresh cache, default config: auto mode, MP4) on N
+photos at 12 MP (3024x4032, the side and front views enlarged and shifted at random), in photos/s
+and peak RSS, against a plain loop that only decodes the same photos at full size in this process
+(the machine's speed, as a yardstick). The last line is one JSON object.
 """
 from __future__ import annotations
 
@@ -150,6 +155,32 @@ def detection_cost(photos: list[Path], size: int) -> dict:
             "photos": len(photos)}
 
 
+def big_once(n: int, tmp: Path, rng) -> dict:
+    import resource
+    import subprocess
+
+    folder = tmp / "big"
+    folder.mkdir()
+    sources = sorted((SAMPLES / "body_standing").glob("*.JPG"))
+    for i in range(n):
+        img = Image.open(sources[i % len(sources)]).convert("RGB").resize((3024, 4032), Image.Resampling.BILINEAR)
+        dx, dy = rng.integers(-150, 150, 2)
+        img = img.transform(img.size, Image.Transform.AFFINE, (1, 0, int(dx), 0, 1, int(dy)))
+        img.save(folder / f"week{i:03d}.jpg", quality=90)
+    t = time.perf_counter()
+    for path in sorted(folder.iterdir()):
+        Image.open(path).load()
+    decode = time.perf_counter() - t
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp / "bigcache"), "XDG_DATA_HOME": str(tmp / "bigdata")}
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--out", str(tmp / "big.mp4")],
+                   check=True, env=env, capture_output=True)
+    once = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"photos": n, "once_s": once, "photos_per_s": n / once, "decode_only_photos_per_s": n / decode,
+            "ratio_to_decode_only": (n / once) / (n / decode), "peak_rss_mb": peak}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--warps", type=int, default=4)
@@ -157,6 +188,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--samples", type=Path, default=SAMPLES)
     ap.add_argument("--verbose", action="store_true", help="each warp's error on stderr")
+    ap.add_argument("--big", type=int, default=0, help="also time --once on this many 12 MP photos")
     args = ap.parse_args()
     sides = sorted((args.samples / "body_standing").glob("*_side_*")) + sorted((args.samples / "body_other").glob("*_side_*"))
     if not sides:
@@ -174,6 +206,12 @@ def main() -> None:
         print(f"detection: {cost['detect_ms']:.0f} ms a photo at {BodyConfig().detect_size} px "
               f"(decode {cost['decode_ms']:.0f} ms), {cost['photos']} photos")
         out["detection"] = cost
+        if args.big:
+            big = big_once(args.big, tmp, rng)
+            print(f"--once on {big['photos']} photos at 12 MP: {big['once_s']:.1f} s, {big['photos_per_s']:.2f} photos/s "
+                  f"({big['ratio_to_decode_only']:.2f}x a plain full-size decode loop's "
+                  f"{big['decode_only_photos_per_s']:.2f}); peak RSS {big['peak_rss_mb']:.0f} MB")
+            out["big"] = big
         for label, refine, work, iters in (("closed form", False, 64, 0), ("refined 64 px", True, 64, 30),
                                            ("refined 128 px", True, 128, 30), ("refined 128 px x60", True, 128, 60)):
             t = time.perf_counter()

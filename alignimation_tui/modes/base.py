@@ -106,6 +106,7 @@ class Mode(ABC):
     required_models: ClassVar[tuple] = ()  # ``models.ModelFile``s a run cannot do without
     preload_modules: ClassVar[tuple[str, ...]] = ()  # heavy imports detection needs (see ``models.preload``)
     keeps_neutral: ClassVar[bool] = False  # the colour match keeps near-grey pixels grey (``colour``)
+    names_itself: ClassVar[bool] = True  # the status bar names the mode (face mode, the classic, does not)
 
     def __init__(self, context: ModeContext):
         self.ctx = context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from .. import register as reg
 from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
+from ..detect.face import torch_threads
 from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
 from ..photos import open_photo
@@ -285,8 +287,10 @@ class BodyMode(Mode):
                                                     work / max(r.detection.width, r.detection.height),
                                                     (work, work))
                               for r, _ in group])[:, None]
-        matrices, _, _ = reg.register_frames(src, weights, sizes, ref.landmarks, ref_w, ref.canvas, ref.scale,
-                                             settings=settings, device=p.device, masks=masks, ref_mask=ref_work)
+        # On a CPU the refinement's many small ops run fastest on one thread (as face mode's).
+        with torch_threads(1) if p.device == "cpu" else nullcontext():
+            matrices, _, _ = reg.register_frames(src, weights, sizes, ref.landmarks, ref_w, ref.canvas, ref.scale,
+                                                 settings=settings, device=p.device, masks=masks, ref_mask=ref_work)
         used = np.where(weights[..., None] > 0, src, np.nan)
         residuals = reg.residual_pct(matrices, used, ref.landmarks * ref.scale, ref.canvas[1])
         for (r, key), m, res in zip(group, matrices, residuals):

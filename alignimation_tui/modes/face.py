@@ -36,6 +36,7 @@ class FaceMode(Mode):
     name = "face"
     subject_word = "face"
     default_size = "square"
+    names_itself = False  # its status bar has said "cpu · MTCNN + identity" since before there were modes
     preload_modules = ("alignimation_tui.detect.mtcnn_batch",)  # torch (facenet-pytorch is not imported)
 
     def __init__(self, context: ModeContext):

@@ -49,8 +49,8 @@ def test_damaged_weights_file_is_a_clear_error(random_embedder_weights):
 def test_models_command_lists_presence(capsys, random_embedder_weights):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "face detector" in out and "face embedder" in out
-    assert out.count("missing") == 2  # only the body mode's person segmenter and keypoint detector
+    assert "face detector" in out and "face embedder" in out and "BlazePose" in out
+    assert out.count("missing") == 0  # the embedder is there; MTCNN and BlazePose ship with packages
 
 
 def test_models_command_reports_missing(capsys):
