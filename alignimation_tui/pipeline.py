@@ -74,7 +74,11 @@ class Pipeline:
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
         self.mode_choice: ModeChoice | None = None  # how ``mode = "auto"`` chose (None: chosen by the user)
         if config.mode == "auto":
-            self.mode_choice = choose_mode(self.store, list_photos(self.folder), config.scan.max_pixels)
+            try:
+                photos = list_photos(self.folder)
+            except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
+                photos = []
+            self.mode_choice = choose_mode(self.store, photos, config.scan.max_pixels)
             self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None

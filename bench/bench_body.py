@@ -81,8 +81,6 @@ def make_folder(photo: Path, folder: Path, warps: int, rng) -> dict[str, np.ndar
 
 def check_points(p: Pipeline, ref_name: str) -> np.ndarray:
     """The reference photo's points to compare at: its keypoints on both sides, and its mask's outline."""
-    from alignimation_tui.detect.body import mask_shape  # noqa: F401
-
     r = next(r for r in p.results.values() if r.frame.path.name == ref_name)
     person = r.subject.person
     pts = [person.keypoints[KEYPOINT_NAMES.index(f"{side}_{part}")] for part in CHECK_PARTS

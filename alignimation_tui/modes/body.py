@@ -8,18 +8,21 @@ depths) and ``bodymask:{hash}:{fp}`` (``.npy`` uint8, one soft mask per person a
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import colour
 from .. import register as reg
 from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
 from ..detect.face import torch_threads
 from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
+from ..models import preload
 from ..photos import open_photo
 from ..render import RenderItem
 from ..store import fingerprint
@@ -105,6 +108,7 @@ class BodyMode(Mode):
         self._detector: body_mod.BodyDetector | None = None
         self.chosen_reference: str | None = None  # chosen in ``select``: the subjects depend on it
         self.masks: dict[str, np.ndarray | None] = {}  # hash -> (P, h, w) uint8
+        self._torch_import: threading.Thread | None = None  # see ``warm_up``
 
     @property
     def settings(self) -> BodyConfig:
@@ -154,7 +158,19 @@ class BodyMode(Mode):
         return not isinstance(r.detection, BodyDetection) or self.masks_of(r.frame.hash) is None
 
     def warm_up(self) -> None:
+        """Load BlazePose, and import torch and kornia (only registration needs them: 1.4 s here)
+        on a thread of their own, beside the detection, whose runtime and decodes leave the
+        interpreter lock free most of the time; ``register`` waits for it."""
         self.detector()
+        if self._torch_import is None and "kornia.geometry" not in sys.modules:
+            self._torch_import = threading.Thread(target=preload, args=(("kornia.geometry",),),
+                                                  name="import torch", daemon=True)
+            self._torch_import.start()
+
+    def _torch_imported(self) -> None:
+        if self._torch_import is not None:
+            self._torch_import.join()
+            self._torch_import = None
 
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
@@ -174,14 +190,31 @@ class BodyMode(Mode):
                               resize_within=1.3)
 
         def flush(batch: list) -> None:
-            for (r, _), (found, masks) in zip(batch, det.detect([photo for _, photo in batch])):
+            for (r, photo), (found, masks) in zip(batch, det.detect([photo for _, photo in batch])):
                 p.store.put_json(f"body:{r.frame.hash}:{fp}", found.to_json())
                 p.store.put_array(f"bodymask:{r.frame.hash}:{fp}", masks)
                 self.masks[r.frame.hash] = masks
+                self._measure_colour(r.frame.hash, found, photo)
                 r.detection, r.status, r.error = found, FrameStatus.QUEUED, None
                 progress(r)
 
         return p.decode_in_batches(todo, decode, b.batch_size, flush, progress, cancel)
+
+    def _measure_colour(self, content_hash: str, found: BodyDetection, photo) -> None:
+        """While the photo is decoded: each person's colour means and the photo's neutral means,
+        which the render's colour match would otherwise decode every photo once more for."""
+        p = self.ctx
+        if p.config.render.match_colour == "off" or max(photo.image.size) < colour.STATS_SIDE:
+            return
+        with p.timed("colour"):
+            small = photo.image.copy()
+            small.thumbnail((colour.STATS_SIDE, colour.STATS_SIDE), reducing_gap=2.0)  # means need no more
+            sx, sy = (photo.scale_xy[0] * small.width / photo.image.width,
+                      photo.scale_xy[1] * small.height / photo.image.height)
+            for person in found.persons:
+                means = colour.region_means(small, person.box, (sx, sy))
+                p.store.put_json(colour.means_key(content_hash, person.box), {"means": means})
+            p.store.put_json(colour.neutral_key(content_hash), {"means": colour.neutral_means(small)})
 
     # select -------------------------------------------------------------------------------------
     def select(self) -> None:
@@ -270,6 +303,7 @@ class BodyMode(Mode):
                         group: list, settings: reg.RefineSettings | None) -> None:
         if not group:
             return
+        self._torch_imported()
         p = self.ctx
         src = np.stack([np.asarray(r.subject.points, np.float64) for r, _ in group])
         weights = np.stack([np.asarray(r.subject.weights, np.float64) for r, _ in group]) * (ref_w > 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 
 import diskcache
 import pytest
@@ -54,7 +55,13 @@ async def test_cache_that_cannot_be_written_while_the_app_runs(folder, config, t
             assert statuses == {"aligned"}, statuses
             assert app.state.queue == 0 and not app.state.busy
             assert any(str(cache_dir) in m and "store.cache_dir" in m for m in said()), said()
-        # the fault is gone: the next photo is detected and stored
+        # the fault is gone: the next photo is detected and stored. The store tries the cache again on
+        # the first write after its retry time since the last failed one; a photo whose writes all
+        # come sooner is simply not cached, and nothing would write after it (a race seen once in
+        # a loaded full run): wait until a write would be tried.
+        store = app.driver.pipeline.store
+        await until(pilot, lambda: store._failed_at is None
+                    or time.monotonic() - store._failed_at >= store._retry_seconds, "the retry time")
         recorded.DETECTED.clear()
         os.rename(late, folder / late.name)
         await until(pilot, lambda: settled(app) and any(r.name == "late.jpg" and r.status == "aligned"
