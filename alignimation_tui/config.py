@@ -88,7 +88,7 @@ class LandmarksConfig:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    max_distance: float = field(default=1.0, metadata=_between(0.0, 4.0))
+    max_distance: float = field(default=0.6, metadata=_between(0.0, 4.0))
 
 
 @dataclass(frozen=True)

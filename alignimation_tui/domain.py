@@ -23,6 +23,7 @@ class FrameStatus(str, enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"  # aligned, but left out by the selection ([select]); the reason is kept
     OUTLIER = "outlier"  # registered, but implausibly for the series (outliers.py); the reason is kept
+    STRANGER = "stranger"  # registered, but another person than the subject (identity); the reason in ``error``
 
 
 class Verdict(str, enum.Enum):

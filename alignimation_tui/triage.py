@@ -42,6 +42,7 @@ class FrameRow:
     residual_pct: float | None = None  # for the series plot under the table
     outlier: str = ""  # the ⚑ part of the flag alone
     side: str = ""  # body mode: the side registered and why ("left nearer the camera")
+    identity: str = ""  # face mode: the face's distance from the subject's identity ("" when not measured)
 
     def cells(self) -> dict[str, str]:
         """Cell values in column order (the table adds rows in this order)."""
@@ -53,7 +54,8 @@ class FrameRow:
 # Widths leave room for the sort mark (▲ ▼) after the header.
 COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdict", 8),
            ("residual", "resid%", 7), ("sharpness", "sharp", 6), ("flag", "flag", 30), ("date", "date", 10),
-           ("eye", "eye", 4), ("mouth", "mouth", 6), ("confidence", "conf", 5), ("side", "side", None))
+           ("eye", "eye", 4), ("mouth", "mouth", 6), ("confidence", "conf", 5), ("identity", "ident", 5),
+           ("side", "side", None))
 
 
 def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
@@ -119,6 +121,7 @@ def _confidence(r: FrameResult) -> float | None:
 NUDGE_MARK = "✥ nudged"
 SKIP_MARK = "⊘"
 OUTLIER_MARK = "⚑ outlier:"
+STRANGER_MARK = "≠"
 
 
 def flag_text(r: FrameResult, outlier: str = "") -> str:
@@ -129,6 +132,8 @@ def flag_text(r: FrameResult, outlier: str = "") -> str:
         parts.insert(0, f"{OUTLIER_MARK} {printable(r.outlier_reason)}")
     if r.error and r.status is FrameStatus.FAILED:
         parts.append(f"✗ {printable(r.error)}")
+    elif r.error and r.status is FrameStatus.STRANGER:
+        parts.insert(0, f"{STRANGER_MARK} {printable(r.error)}")
     elif r.status is FrameStatus.SKIPPED and r.skip_reason:
         parts.append(f"{SKIP_MARK} {printable(r.skip_reason)}")
     if r.nudge is not None and not r.nudge.is_identity:
@@ -161,7 +166,8 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
                      -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag,
                      -1.0 if sharp is None else sharp),
-        residual_pct=resid, outlier=outlier, side=_side(r))
+        residual_pct=resid, outlier=outlier, side=_side(r),
+        identity=_num(getattr(r.subject, "identity_distance", None), ".2f"))
 
 
 def _side(r: FrameResult) -> str:
@@ -178,8 +184,9 @@ def frame_rows(results: list[FrameResult], min_sharpness: float = 0.0) -> list[F
 
 
 def is_flagged(row: FrameRow) -> bool:
-    return row.flag.startswith("⚑") or row.status in (FrameStatus.FAILED.value, FrameStatus.NO_SUBJECT.value,
-                                                        FrameStatus.TURNED.value, FrameStatus.OUTLIER.value)
+    return row.flag.startswith(("⚑", STRANGER_MARK)) or row.status in (
+        FrameStatus.FAILED.value, FrameStatus.NO_SUBJECT.value, FrameStatus.TURNED.value, FrameStatus.OUTLIER.value,
+        FrameStatus.STRANGER.value)
 
 
 def matches(row: FrameRow, which: str) -> bool:

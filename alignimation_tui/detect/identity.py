@@ -2,8 +2,11 @@
 
 With face embeddings (identity matching on): the subject's identity is the medoid of the largest
 cluster of faces, built first from photos that hold a single face (group photos add noise), so a
-friend who shows up often does not drag it. Each photo takes its face closest to that identity;
-a photo whose closest face is farther than ``identity.max_distance`` has no subject.
+friend who shows up often does not drag it. Photos the person vouched for (accepted, or pinned as
+the reference) add their face as more examples of the subject (``prototypes``): a photo of the
+person far from the folder's medoid (a child among adult photos) brings its like back in. Each
+photo takes its face closest to any example; a photo whose closest face is farther than
+``identity.max_distance`` is another person (``stranger``).
 
 Without embeddings (the weights are not installed; identity matching off): each photo takes the
 face nearest to where the subject usually is, at the size they usually are. "Usually" is the
@@ -43,6 +46,30 @@ def choose_by_identity(embeddings: np.ndarray, identity: np.ndarray,
     d = np.linalg.norm(embeddings.astype(np.float64) - identity[None, :], axis=1)
     best = int(np.argmin(d))
     return (best if d[best] <= max_distance else None), float(d[best])
+
+
+def closest_face(embeddings: np.ndarray, prototypes: np.ndarray) -> tuple[int | None, float | None]:
+    """The face (row of ``embeddings``) nearest to any of ``prototypes`` (P, D), and that distance."""
+    if len(embeddings) == 0 or len(prototypes) == 0:
+        return None, None
+    d = np.linalg.norm(embeddings.astype(np.float64)[:, None, :] - prototypes[None, :, :], axis=-1).min(axis=1)
+    best = int(np.argmin(d))
+    return best, float(d[best])
+
+
+def prototypes(embeddings: dict[str, np.ndarray], max_distance: float, vouched: list[str]) -> np.ndarray | None:
+    """(P, D): the folder's identity (``identity_embedding``), then for each photo in ``vouched``
+    (accepted or pinned) its face nearest to that identity; None without any embedding."""
+    medoid = identity_embedding(embeddings, max_distance)
+    if medoid is None:
+        return None
+    out = [medoid]
+    for h in vouched:
+        e = embeddings.get(h)
+        index, _ = closest_face(e, medoid[None]) if e is not None else (None, None)
+        if index is not None:
+            out.append(e[index].astype(np.float64))
+    return np.stack(out)
 
 
 def _normalised(det: FaceDetection, i: int) -> tuple[float, float, float]:

@@ -32,6 +32,8 @@ from ..store import Store, fingerprint
 
 Progress = Callable[[FrameResult], None]
 Point = tuple[float, float]
+# Chosen in ``select`` and kept through registration (registered, so ``a`` can put them back in):
+LEFT_OUT = (FrameStatus.TURNED, FrameStatus.STRANGER)
 
 
 @runtime_checkable
@@ -197,7 +199,7 @@ class Mode(ABC):
 
         def usable(r: FrameResult | None) -> bool:
             return (r is not None and candidate(r) and r.verdict is not Verdict.REJECTED
-                    and (r.status is not FrameStatus.TURNED or r.verdict is Verdict.ACCEPTED))
+                    and (r.status not in LEFT_OUT or r.verdict is Verdict.ACCEPTED))
 
         stored = (p.store.get_json(self.auto_reference_key) or {}).get("hash")
         if stored and usable(p.results.get(stored)):
@@ -296,7 +298,7 @@ class Mode(ABC):
                 p.store.put_json(keys[r.frame.hash], r.transform.to_json())
                 r.extra["transform_key"] = keys[r.frame.hash]
         for r in subjects:
-            if r.status is not FrameStatus.TURNED and r.transform is not None:
+            if r.status not in LEFT_OUT and r.transform is not None:
                 r.status = FrameStatus.ALIGNED
 
     # render and framing ---------------------------------------------------------------------------

