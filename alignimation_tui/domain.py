@@ -198,6 +198,7 @@ class FrameResult:
     skip_reason: str | None = None  # why the selection left it out (status skipped)
     nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
     outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
+    unsure_reason: str | None = None  # why the fit looks doubtful, though kept (status aligned; outliers.py)
     picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
 

@@ -16,14 +16,23 @@ throws it off to one side or turns it. So, per frame, from its transform and its
 
 Each is judged robustly against the series (median and MAD: the frames being judged cannot move
 the yardstick much) and must also pass a floor on the raw difference, so a tight series of
-near-identical photos does not flag a frame for a hair. A frame is an ``outlier`` when any signal
-is beyond both; the reason says which, in the person's words ("face 1.8x the median size",
-"turned 22° beyond the rest"). The reference (it defines the canvas) and series of fewer than
+near-identical photos does not flag a frame for a hair. The pose is not the fit: a head turned
+three-quarters shows a face box large against its eye distance (about 1/cos(yaw)), so the size is
+judged after that is taken out (the face's own yaw estimate, up to 60°).
+
+Two floors per signal. Beyond the first, the check is unsure: the frame stays in the video and is
+flagged (``⚑ unsure: …`` in the table, ``n`` reaches it). It is an ``outlier`` (left out, with its
+reason in the person's words: "face 1.8x the median size", "turned 178° beyond the rest") when one
+signal is beyond the second, far floor, which no head explains (a face box half again its usual
+size once the turn is taken out, the fit turned 40° from the rest, eyes swapped), or when two
+signals are beyond the first at once (week 34 of a side-view series: eyes misplaced on a profile,
+1.8x the size and turned 22°). The reference (it defines the canvas) and series of fewer than
 ``MIN_SERIES`` frames are never judged. Body mode uses the person's box: size, position and turn.
 
 ``apply_outliers`` is the one hook: after registration, ``aligned`` frames that are outliers get
 the status ``outlier`` and ``outlier_reason``; the default render leaves them out (they are not
-``aligned``) and accepting one puts it back, as for ``turned``. No Textual here.
+``aligned``) and accepting one puts it back, as for ``turned``; an unsure frame keeps ``aligned``
+with ``unsure_reason``. No Textual here.
 """
 from __future__ import annotations
 
@@ -36,13 +45,15 @@ from .domain import FrameResult, FrameStatus, Verdict
 
 MIN_SERIES = 8  # fewer frames than this: no yardstick, nobody is judged
 OUTLIER_Z = 3.5  # robust z-score (median / 1.4826 MAD) beyond which a value is far from the rest
-# Floors on the raw difference from the median: below these a frame is never an outlier.
-SIZE_RATIO = 1.25  # box size on the canvas, either way (x1.25 or /1.25)
-POSITION_SIZES = 0.3  # box centre, in median box sizes
-TURN_DEG = 15.0  # rotation of the fit
-SHAPE_RATIO = 1.35  # eye-to-mouth distance over box height, either way
-RESIDUAL_FLOOR_BOX = 0.05  # box sizes (the nose and mouth a twentieth of the face off), and at least
-RESIDUAL_TIMES = 3.0  # ...this many times the median
+# Floors on the raw difference from the median, (unsure, no head explains it): below the first a
+# frame is never flagged.
+SIZE_RATIO = (1.25, 1.5)  # box size on the canvas (the turn taken out), either way
+POSITION_SIZES = (0.3, 0.5)  # box centre, in median box sizes
+TURN_DEG = (15.0, 40.0)  # rotation of the fit
+SHAPE_RATIO = (1.35, 1.7)  # eye-to-mouth distance over box height, either way
+RESIDUAL_FLOOR_BOX = (0.05, 0.15)  # box sizes (the nose and mouth a twentieth of the face off), and at least
+RESIDUAL_TIMES = (3.0, 6.0)  # ...this many times the median
+MAX_YAW_EXPLAINED = 60.0  # a turn up to this explains a larger box (1/cos(yaw)); beyond it is a profile
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class FitSignals:
     shape: float | None  # faces: eye midpoint to mouth midpoint over the box height (photo pixels)
     residual_pct: float
     residual_box: float  # the same landmark error in box sizes (comparable whatever the face's size)
+    yaw_deg: float = 0.0  # faces: the head's estimated yaw (facing.py); 0 when unknown
 
 
 def signals_of(r: FrameResult) -> FitSignals | None:
@@ -75,9 +87,10 @@ def signals_of(r: FrameResult) -> FitSignals | None:
         (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = points
         shape = math.hypot((mlx + mrx) / 2 - (lx + rx) / 2, (mly + mry) / 2 - (ly + ry) / 2) / (y1 - y0)
     size = scale * max(x1 - x0, y1 - y0)
+    yaw = float(r.subject.facing.yaw_deg) if r.subject.facing is not None else 0.0
     return FitSignals(r.frame.hash, size, (cx, cy), math.degrees(math.atan2(c, a)), shape,
                       float(r.transform.residual_pct),
-                      float(r.transform.residual_pct) / 100 * r.transform.canvas[1] / max(size, 1e-9))
+                      float(r.transform.residual_pct) / 100 * r.transform.canvas[1] / max(size, 1e-9), yaw)
 
 
 def _far(values: np.ndarray, centre: float, floor: float) -> np.ndarray:
@@ -87,53 +100,81 @@ def _far(values: np.ndarray, centre: float, floor: float) -> np.ndarray:
     return (d > floor) & ((mad <= 0) | (d > OUTLIER_Z * max(mad, 1e-12)))
 
 
+def _tiers(values: np.ndarray, centre: float, floors: tuple[float, float], mask=None) -> np.ndarray:
+    """Per value: 0 fine, 1 beyond the first floor (unsure), 2 beyond the second (no head explains it)."""
+    level = _far(values, centre, floors[0]).astype(int) + _far(values, centre, floors[1])
+    return level if mask is None else level * mask
+
+
 def _wrap(deg: np.ndarray) -> np.ndarray:
     return (deg + 180.0) % 360.0 - 180.0
 
 
-def find_outliers(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> dict[str, str]:
-    """hash -> the reason, for the frames among ``signals`` whose fit is implausible for the
-    series (``exempt``: judged as yardstick only, never flagged: the reference)."""
+def judge(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> dict[str, tuple[bool, str]]:
+    """hash -> (left out, the reason) for the frames among ``signals`` whose fit is implausible
+    (left out) or doubtful (flagged) for the series; ``exempt``: judged as yardstick only, never
+    flagged (the reference)."""
     if len(signals) < MIN_SERIES:
         return {}
-    reasons: dict[str, list[str]] = {}
+    found: dict[str, list[tuple[int, str]]] = {}
 
-    def note(k: int, why: str) -> None:
-        if signals[k].hash not in exempt:
-            reasons.setdefault(signals[k].hash, []).append(why)
+    def note(levels: np.ndarray, why) -> None:
+        for k in np.flatnonzero(levels):
+            if signals[k].hash not in exempt:
+                found.setdefault(signals[k].hash, []).append((int(levels[k]), why(k)))
 
+    # The box against the eye distance. A larger box is doubtful as it is; it is beyond what any
+    # head explains only once the head's own turn is taken out (a box grows as 1/cos(yaw)).
     log_size = np.log([max(s.size, 1e-9) for s in signals])
     med_size = float(np.median(log_size))
-    for k in np.flatnonzero(_far(log_size, med_size, math.log(SIZE_RATIO))):
-        note(k, f"face {math.exp(log_size[k] - med_size):.1f}x the median size")
+    turned = np.log(np.cos(np.radians(np.minimum(np.abs([s.yaw_deg for s in signals]), MAX_YAW_EXPLAINED))))
+    explained = np.where(log_size > med_size, np.maximum(log_size + turned, med_size), log_size)
+    doubt = _far(log_size, med_size, math.log(SIZE_RATIO[0]))
+    note(doubt.astype(int) + (doubt & _far(explained, med_size, math.log(SIZE_RATIO[1]))),
+         lambda k: f"face {math.exp(log_size[k] - med_size):.1f}x the median size")
 
     centres = np.array([s.centre for s in signals])
     off = np.linalg.norm(centres - np.median(centres, axis=0), axis=1) / math.exp(med_size)
-    for k in np.flatnonzero(_far(off, float(np.median(off)), POSITION_SIZES) & (off > np.median(off))):
-        note(k, f"face {off[k]:.1f} of its size away from where the rest land")
+    note(_tiers(off, float(np.median(off)), POSITION_SIZES, off > np.median(off)),
+         lambda k: f"face {off[k]:.1f} of its size away from where the rest land")
 
     turns = np.array([s.turn_deg for s in signals])
     med_turn = float(np.degrees(np.arctan2(np.median(np.sin(np.radians(turns))),
                                            np.median(np.cos(np.radians(turns))))))
     rel = _wrap(turns - med_turn)
-    for k in np.flatnonzero(_far(rel, float(np.median(rel)), TURN_DEG)):
-        note(k, f"turned {abs(rel[k] - np.median(rel)):.0f}° beyond the rest")
+    note(_tiers(rel, float(np.median(rel)), TURN_DEG), lambda k: f"turned {abs(rel[k] - np.median(rel)):.0f}° beyond the rest")
 
     shaped = [k for k, s in enumerate(signals) if s.shape is not None and s.shape > 0]
     if len(shaped) >= MIN_SERIES:
-        log_shape = np.log([signals[k].shape for k in shaped])
-        med_shape = float(np.median(log_shape))
-        for j in np.flatnonzero(_far(log_shape, med_shape, math.log(SHAPE_RATIO))):
-            ratio = math.exp(log_shape[j] - med_shape)
-            note(shaped[j], f"mouth {ratio:.1f}x the usual distance below the eyes for the face box")
+        log_shape = np.full(len(signals), np.nan)
+        log_shape[shaped] = np.log([signals[k].shape for k in shaped])
+        med_shape = float(np.nanmedian(log_shape))
+        filled = np.where(np.isnan(log_shape), med_shape, log_shape)
+        note(_tiers(filled, med_shape, tuple(math.log(v) for v in SHAPE_RATIO)),
+             lambda k: f"mouth {math.exp(filled[k] - med_shape):.1f}x the usual distance below the eyes for the face box")
 
     residual = np.array([s.residual_box for s in signals])
     med_res = float(np.median(residual))
-    floor = max(RESIDUAL_FLOOR_BOX, RESIDUAL_TIMES * med_res) - med_res
+    floors = tuple(max(f, t * med_res) - med_res for f, t in zip(RESIDUAL_FLOOR_BOX, RESIDUAL_TIMES))
     med_pct = float(np.median([s.residual_pct for s in signals]))
-    for k in np.flatnonzero(_far(residual, med_res, floor) & (residual > med_res)):
-        note(k, f"landmark fit residual {signals[k].residual_pct:.1f} % (the rest: about {med_pct:.1f} %)")
-    return {h: "; ".join(why) for h, why in reasons.items()}
+    note(_tiers(residual, med_res, floors, residual > med_res),
+         lambda k: f"landmark fit residual {signals[k].residual_pct:.1f} % (the rest: about {med_pct:.1f} %)")
+
+    out = {}
+    for h, notes in found.items():
+        left_out = any(level >= 2 for level, _ in notes) or len(notes) >= 2
+        out[h] = (left_out, "; ".join(why for _, why in notes))
+    return out
+
+
+def find_outliers(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> dict[str, str]:
+    """hash -> the reason, for the frames ``judge`` leaves out."""
+    return {h: why for h, (out, why) in judge(signals, exempt).items() if out}
+
+
+def find_unsure(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> dict[str, str]:
+    """hash -> the reason, for the frames ``judge`` only flags."""
+    return {h: why for h, (out, why) in judge(signals, exempt).items() if not out}
 
 
 def judged(results: list[FrameResult]) -> list[FrameResult]:
@@ -143,15 +184,18 @@ def judged(results: list[FrameResult]) -> list[FrameResult]:
 
 
 def apply_outliers(results: list[FrameResult], reference: str | None) -> None:
-    """Mark the implausible fits ``outlier`` with their reason; the others (back) to ``aligned``.
-    Idempotent; run after registration, before the selection."""
+    """Mark the implausible fits ``outlier`` with their reason, the doubtful ones ``unsure_reason``;
+    the others (back) to ``aligned``. Idempotent; run after registration, before the selection."""
     series = judged(results)
     signals = [s for s in map(signals_of, series) if s is not None]
-    reasons = find_outliers(signals, frozenset({reference}) if reference else frozenset())
+    verdicts = judge(signals, frozenset({reference}) if reference else frozenset())
     for r in series:
-        why = reasons.get(r.frame.hash)
-        r.status = FrameStatus.OUTLIER if why else FrameStatus.ALIGNED
-        r.outlier_reason = why
+        left_out, why = verdicts.get(r.frame.hash, (False, None))
+        r.status = FrameStatus.OUTLIER if left_out else FrameStatus.ALIGNED
+        r.outlier_reason = why if left_out else None
+        r.unsure_reason = None if left_out else why
     for r in results:
         if r.status is not FrameStatus.OUTLIER:
             r.outlier_reason = None
+        if r.status not in (FrameStatus.ALIGNED, FrameStatus.SKIPPED):
+            r.unsure_reason = None

@@ -3,10 +3,11 @@ copy of one (an ordinary photo: kept), and the failures a wrong fit makes reprod
 detections (the second pass's stored landmarks), as MTCNN makes them: on a profile the eyes land
 close together on one side of the face (a weekly side-view series registered at 4.77x where the
 rest were 2.5-2.9x, turned 22°); on a half-face crop the hidden eye lands next to the visible one
-(MTCNN on the astronaut cut at the nose: 0.71 of the eye distance); one eye off by 0.4 of the
-distance; the eyes' labels swapped (a mirrored labelling: the fit turns the face upside down).
-Each is left out of the render with its reason, in the --json row and the summary; accepting one
-puts it back; no ordinary photo is left out."""
+(MTCNN on the astronaut cut at the nose: 0.71 of the eye distance); the eyes' labels swapped (a
+mirrored labelling: the fit turns the face upside down). Each is left out of the render with its
+reason, in the --json row and the summary; accepting one puts it back; no ordinary photo is left
+out. One eye off by 0.4 of the distance shows one doubt alone (the residual), as a head turned 30°
+does: it is flagged and kept."""
 import imageio.v2 as imageio
 import numpy as np
 from PIL import Image, ImageOps
@@ -43,7 +44,9 @@ def swapped(lm):
 
 
 BROKEN = {"week05.jpg": (profile, "x the median size"), "week08.jpg": (half_face, "x the median size"),
-          "week10.jpg": (eye_off, "landmark fit residual"), "week11.jpg": (swapped, "turned 1")}
+          "week11.jpg": (swapped, "turned 1")}
+# One doubt alone, which a head turned 30° also gives (the nose off the eyes' line): flagged, kept.
+UNSURE = {"week10.jpg": (eye_off, "landmark fit residual")}
 
 
 def test_wrong_fits_are_left_out_with_their_reason_and_accepting_puts_one_back(tmp_path, capsys, monkeypatch):
@@ -58,11 +61,11 @@ def test_wrong_fits_are_left_out_with_their_reason_and_accepting_puts_one_back(t
     pipeline = Pipeline(folder, load_config(None))  # perturb the stored landmarks of four photos
     pipeline.scan()
     for r in pipeline.results.values():
-        if r.frame.path.name in BROKEN:
+        if r.frame.path.name in {**BROKEN, **UNSURE}:
             key = f"landmarks:{r.frame.hash}:{pipeline.mode.landmarks_fp}"
             stored = pipeline.store.get_array(key).copy()
             index = max(range(len(stored)), key=lambda i: r.detection.faces[i].prob)
-            stored[index] = BROKEN[r.frame.path.name][0](stored[index])
+            stored[index] = {**BROKEN, **UNSURE}[r.frame.path.name][0](stored[index])
             pipeline.store.put_array(key, stored)
     pipeline.close()
 
@@ -72,6 +75,9 @@ def test_wrong_fits_are_left_out_with_their_reason_and_accepting_puts_one_back(t
     for name, (_, reason) in BROKEN.items():
         assert by_name[name]["status"] == "outlier" and reason in by_name[name]["outlier"], by_name[name]
         assert f"outlier    {name}:" in err
+    for name, (_, reason) in UNSURE.items():
+        assert by_name[name]["status"] == "aligned" and reason in by_name[name]["unsure"], by_name[name]
+        assert by_name[name]["outlier"] is None
     ordinary = {n for n in by_name if n not in BROKEN and n != "no-face.jpg"}
     assert ordinary == {p.name for p in PHOTOS if p.name not in BROKEN} | {"week02-mirrored.jpg"}
     assert {by_name[n]["status"] for n in ordinary} == {"aligned"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alignimation_tui.domain import FrameResult, FrameStatus, Subject, Face, FacingScores, Transform, Verdict, is_kept
-from alignimation_tui.outliers import FitSignals, MIN_SERIES, apply_outliers, find_outliers, signals_of
+from alignimation_tui.outliers import FitSignals, MIN_SERIES, apply_outliers, find_outliers, find_unsure, signals_of
 from tests.unit.test_triage import result as triage_result
 
 
@@ -26,11 +26,12 @@ def test_an_ordinary_series_has_no_outlier():
 @pytest.mark.parametrize("change, reason", [
     (dict(size=130 * 1.8), "face 1.8x the median size"),
     (dict(size=130 / 1.6), "face 0.6x the median size"),
-    (dict(centre=(500 + 65, 280)), "away from where the rest land"),
-    (dict(turn_deg=30.0), "turned 3"),
+    (dict(centre=(500 + 85, 280)), "away from where the rest land"),
+    (dict(turn_deg=45.0), "turned 4"),
     (dict(turn_deg=178.0), "turned 178° beyond the rest"),  # eyes swapped: a mirrored labelling
-    (dict(shape=0.35 * 1.6), "mouth 1.6x the usual distance below the eyes"),
+    (dict(shape=0.35 * 1.9), "x the usual distance below the eyes"),
     (dict(residual_box=0.2, residual_pct=3.1), "landmark fit residual 3.1 %"),
+    (dict(size=130 * 1.35, turn_deg=30.0), "face 1.3x the median size; turned 3"),  # two doubts at once
 ])
 def test_each_kind_of_wrong_fit_is_caught_with_its_reason(change, reason):
     from dataclasses import replace
@@ -38,6 +39,35 @@ def test_each_kind_of_wrong_fit_is_caught_with_its_reason(change, reason):
     s[7] = replace(s[7], **change)
     found = find_outliers(s)
     assert set(found) == {"h7"} and reason in found["h7"], found
+    assert find_unsure(s) == {}
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(size=130 * 1.35), "face 1.3x the median size"),
+    (dict(centre=(500 + 65, 280)), "away from where the rest land"),
+    (dict(turn_deg=30.0), "turned 3"),
+    (dict(shape=0.35 * 1.5), "mouth 1.5x the usual distance below the eyes"),
+    (dict(residual_box=0.09, residual_pct=1.4), "landmark fit residual 1.4 %"),
+])
+def test_a_doubt_no_head_rules_out_is_flagged_and_kept(change, reason):
+    """Where the check is unsure it flags, it does not drop."""
+    from dataclasses import replace
+    s = series()
+    s[7] = replace(s[7], **change)
+    assert find_outliers(s) == {}
+    unsure = find_unsure(s)
+    assert set(unsure) == {"h7"} and reason in unsure["h7"], unsure
+
+
+def test_a_turned_head_is_kept():
+    """A box 1.6x as large against its eye distance is left out from a frontal face, but kept (and
+    flagged) from a head turned 45°: 1.6 x cos 45° = 1.1, as the turn explains."""
+    from dataclasses import replace
+    s = series()
+    s[7] = replace(s[7], size=130 * 1.6)
+    assert set(find_outliers(s)) == {"h7"}
+    s[7] = replace(s[7], yaw_deg=45.0)
+    assert find_outliers(s) == {} and "face 1.6x the median size" in find_unsure(s)["h7"]
 
 
 def test_the_reference_and_short_series_are_never_judged():
