@@ -88,7 +88,8 @@ class LandmarksConfig:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    max_distance: float = field(default=0.6, metadata=_between(0.0, 4.0))
+    max_distance: float = field(default=0.65, metadata=_between(0.0, 4.0))
+    doubt_distance: float = field(default=0.55, metadata=_between(0.0, 4.0))
 
 
 @dataclass(frozen=True)

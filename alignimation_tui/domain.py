@@ -199,6 +199,12 @@ class FrameResult:
     nudge: Nudge | None = None  # the person's correction (nudge.py), from the decisions file
     outlier_reason: str | None = None  # why the fit looks implausible (status outlier; outliers.py)
     unsure_reason: str | None = None  # why the fit looks doubtful, though kept (status aligned; outliers.py)
+    identity_doubt: str | None = None  # kept, but the face is not surely the subject's (identity.doubt_distance)
+
+    @property
+    def doubts(self) -> str | None:
+        """Every reason to look at this kept frame again ("" parts left out), or None."""
+        return "; ".join(d for d in (self.identity_doubt, self.unsure_reason) if d) or None
     picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
 

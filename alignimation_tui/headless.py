@@ -105,7 +105,7 @@ def frame_json(r: FrameResult, output_matrix=None, mode_fields: dict | None = No
         "dhash": f"{r.quality.dhash:016x}" if r.quality is not None else None,
         "skipped": r.skip_reason,
         "outlier": r.outlier_reason,
-        "unsure": r.unsure_reason,
+        "unsure": r.doubts if r.status in (FrameStatus.ALIGNED, FrameStatus.SKIPPED) else None,
         "error": r.error,
     } | (mode_fields or {}))
 

@@ -131,8 +131,8 @@ def flag_text(r: FrameResult, outlier: str = "") -> str:
     parts = [outlier] if outlier else []
     if r.status is FrameStatus.OUTLIER and r.outlier_reason:
         parts.insert(0, f"{OUTLIER_MARK} {printable(r.outlier_reason)}")
-    elif r.unsure_reason and r.status in (FrameStatus.ALIGNED, FrameStatus.SKIPPED):
-        parts.insert(0, f"{UNSURE_MARK} {printable(r.unsure_reason)}")
+    elif r.doubts and r.status in (FrameStatus.ALIGNED, FrameStatus.SKIPPED):
+        parts.insert(0, f"{UNSURE_MARK} {printable(r.doubts)}")
     if r.error and r.status is FrameStatus.FAILED:
         parts.append(f"✗ {printable(r.error)}")
     elif r.error and r.status is FrameStatus.STRANGER:

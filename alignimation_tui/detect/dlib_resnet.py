@@ -367,4 +367,4 @@ def face_chip(image: np.ndarray, points5: np.ndarray, size: int = CHIP_SIZE) -> 
     m_int = m.copy()
     m_int[:, 2] += m[:, :2] @ np.array([0.5, 0.5]) - 0.5
     return cv2.warpAffine(img, m_int, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_REPLICATE)

@@ -297,11 +297,13 @@ class FaceMode(Mode):
             face = det.faces[index]
             scores = facing_scores(face.landmarks)
             r.subject = Subject(index, face, scores, distance)
-            r.error = None
+            r.error = r.identity_doubt = None
             if distance is not None and distance > limit and r.verdict is not Verdict.ACCEPTED:
                 r.status = FrameStatus.STRANGER  # registered all the same: `a` puts it back
                 r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {limit:g})"
                 continue
+            if distance is not None and distance > cfg.identity.doubt_distance and r.verdict is not Verdict.ACCEPTED:
+                r.identity_doubt = f"maybe another person: {distance:.2f} from the subject"
             f = cfg.facing
             turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
