@@ -143,11 +143,19 @@ class FaceEmbedder:
         self.device = device
 
     def embed(self, photo: Decoded, detection: FaceDetection) -> np.ndarray:
+        return self.embed_many([(photo, detection)])[0]
+
+    def embed_many(self, items: list[tuple[Decoded, FaceDetection]]) -> list[np.ndarray]:
+        """(F_i, 128) per photo: every face's chip cut, then all of them through the network at once."""
         from .dlib_resnet import face_chip
 
-        if not detection.faces:
-            return np.zeros((0, 128), np.float32)
-        rgb = Decoded.upright_array(photo.array(), photo.orientation)
-        sx, sy = photo.scale_xy
-        chips = [face_chip(rgb, np.asarray(face.landmarks, np.float64) * [sx, sy]) for face in detection.faces]
-        return self.model.embed(np.stack(chips))
+        chips, counts = [], []
+        for photo, detection in items:
+            counts.append(len(detection.faces))
+            if not detection.faces:
+                continue
+            rgb = Decoded.upright_array(photo.array(), photo.orientation)
+            sx, sy = photo.scale_xy
+            chips += [face_chip(rgb, np.asarray(face.landmarks, np.float64) * [sx, sy]) for face in detection.faces]
+        vectors = self.model.embed(np.stack(chips)) if chips else np.zeros((0, 128), np.float32)
+        return np.split(vectors, np.cumsum(counts)[:-1])

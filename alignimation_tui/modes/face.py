@@ -198,12 +198,13 @@ class FaceMode(Mode):
                 found = detector.detect([ph for _, ph in need]) if need else []
             raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
             self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
-            for r, ph in batch:
+            if embedder is not None:  # every face of the batch in one call (one batch on a GPU)
+                with p.timed("embed"):
+                    vectors = embedder.embed_many([(ph, r.detection) for r, ph in batch])
+            for k, (r, ph) in enumerate(batch):
                 self.measure_decoded(r, ph)
                 if embedder is not None:
-                    with p.timed("embed"):
-                        vectors = embedder.embed(ph, r.detection)
-                    p.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors)
+                    p.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors[k])
                 r.status, r.error = FrameStatus.QUEUED, None
                 progress(r)
 
