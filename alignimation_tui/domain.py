@@ -288,6 +288,7 @@ class BodySubject:
     weights: tuple[float, ...]
     match_cost: float  # how far from the reference's person (0 = same place, size and outline)
     side_reason: str = ""  # why that side: "left nearer the camera", "facing: shoulders 0.71 torso apart"
+    identity_distance: float | None = None  # the face's distance from the subject's, where a face was seen
 
     @property
     def index(self) -> int:

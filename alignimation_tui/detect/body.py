@@ -56,15 +56,36 @@ def person_of(pose, width: int, height: int, scale_xy: tuple[float, float], mask
                   keypoint_z=tuple(float(v) for v in pts[:, 2] / sx))
 
 
+FACE_POINTS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")  # MTCNN's order: image-left first
+_FACE_INDEX = np.array([POINT_NAMES.index(n) for n in FACE_POINTS])
+MIN_FACE_EYES = 12.0  # decoded pixels between the eyes: below this a face is too small to describe
+FRONTAL = 0.5  # eye distance over eye-to-mouth distance at least this: a face seen from the front
+
+
+def face_points(pose) -> np.ndarray | None:
+    """(5, 2) decoded pixels of a pose's face in MTCNN's order, when it is seen from the front,
+    surely and large enough to be described (identity); None otherwise (a profile, a back)."""
+    pts = pose.points[_FACE_INDEX]
+    if np.minimum(pts[:, 3], pts[:, 4]).min() < 2.0:
+        return None
+    eyes = float(np.linalg.norm(pts[0, :2] - pts[1, :2]))
+    eye_to_mouth = float(np.linalg.norm((pts[0, :2] + pts[1, :2]) / 2 - (pts[3, :2] + pts[4, :2]) / 2))
+    if eyes < MIN_FACE_EYES or eyes < FRONTAL * eye_to_mouth:
+        return None
+    return pts[:, :2]
+
+
 class BodyDetector:
     """BlazePose on decoded photos, one at a time (the TFLite runtime spreads each over the cores).
     Every person it finds is kept (surest first, at most ``MAX_PERSONS``); the score thresholds
     apply when choosing the subject, so changing them needs no new detection."""
 
-    def __init__(self, mask_size: int, model: BlazePose | None = None):
+    def __init__(self, mask_size: int, model: BlazePose | None = None, describer=None):
         self.model = model or BlazePose(max_persons=MAX_PERSONS)
         self.mask_size = mask_size
+        self.describer = describer  # the face descriptor (``detect.dlib_resnet.DlibFaceNet``), or None
         self.calls = 0  # photos passed to the model, for tests and benchmarks
+        self.faces: np.ndarray | None = None  # the last photo's (P, 128) face descriptors, NaN: no face seen
 
     def detect(self, photos: list[Decoded]) -> list[tuple[BodyDetection, np.ndarray]]:
         return [self.detect_one(p) for p in photos]
@@ -77,7 +98,20 @@ class BodyDetector:
         persons = tuple(person_of(p, photo.width, photo.height, photo.scale_xy, i) for i, p in enumerate(poses))
         masks = (np.stack([(p.mask * 255).round().astype(np.uint8) for p in poses]) if poses
                  else np.zeros((0, rows, cols), np.uint8))
+        self.faces = self._describe(rgb, poses) if self.describer is not None else None
         return BodyDetection(photo.width, photo.height, persons), masks
+
+    def _describe(self, rgb: np.ndarray, poses) -> np.ndarray:
+        from .dlib_resnet import face_chip
+
+        out = np.full((len(poses), 128), np.nan, np.float32)
+        seen = [(k, face_points(p)) for k, p in enumerate(poses)]
+        seen = [(k, pts) for k, pts in seen if pts is not None]
+        if seen:
+            vectors = self.describer.embed(np.stack([face_chip(rgb, pts) for _, pts in seen]))
+            for (k, _), v in zip(seen, vectors):
+                out[k] = v
+        return out
 
 
 # -- which keypoints --------------------------------------------------------------------------------

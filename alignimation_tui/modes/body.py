@@ -20,13 +20,14 @@ from .. import register as reg
 from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
 from ..detect.face import torch_threads
-from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
+from ..detect.identity import closest_face, prototypes
+from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform, Verdict
 from ..framing import SubjectOnCanvas
-from ..models import preload
+from ..models import dlib_weights_path, load_face_embedder, preload
 from ..photos import open_photo
 from ..render import RenderItem
 from ..store import fingerprint
-from .base import Mode, ModeContext, Progress, Reference, box_on_canvas
+from .base import LEFT_OUT, Mode, ModeContext, Progress, Reference, box_on_canvas
 
 AUTO_REFERENCE_KEY = "reference:auto-body:0"
 
@@ -108,6 +109,7 @@ class BodyMode(Mode):
         self._detector: body_mod.BodyDetector | None = None
         self.chosen_reference: str | None = None  # chosen in ``select``: the subjects depend on it
         self.masks: dict[str, np.ndarray | None] = {}  # hash -> (P, h, w) uint8
+        self.faces: dict[str, np.ndarray | None] = {}  # hash -> (P, 128) face descriptors
         self._torch_import: threading.Thread | None = None  # see ``warm_up``
 
     @property
@@ -119,14 +121,15 @@ class BodyMode(Mode):
         return AUTO_REFERENCE_KEY
 
     def status_text(self, device: str) -> str:
-        return f"{device} · BlazePose"
+        return f"{device} · BlazePose + identity" if self.identity_on else f"{device} · BlazePose"
 
     def report(self, r: FrameResult) -> dict:
         if not isinstance(r.detection, BodyDetection):
             return {}
         subject = r.subject if isinstance(r.subject, BodySubject) else None
         return {"persons": len(r.detection.persons), "side": subject.side if subject else None,
-                "side_reason": subject.side_reason if subject else None}
+                "side_reason": subject.side_reason if subject else None,
+                "identity_distance": subject.identity_distance if subject else None}
 
     def why_unusable(self, r: FrameResult) -> str:
         return r.error or "no person with two confident keypoints"
@@ -155,7 +158,19 @@ class BodyMode(Mode):
         return self.masks[content_hash]
 
     def needs_detection(self, r: FrameResult) -> bool:
-        return not isinstance(r.detection, BodyDetection) or self.masks_of(r.frame.hash) is None
+        if not isinstance(r.detection, BodyDetection) or self.masks_of(r.frame.hash) is None:
+            return True
+        return self.identity_on and r.detection.persons and self.faces_of(r.frame.hash) is None
+
+    @property
+    def identity_on(self) -> bool:
+        return dlib_weights_path() is not None
+
+    def faces_of(self, content_hash: str) -> np.ndarray | None:
+        """(P, 128) face descriptors of a photo's people (NaN rows: no face seen from the front)."""
+        if content_hash not in self.faces:
+            self.faces[content_hash] = self.ctx.store.get_array(f"bodyface:{content_hash}:{self.detect_fp}")
+        return self.faces[content_hash]
 
     def warm_up(self) -> None:
         """Load BlazePose, and import torch and kornia (only registration needs them: 1.4 s here)
@@ -175,7 +190,8 @@ class BodyMode(Mode):
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
         if self._detector is None:
-            self._detector = body_mod.BodyDetector(self.settings.mask_size)
+            describer = load_face_embedder("cpu") if self.identity_on else None  # small: the CPU is enough
+            self._detector = body_mod.BodyDetector(self.settings.mask_size, describer=describer)
         return self._detector
 
     def detect(self, todo: list[FrameResult], progress: Progress, cancel: threading.Event | None) -> int:
@@ -190,10 +206,14 @@ class BodyMode(Mode):
                               resize_within=1.3)
 
         def flush(batch: list) -> None:
-            for (r, photo), (found, masks) in zip(batch, det.detect([photo for _, photo in batch])):
+            for r, photo in batch:
+                found, masks = det.detect_one(photo)
                 p.store.put_json(f"body:{r.frame.hash}:{fp}", found.to_json())
                 p.store.put_array(f"bodymask:{r.frame.hash}:{fp}", masks)
                 self.masks[r.frame.hash] = masks
+                if det.faces is not None:
+                    p.store.put_array(f"bodyface:{r.frame.hash}:{fp}", det.faces)
+                    self.faces[r.frame.hash] = det.faces
                 self._measure_colour(r.frame.hash, found, photo)
                 r.detection, r.status, r.error = found, FrameStatus.QUEUED, None
                 progress(r)
@@ -246,6 +266,40 @@ class BodyMode(Mode):
                     f"(of {', '.join(b.keypoints)}) scoring >= {b.min_keypoint_score}")
                 continue
             r.subject, r.status, r.error = _subject(b, det, index, cost), FrameStatus.QUEUED, None
+            r.identity_doubt = None
+        if self.identity_on:
+            self._check_identity(usable)
+
+    def _check_identity(self, usable: dict[str, FrameResult]) -> None:
+        """Face mode's identity check on each subject's face where it is seen from the front: the
+        folder's most common face (and the accepted or pinned photos') is the subject's; a face
+        farther than ``identity.max_distance`` is another person (``stranger``, registered all the
+        same), one farther than ``identity.doubt_distance`` is flagged."""
+        p, cfg = self.ctx, self.ctx.config.identity
+        seen = {}
+        for h, r in usable.items():
+            faces = self.faces_of(h)
+            if isinstance(r.subject, BodySubject) and faces is not None and r.subject.person_index < len(faces):
+                v = faces[r.subject.person_index]
+                if np.isfinite(v).all():
+                    seen[h] = v[None]
+        vouched = [h for h in seen if usable[h].verdict is Verdict.ACCEPTED]
+        if p.named_reference_hash() in seen:
+            vouched.append(p.named_reference_hash())
+        examples = prototypes(seen, cfg.max_distance, vouched) if seen else None
+        if examples is None:
+            return
+        for h, vectors in seen.items():
+            r = usable[h]
+            _, distance = closest_face(vectors, examples)
+            r.subject = dataclasses.replace(r.subject, identity_distance=distance)
+            if r.verdict is Verdict.ACCEPTED:
+                continue
+            if distance > cfg.max_distance:
+                r.status = FrameStatus.STRANGER
+                r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {cfg.max_distance:g})"
+            elif distance > cfg.doubt_distance:
+                r.identity_doubt = f"maybe another person: {distance:.2f} from the subject"
 
     # reference and register ---------------------------------------------------------------------
     def _mask(self, r: FrameResult) -> np.ndarray | None:
@@ -291,7 +345,8 @@ class BodyMode(Mode):
                 continue
             else:
                 todo.append((r, key))
-            r.status = FrameStatus.ALIGNED
+            if r.status not in LEFT_OUT:
+                r.status = FrameStatus.ALIGNED
         has_mask = [ref_mask is not None and self._mask(r) is not None for r, _ in todo]
         with_mask = [t for t, m in zip(todo, has_mask) if m]
         without = [t for t, m in zip(todo, has_mask) if not m]

@@ -98,3 +98,21 @@ def test_known_warps_of_a_real_side_view_are_undone(samples, tmp_path, capsys):
         err_pct = np.sqrt(np.mean(np.sum((got - target) ** 2, 1))) / height * 100
         unaligned = np.sqrt(np.mean(np.sum((apply(m_ref @ truth, pts) - target) ** 2, 1))) / height * 100
         assert err_pct < 1.5 and err_pct < 0.2 * unaligned, (name, err_pct, unaligned)
+
+
+def test_another_persons_front_view_is_told_apart(samples, tmp_path, capsys):
+    """Body mode checks the person's face where it is seen from the front (dlib's descriptor on
+    BlazePose's face points): the other person's photo is flagged or left out, the subject's are not."""
+    folder = tmp_path / "fronts"
+    folder.mkdir()
+    for path in sorted((samples / "body_standing").glob("*_front_*")):
+        shutil.copy(path, folder / path.name)
+    other = sorted((samples / "body_other").glob("*_front_*"))[0]
+    shutil.copy(other, folder / "IMG_1935_front_.JPG")  # dated among them by name
+    code, rows, err = run(capsys, folder, "--once", "--json", "--out", tmp_path / "fronts.mp4")
+    assert code == 0, err
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    stranger = by_name.pop("IMG_1935_front_.JPG")
+    assert all(r["side"] == "both" and r["identity_distance"] < 0.4 for r in by_name.values()), by_name
+    assert stranger["identity_distance"] > 0.5
+    assert stranger["status"] == "stranger" or "maybe another person" in stranger["unsure"], stranger

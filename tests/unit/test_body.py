@@ -131,6 +131,8 @@ def body_pipeline_with(root, recorded, framing="auto", **body):
         det, masks = recorded[r.frame.path.name]
         p.store.put_json(f"body:{r.frame.hash}:{fp}", det.to_json())
         p.store.put_array(f"bodymask:{r.frame.hash}:{fp}", masks)
+        # no face seen from the front on these silhouettes (what the detector stores then)
+        p.store.put_array(f"bodyface:{r.frame.hash}:{fp}", np.full((len(det.persons), 128), np.nan, np.float32))
     p.scan()  # now every detection comes from the store
     return p
 
