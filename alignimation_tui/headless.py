@@ -110,10 +110,48 @@ def frame_json(r: FrameResult, output_matrix=None, mode_fields: dict | None = No
     } | (mode_fields or {}))
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console):
+    """A progress bar on a terminal; into a log file or a pipe, plain lines (``PlainProgress``)."""
+    if not console.is_terminal:
+        return PlainProgress(console)
     return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console,
-                    transient=True, disable=not console.is_terminal)
+                    TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
+
+
+class PlainProgress:
+    """Progress for a log (a cron job, a CI log): a plain line, never a control sequence, each time
+    a task passes another ``STEP`` of its total or ``EVERY`` seconds have gone by, and when it ends:
+    ``detecting 12/120 (10 %) IMG_0012.jpg``. The same calls as rich's ``Progress``."""
+
+    STEP = 0.1
+    EVERY = 10.0
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> "PlainProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, description: str, total: int | None = None, name: str = "") -> int:
+        task = len(self.tasks)
+        self.tasks[task] = {"description": description, "total": total or 0, "done": 0, "said": -1.0,
+                            "at": time.monotonic(), "name": name}
+        return task
+
+    def update(self, task: int, advance: int = 0, completed: int | None = None, name: str | None = None) -> None:
+        t = self.tasks[task]
+        t["done"] = completed if completed is not None else t["done"] + advance
+        t["name"] = name if name is not None else t["name"]
+        total, share = t["total"], (t["done"] / t["total"] if t["total"] else 1.0)
+        if total and (share - t["said"] >= self.STEP or t["done"] >= total
+                      or time.monotonic() - t["at"] >= self.EVERY) and share > t["said"]:
+            t["said"], t["at"] = share, time.monotonic()
+            self.console.print(f"{t['description']} {t['done']}/{total} ({share:.0%}) {t['name']}".rstrip(),
+                               markup=False, highlight=False, soft_wrap=True)
 
 
 def _console() -> Console:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,31 @@ class Pose:
     region: Region
 
 
+@contextmanager
+def _quiet_stderr():
+    """The runtime's C++ logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to
+    file descriptor 2 while it loads: in the app that would land on the screen, in a log it is
+    noise. Descriptor 2 goes to /dev/null for that moment (Python's own stderr is not touched)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 at all
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _interpreter(path: Path, threads: int):
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
+    with _quiet_stderr():
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
     return it
 
 
