@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .store import fingerprint
+from .fingerprint import fingerprint
 
 MATCH_CHOICES = ("off", "brightness", "reference", "trend")
 STATS_SIDE = 256  # the photo is decoded this small for its statistics

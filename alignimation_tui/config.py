@@ -138,9 +138,29 @@ class CaptionConfig:
     size: float = field(default=0.05, metadata=_between(0.01, 0.5))
 
 
-def _output_size(v: str) -> str | None:
-    from .framing import parse_size
+SIZE_PRESETS = {"square": (1080, 1080), "portrait": (1080, 1350), "story": (1080, 1920),
+                "landscape": (1920, 1080)}
+_WXH = re.compile(r"(\d+)x(\d+)")
+MIN_SIDE, MAX_SIDE = 16, 8192
 
+
+def parse_size(value: str) -> tuple[int, int] | None:
+    """A preset name or ``WxH`` (even sides, 16..8192) -> (width, height); None for "auto"."""
+    if value == "auto":
+        return None
+    if value in SIZE_PRESETS:
+        return SIZE_PRESETS[value]
+    m = _WXH.fullmatch(value)
+    if m is None:
+        raise ValueError(f"must be 'auto', {', '.join(map(repr, SIZE_PRESETS))} or 'WxH' (e.g. '1080x1350'), "
+                         f"got {value!r}")
+    w, h = int(m[1]), int(m[2])
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE) or w % 2 or h % 2:
+        raise ValueError(f"sides must be even numbers from {MIN_SIDE} to {MAX_SIDE}, got {value!r}")
+    return w, h
+
+
+def _output_size(v: str) -> str | None:
     try:
         parse_size(v)
     except ValueError as exc:

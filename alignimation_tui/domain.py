@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -9,7 +10,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .borders import PictureBox
-    from .nudge import Nudge
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in upright photo pixels
 
@@ -323,3 +323,72 @@ def farthest_pair(points) -> tuple[tuple[float, float], ...] | None:
     d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
     i, j = np.unravel_index(np.argmax(d), d.shape)
     return tuple(map(tuple, pts[[i, j]].tolist()))
+
+
+# -- the person's manual correction of a frame (its use: nudge.py) ---------------------------------
+
+# (move in inter-ocular distances, rotation in degrees, scale step as a fraction)
+NUDGE_STEPS = {"coarse": (0.05, 1.0, 0.02), "fine": (0.01, 0.2, 0.004)}
+NUDGE_LIMITS = {"shift": 2.0, "angle": 45.0, "scale": (0.5, 2.0)}
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """``dx``, ``dy``: shift of the picture in aligned inter-ocular distances (+x right, +y down);
+    ``angle_deg``: rotation about the eye midpoint (+ clockwise on screen, y pointing down);
+    ``scale``: zoom factor about the eye midpoint."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    angle_deg: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def is_identity(self) -> bool:
+        return (abs(self.dx) < 1e-9 and abs(self.dy) < 1e-9 and abs(self.angle_deg) < 1e-9
+                and abs(self.scale - 1.0) < 1e-9)
+
+    def to_json(self) -> dict:
+        return {"dx": round(self.dx, 6), "dy": round(self.dy, 6), "angle_deg": round(self.angle_deg, 6),
+                "scale": round(self.scale, 6)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Nudge":
+        n = cls(float(d.get("dx", 0.0)), float(d.get("dy", 0.0)), float(d.get("angle_deg", 0.0)),
+                float(d.get("scale", 1.0)))
+        if not all(math.isfinite(v) for v in (n.dx, n.dy, n.angle_deg, n.scale)) or n.scale <= 0:
+            raise ValueError(f"not a valid nudge: {d!r}")
+        return n
+
+    def stepped(self, what: str, direction: int, size: str = "coarse") -> "Nudge":
+        """One key press: ``what`` is "x", "y", "angle" or "scale"; ``direction`` +1 or -1."""
+        move, turn, zoom = NUDGE_STEPS[size]
+        lim = NUDGE_LIMITS
+        if what == "x":
+            return _replace(self, dx=_clamp(self.dx + direction * move, -lim["shift"], lim["shift"]))
+        if what == "y":
+            return _replace(self, dy=_clamp(self.dy + direction * move, -lim["shift"], lim["shift"]))
+        if what == "angle":
+            return _replace(self, angle_deg=_clamp(self.angle_deg + direction * turn, -lim["angle"], lim["angle"]))
+        if what == "scale":
+            return _replace(self, scale=_clamp(self.scale * (1 + zoom) ** direction, *lim["scale"]))
+        raise ValueError(f"unknown nudge axis {what!r}")
+
+    def describe(self) -> str:
+        parts = []
+        if abs(self.dx) > 1e-9 or abs(self.dy) > 1e-9:
+            parts.append(f"shift {self.dx:+.2f},{self.dy:+.2f} eye-dist")
+        if abs(self.angle_deg) > 1e-9:
+            parts.append(f"rot {self.angle_deg:+.1f}°")
+        if abs(self.scale - 1) > 1e-9:
+            parts.append(f"scale ×{self.scale:.3f}")
+        return ", ".join(parts) or "none"
+
+
+def _clamp(v: float, lo: float, hi: float) -> float:
+    return min(hi, max(lo, round(v, 6)))
+
+
+def _replace(n: Nudge, **kw) -> Nudge:
+    values = {"dx": n.dx, "dy": n.dy, "angle_deg": n.angle_deg, "scale": n.scale, **kw}
+    return Nudge(**values)

@@ -35,7 +35,8 @@ from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
-from .store import DecisionChanges, Store, fingerprint
+from .fingerprint import fingerprint
+from .store import DecisionChanges, Store
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,8 @@ import platformdirs
 from .domain import Verdict
 from .folders import FolderError, folder_access, folder_error, out_of_space
 from .names import is_printable, printable
-from .nudge import Nudge
+from .fingerprint import fingerprint  # noqa: F401  (the store's keys are made with it)
+from .domain import Nudge
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,6 @@ def folder_key(folder: Path) -> str:
     resolved = str(Path(folder).expanduser().resolve())
     slug = "".join(c if c.isalnum() else "-" for c in Path(resolved).name)[:40] or "root"
     return f"{slug}-{hashlib.blake2b(os.fsencode(resolved), digest_size=6).hexdigest()}"
-
-
-def fingerprint(**settings: Any) -> str:
-    """A short stable digest of everything that changes a result."""
-    blob = json.dumps(settings, sort_keys=True, default=str).encode()
-    return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from ..detect.face import torch_threads
 from ..domain import Box, FacingScores, FrameResult, FrameStatus, Transform, Verdict
 from ..framing import SubjectOnCanvas
 from ..render import RenderItem
-from ..store import Store, fingerprint
+from ..fingerprint import fingerprint
+from ..store import Store
 
 Progress = Callable[[FrameResult], None]
 Point = tuple[float, float]

@@ -26,7 +26,7 @@ from ..framing import SubjectOnCanvas
 from ..models import dlib_weights_path, load_face_embedder, preload
 from ..photos import open_photo
 from ..render import RenderItem
-from ..store import fingerprint
+from ..fingerprint import fingerprint
 from .base import LEFT_OUT, Mode, ModeContext, Progress, Reference, box_on_canvas
 
 AUTO_REFERENCE_KEY = "reference:auto-body:0"

@@ -23,7 +23,7 @@ from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subj
 from ..framing import SubjectOnCanvas
 from ..models import FACE_EMBEDDER, dlib_weights_path, load_face_detector, load_face_embedder
 from ..photos import open_photo
-from ..store import fingerprint
+from ..fingerprint import fingerprint
 from .base import Mode, ModeContext, Progress, Reference
 
 AUTO_REFERENCE_KEY = "reference:auto:0"

@@ -144,3 +144,18 @@ def test_rerender_never_imports_torch(tmp_path):
                 "'kornia', 'facenet_pytorch')))")
         warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
         assert warm.stdout.strip().splitlines()[-1] == "0 []", (extra, warm.stdout[-2000:], warm.stderr[-2000:])
+
+
+def test_layers_import_downwards():
+    """DESIGN.md's layering: value types know no curation, the config knows no stage, and a stage
+    never reaches the store (only the pipeline and the modes, which own the caching, do)."""
+    graph = _package_imports()
+    pkg = "alignimation_tui"
+    assert f"{pkg}.nudge" not in graph[f"{pkg}.domain"]
+    assert f"{pkg}.framing" not in graph[f"{pkg}.config"]
+    stages = [name for name in graph if name.count(".") >= 1 and name.split(".")[1] in (
+        "colour", "framing", "register", "outliers", "curate", "nudge", "domain", "config", "borders",
+        "background", "detect", "render")]
+    assert len(stages) > 15
+    reaching = {name for name in stages if f"{pkg}.store" in graph[name]}
+    assert reaching == set(), reaching
