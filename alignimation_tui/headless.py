@@ -129,6 +129,7 @@ class PlainProgress:
     def __init__(self, console: Console):
         self.console = console
         self.tasks: dict[int, dict] = {}
+        self._next = 0
 
     def __enter__(self) -> "PlainProgress":
         return self
@@ -136,8 +137,11 @@ class PlainProgress:
     def __exit__(self, *exc) -> None:
         return None
 
+    def remove_task(self, task: int) -> None:
+        self.tasks.pop(task, None)
+
     def add_task(self, description: str, total: int | None = None, name: str = "") -> int:
-        task = len(self.tasks)
+        task, self._next = self._next, self._next + 1
         self.tasks[task] = {"description": description, "total": total or 0, "done": 0, "said": -1.0,
                             "at": time.monotonic(), "name": name}
         return task
@@ -266,10 +270,14 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                 return EXIT_NOTHING_ALIGNED
             pipeline.check_output(out)
             detecting = sum(pipeline.needs_detection(r) for r in results)
-            task = bar.add_task("detecting", total=detecting, name="")  # shown while the models load
+            task = None
             if detecting:
+                task = bar.add_task("detecting", total=detecting, name="")  # shown while the models load
                 pipeline.warm_up()  # the models (and torch) now, while the bar says so
-            pipeline.process(progress=lambda r: bar.update(task, advance=1, name=printable(r.frame.path.name)))
+            pipeline.process(progress=lambda r: task is None or bar.update(task, advance=1,
+                                                                            name=printable(r.frame.path.name)))
+            if task is not None:
+                bar.remove_task(task)  # done: the render's bar alone from here
         for notice in pipeline.notices:
             console.print(f"[cyan]note:[/] {printable(notice)}")
         kept = pipeline.kept()

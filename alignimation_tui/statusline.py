@@ -82,9 +82,10 @@ def status_parts(counts: dict[str, int], *, nudge_step: str, filter_name: str, s
         parts.append(Part(f"queue {queue}", 2))
     if render_note:
         short = render_note
-        if render_note.startswith("wrote "):  # the path's last part is enough when room is short
-            path = render_note[len("wrote "):].split(" (")[0]
-            short = "wrote " + path.rstrip("/").rsplit("/", 1)[-1]
+        for verb in ("wrote ", "up to date: "):  # the path's last part is enough when room is short
+            if render_note.startswith(verb):
+                path = render_note[len(verb):].split(" (")[0]
+                short = verb + path.rstrip("/").rsplit("/", 1)[-1]
         parts.append(Part(render_note, 2, short if short != render_note else None, short_rank=8))
     if queue is not None:
         parts += model_parts(models)

@@ -73,6 +73,8 @@ STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "out
 VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
 NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness", "identity"}
+# Columns sorted the worst first (marked ▼), and whether that is a descending sort.
+WORST_FIRST = {"residual": True, "flag": True, "identity": True, "sharpness": False}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
@@ -470,9 +472,13 @@ class AlignimationApp(KeysPanel, App):
             self.render_note = "render failed"
             self.notify(f"render: {message.error}", severity="error", timeout=15)
         else:  # the file holds this render, written now or already up to date
-            self.render_note = f"wrote {message.path} ({message.frames} frames)"
-            self.notify(f"{message.path} is up to date: nothing that changes it changed since it was written"
-                        if message.unchanged else self.render_note, timeout=15)
+            if message.unchanged:  # nothing written: the status bar says so too
+                self.render_note = f"up to date: {message.path} ({message.frames} frames)"
+                self.notify(f"{message.path} is up to date: nothing that changes it changed since it was written",
+                            timeout=15)
+            else:
+                self.render_note = f"wrote {message.path} ({message.frames} frames)"
+                self.notify(self.render_note, timeout=15)
         self._update_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -737,10 +743,11 @@ class AlignimationApp(KeysPanel, App):
         self._update_status()
 
     def _sort_reversed(self) -> bool:
-        return self.sort_column in ("residual", "flag")  # the worst first
+        # the worst first: the largest residual, flags, identity distance; the least sharp
+        return WORST_FIRST.get(self.sort_column, False)
 
     def _mark_sort_column(self) -> None:
-        mark_sort_column(self.table, self.sort_column, self._sort_reversed())
+        mark_sort_column(self.table, self.sort_column, self.sort_column in WORST_FIRST)
 
     def _apply_sort(self) -> None:
         self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=self._sort_reversed())

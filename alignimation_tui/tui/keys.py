@@ -44,6 +44,7 @@ KEYS: tuple[Key, ...] = (
     Key("navigation", "f", "f", "Next filter", "cycle_filter", "Filter", 5),
     Key("navigation", "s", "s", "Sort by the next column", "cycle_sort", "Sort", 6),
     Key("navigation", "q", "q", "Quit", "quit", "Quit", 0),
+    Key("navigation", "ctrl+q", "^q", "Also quits", "quit"),
     Key("nudge", "shift+left", "⇧←", "Nudge left", "nudge('x', -1)"),
     Key("nudge", "shift+right", "⇧→", "Nudge right", "nudge('x', 1)"),
     Key("nudge", "shift+up", "⇧↑", "Nudge up", "nudge('y', -1)"),

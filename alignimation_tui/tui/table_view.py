@@ -7,7 +7,7 @@ from textual.widgets import DataTable
 
 from ..triage import COLUMNS
 
-SORT_MARKS = ("▲", "▼")  # ascending, descending (the worst first)
+SORT_MARKS = ("▲", "▼")  # in order, the worst first
 
 
 def visible_columns(table: DataTable) -> list[str]:
@@ -22,10 +22,10 @@ def visible_columns(table: DataTable) -> list[str]:
     return shown
 
 
-def mark_sort_column(table: DataTable, sort_column: str, descending: bool) -> None:
-    """The sort column's header says so, with the direction; the others lose their mark."""
+def mark_sort_column(table: DataTable, sort_column: str, worst_first: bool) -> None:
+    """The sort column's header says so: ▼ when the worst come first, else ▲; the others lose their mark."""
     for key, label, _ in COLUMNS:
-        mark = SORT_MARKS[descending] if key == sort_column else ""
+        mark = SORT_MARKS[worst_first] if key == sort_column else ""
         column = table.columns[key]
         column.label = Text(label + mark)
         column.content_width = max(column.content_width, column.label.cell_len)

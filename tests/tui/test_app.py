@@ -246,6 +246,10 @@ async def test_render_key_writes_the_animation(folder, config):
         await until(pilot, lambda: app.render_note.startswith(("wrote", "render failed")), "the render")
         out = Path(config.render.output)
         assert app.render_note == f"wrote {out} (4 frames)"
+        app.render_note = ""
+        await pilot.press("w")  # again, nothing changed: nothing written, and the status bar says so
+        await until(pilot, lambda: app.render_note.startswith(("up to date", "wrote", "render failed")), "the render")
+        assert app.render_note == f"up to date: {out} (4 frames)"
         await pilot.press("q")
     assert imageio.get_reader(out).count_frames() == 4
 

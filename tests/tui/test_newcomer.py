@@ -112,7 +112,9 @@ async def test_the_cursor_stays_on_its_photo_through_sorts_inserts_and_removals(
         for _ in range(3):
             await pilot.press("s")
             assert selected_name(app) == "week03.jpg", app.sort_column
-        assert app.sort_column == "sharpness"
+        assert app.sort_column == "sharpness" and header("sharpness") == "sharp▼"  # the least sharp first
+        values = [float(app.rows[r.key.value].sharpness) for r in app.table.ordered_rows if app.rows[r.key.value].sharpness]
+        assert len(values) >= 4 and values == sorted(values)
         await pilot.press("s")
         assert app.sort_column == "flag" and header("flag") == "flag▼"  # the worst first
         assert selected_name(app) == "week03.jpg"
