@@ -379,6 +379,8 @@ class AlignimationApp(KeysPanel, App):
     def keep_views(self, message: ViewsChanged) -> None:
         for view in message.views:
             self.views[view.hash] = view
+        if any(view.hash == self._highlighted for view in message.views):
+            self.request_preview()  # the photo under the cursor was registered (again): show it as it is now
 
     @on(DecisionApplied)
     def decision_applied(self, message: DecisionApplied) -> None:
@@ -452,8 +454,13 @@ class AlignimationApp(KeysPanel, App):
     @on(PipelineState)
     @while_screen_up
     def show_state(self, message: PipelineState) -> None:
-        self.state = message
+        before, self.state = self.state, message
         self._update_status()
+        # The output's size and the reference frame the preview: a preview asked for before they
+        # were known (the first row of a cached folder, highlighted as the table appears) is redone.
+        if before is None or (before.output_size, before.reference_hash) != (message.output_size,
+                                                                            message.reference_hash):
+            self.request_preview()
 
     @on(Notice)
     def show_notice(self, message: Notice) -> None:

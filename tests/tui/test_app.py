@@ -174,6 +174,11 @@ async def test_cached_folder_opens_with_its_final_rows(folder, config, detected,
         assert passes == [{"compute": False}], "only the pass before the screen"
         # the collector, paused while the app opened, runs again once the table has been drawn
         await until(pilot, gc.isenabled, "the garbage collector running again", timeout=10)
+        # the first row's preview, asked for as the table appeared (before the output's size was
+        # known), shows the aligned frame without the cursor moving
+        caption = again.query_one("#preview-caption")
+        await until(pilot, lambda: str(caption.render()).startswith("[aligned] "), "the first row's preview",
+                    timeout=60)
         await select(pilot, again, "week02.jpg")
         await pilot.press("x")
         await until(pilot, lambda: len(passes) == 2 and settled(again)
