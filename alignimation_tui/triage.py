@@ -59,11 +59,12 @@ COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdi
 
 
 def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
-    """The column `s` sorts by next: the columns in view after the photo, in order, then the photo
-    itself. The first `s` (``chosen`` False: the table is in its default date order) takes the
+    """The column `s` sorts by next: the columns in view after the photo, in order, then those out
+    of view (on a narrow terminal the date and the flag are), then the photo itself: every sort is
+    reachable. The first `s` (``chosen`` False: the table is in its default date order) takes the
     first column in view after the photo, not whatever follows the default."""
     order = [key for key, _, _ in COLUMNS]
-    cycle = [k for k in order[1:] if k in visible] + [order[0]]
+    cycle = [k for k in order[1:] if k in visible] + [k for k in order[1:] if k not in visible] + [order[0]]
     if not chosen or current not in cycle:
         return cycle[0]
     return cycle[(cycle.index(current) + 1) % len(cycle)]

@@ -38,7 +38,7 @@ from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
 from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
-from .commands import ActionCommands
+from .commands import ActionCommands, SortCommands
 from .driver import Decided, Driver, Nudged, Pin, PhotoDeleted, PhotoReady, Render
 from .keys import AppFooter, KeysPanel, bindings
 from .messages import (DecisionApplied, Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress,
@@ -204,7 +204,7 @@ class AlignimationApp(KeysPanel, App):
     CSS_PATH = "app.tcss"
     TITLE = "alignimation"
     BINDINGS = bindings()  # every key, its Footer word and its label: keys.py
-    COMMANDS = App.COMMANDS | {ActionCommands}
+    COMMANDS = App.COMMANDS | {ActionCommands, SortCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
 
     def __init__(self, folder: Path, config: Config, *, watch: bool = True,
@@ -738,6 +738,10 @@ class AlignimationApp(KeysPanel, App):
     def action_cycle_sort(self) -> None:
         self.sort_column = next_sort_column(self.sort_column, visible_columns(self.table), self.sort_chosen)
         self._sort_by(self.sort_column)
+
+    def action_sort_by(self, column: str) -> None:
+        """Sort by ``column`` (the palette's "Sort by …")."""
+        self._sort_by(column)
 
     @on(DataTable.HeaderSelected, "#frames")
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:

@@ -71,6 +71,11 @@ async def test_keys_panel_palette_and_one_status_line_at_160x48(folder, config):
         for name in ("Nudge left  ⇧←", "Nudge right  ⇧→", "Nudge up  ⇧↑", "Nudge down  ⇧↓"):
             assert any(o.startswith(name) for o in options), (name, options)
         await pilot.press("escape")
+        options = await palette_options(pilot, app, "sort by date")  # any column, in view or not
+        assert options[0].startswith("Sort by date"), options
+        await pilot.press("enter")
+        await until(pilot, lambda: app.sort_column == "date" and app.sort_chosen, "the palette's sort")
+        await pilot.press("escape")
         options = await palette_options(pilot, app, "keys")  # Textual's "Keys" opens our panel
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, KeysScreen), "the keys panel from the palette")

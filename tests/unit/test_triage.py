@@ -46,11 +46,17 @@ def test_rows_filters_and_counts():
 
 
 def test_the_first_s_sorts_by_the_first_visible_column_after_the_photo():
-    from alignimation_tui.triage import next_sort_column
+    from alignimation_tui.triage import COLUMNS, next_sort_column
 
     visible = ["name", "status", "verdict", "residual", "sharpness", "flag"]  # the preview hides the rest
     assert next_sort_column("date", visible, chosen=False) == "status"
     assert next_sort_column("status", visible, chosen=True) == "verdict"
-    assert next_sort_column("flag", visible, chosen=True) == "name"  # then the photo, then round again
+    assert next_sort_column("flag", visible, chosen=True) == "date"  # then those out of view
+    assert next_sort_column("eye", visible, chosen=True) == "mouth"
+    assert next_sort_column("side", visible, chosen=True) == "name"  # then the photo, then round again
     assert next_sort_column("name", visible, chosen=True) == "status"
-    assert next_sort_column("eye", visible, chosen=True) == "status"  # a column scrolled out of view
+    seen, column = [], "name"  # every column is reached
+    for _ in range(len(COLUMNS)):
+        column = next_sort_column(column, visible, chosen=True)
+        seen.append(column)
+    assert sorted(seen) == sorted(key for key, _, _ in COLUMNS)
