@@ -83,7 +83,9 @@ class BodyDetector:
     def __init__(self, mask_size: int, model: BlazePose | None = None, describer=None):
         self.model = model or BlazePose(max_persons=MAX_PERSONS)
         self.mask_size = mask_size
-        self.describer = describer  # the face descriptor (``detect.dlib_resnet.DlibFaceNet``), or None
+        # The face descriptor (``detect.dlib_resnet.DlibFaceNet``), or a callable that loads it when
+        # a face is first seen from the front (a series of side views never needs it, nor torch), or None.
+        self.describer = describer
         self.calls = 0  # photos passed to the model, for tests and benchmarks
         self.faces: np.ndarray | None = None  # the last photo's (P, 128) face descriptors, NaN: no face seen
 
@@ -108,6 +110,8 @@ class BodyDetector:
         seen = [(k, face_points(p)) for k, p in enumerate(poses)]
         seen = [(k, pts) for k, pts in seen if pts is not None]
         if seen:
+            if not hasattr(self.describer, "embed"):
+                self.describer = self.describer()
             vectors = self.describer.embed(np.stack([face_chip(rgb, pts) for _, pts in seen]))
             for (k, _), v in zip(seen, vectors):
                 out[k] = v

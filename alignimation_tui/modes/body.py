@@ -190,7 +190,7 @@ class BodyMode(Mode):
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
         if self._detector is None:
-            describer = load_face_embedder("cpu") if self.identity_on else None  # small: the CPU is enough
+            describer = (lambda: load_face_embedder("cpu")) if self.identity_on else None  # small: the CPU is enough
             self._detector = body_mod.BodyDetector(self.settings.mask_size, describer=describer)
         return self._detector
 
