@@ -2,8 +2,12 @@
 
 A new or changed photo is reported through ``on_ready`` only once its size and mtime have stayed
 the same for ``settle_s`` seconds, so a photo still being copied is never read half written.
-Deleted photos go to ``on_deleted`` at once. Both callbacks run on the watcher's threads: they
-must only enqueue (the pipeline worker does the work). No Textual here.
+Deleted photos go to ``on_deleted`` at once. The folder itself is looked at every ``check_s``:
+when it is moved away, removed or made unreadable, ``on_folder`` hears it once, with the reason in
+one line, and again once it can be read at its place (back from a move, its permissions restored):
+photos that arrived meanwhile were never seen by the observer, so the folder is looked through
+again. The callbacks run on the watcher's threads: they must only enqueue (the pipeline worker
+does the work). No Textual here.
 """
 from __future__ import annotations
 
@@ -44,14 +48,33 @@ class _Handler(FileSystemEventHandler):
             self.watcher._touched(Path(os.fsdecode(event.dest_path)))
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be used as a photo folder now, in a few words; None when it can."""
+    try:
+        if not folder.is_dir():
+            return "it was moved or removed" if not folder.exists() else "it is no longer a folder"
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except PermissionError:
+        return "permission denied"
+    except FileNotFoundError:
+        return "it was moved or removed"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 class FolderWatcher:
     """Start it before the first scan, so nothing that arrives during the scan is missed."""
 
     def __init__(self, folder: Path, on_ready: Callable[[Path], None], on_deleted: Callable[[Path], None],
-                 settle_s: float = 1.0, poll_s: float = 0.25):
+                 settle_s: float = 1.0, poll_s: float = 0.25,
+                 on_folder: Callable[[str | None], None] | None = None, check_s: float = 1.0):
         self.folder = Path(folder).absolute()
-        self.on_ready, self.on_deleted = on_ready, on_deleted
-        self.settle_s, self.poll_s = settle_s, poll_s
+        self.on_ready, self.on_deleted, self.on_folder = on_ready, on_deleted, on_folder
+        self.settle_s, self.poll_s, self.check_s = settle_s, poll_s, check_s
+        self.problem: str | None = None  # why the folder cannot be used now (``folder_problem``)
+        self._checked = 0.0
         self._pending: dict[Path, tuple[tuple[int, int] | None, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -92,6 +115,21 @@ class FolderWatcher:
     def _settle_loop(self) -> None:
         while not self._stop.wait(self.poll_s):
             self.check_pending()
+            if self.on_folder is not None and time.monotonic() - self._checked >= self.check_s:
+                self.check_folder()
+
+    def check_folder(self) -> None:
+        """Tell ``on_folder`` when the folder's state changed: its problem, or None once it is usable
+        again (the caller looks through it for what arrived meanwhile)."""
+        self._checked = time.monotonic()
+        problem = folder_problem(self.folder)
+        if problem == self.problem:
+            return
+        self.problem = problem
+        try:
+            self.on_folder(problem)
+        except Exception:  # a callback bug must not stop the watcher
+            log.exception("watch: folder callback failed for %s", self.folder)
 
     def check_pending(self) -> None:
         now = time.monotonic()

@@ -340,24 +340,51 @@ def write_animation(items: list[RenderItem], canvas: tuple[int, int], out: Path,
     photo was found missing midway: what was written so far is discarded)."""
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise RenderError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
-    left_out = []
+    left_out: dict[str, list[str]] = {}  # why -> the photos
     items = list(items)
     for item in list(items):
-        if not os.path.lexists(item.path):
+        why = _unreadable(item.path)
+        if why is not None:
             items.remove(item)
-            left_out.append(f"{printable(item.name)} left out of this render: the file is gone")
+            left_out.setdefault(why, []).append(printable(item.name))
     while True:
         if not items:
-            raise RenderError("no frames to render" + (f" ({'; '.join(left_out)})" if left_out else ""))
+            raise RenderError(f"no frames to render: {'; '.join(_left_out_lines(left_out))}" if left_out
+                              else "no frames to render")
         try:
             result = _write(items, canvas, out, settings, frames_dir, progress, workers)
         except _Unreadable as exc:
             item = items.pop(exc.index)
-            left_out.append(f"{printable(item.name)} left out of this render: {exc.error}")
+            left_out.setdefault(exc.error, []).append(printable(item.name))
             continue
         if left_out:
-            result = replace(result, notices=[*left_out, *result.notices])
+            result = replace(result, notices=[*_left_out_lines(left_out), *result.notices])
         return result
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the photo at ``path`` cannot be read now (before decoding it), or None."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return "the file is gone"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _left_out_lines(left_out: dict[str, list[str]], named: int = 3) -> list[str]:
+    """One line per reason, naming a few photos: a folder moved away is one line, not one per photo."""
+    lines = []
+    for why, names in left_out.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]} left out of this render: {why}")
+        else:
+            shown = ", ".join(names[:named]) + (", …" if len(names) > named else "")
+            lines.append(f"{len(names)} photos left out of this render: {why} ({shown})")
+    return lines
 
 
 def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings: RenderSettings,

@@ -39,7 +39,7 @@ from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
 from .commands import ActionCommands, SortCommands
-from .driver import Decided, Driver, Nudged, Pin, PhotoDeleted, PhotoReady, Render
+from .driver import Decided, Driver, FolderState, Nudged, Pin, PhotoDeleted, PhotoReady, Render
 from .keys import AppFooter, KeysPanel, bindings
 from .messages import (DecisionApplied, Notice, PipelineState, PreviewReady, RenderFinished, RenderProgress,
                        RowsChanged, RowsRemoved, ViewsChanged)
@@ -273,7 +273,8 @@ class AlignimationApp(KeysPanel, App):
         if self.watch_folder:  # started before the first scan, so nothing arriving meanwhile is missed
             self.watcher = FolderWatcher(self.folder, on_ready=lambda p: self.driver.submit(PhotoReady(p)),
                                          on_deleted=lambda p: self.driver.submit(PhotoDeleted(p)),
-                                         settle_s=w.settle_seconds)
+                                         settle_s=w.settle_seconds,
+                                         on_folder=lambda problem: self.driver.submit(FolderState(problem)))
             self.watcher.start()
             self.driver.watcher_pending = lambda: self.watcher.pending
         self._collector.pause()  # until the table is first drawn (resumed after the first refresh)

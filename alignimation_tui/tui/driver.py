@@ -30,6 +30,7 @@ from ..pipeline import OutputError, Pipeline
 from ..photos import PhotoError
 from ..preview import FrameView, frame_view
 from ..render import RenderError
+from ..scan import list_photos
 from ..triage import frame_rows
 from .messages import (DecisionApplied, Notice, PipelineState, RenderFinished, RenderProgress, RowsChanged,
                        RowsRemoved, ViewsChanged)
@@ -109,7 +110,15 @@ class Render:
     path: Path | None = None  # None: ``render.output``
 
 
-Job = PhotoReady | PhotoDeleted | Decided | Nudged | Pin | Refresh | Render
+@dataclass(frozen=True)
+class FolderState:
+    """The photo folder can no longer be used (``problem``: moved or removed, permission denied), or
+    can again (None: look through it for what arrived meanwhile)."""
+
+    problem: str | None
+
+
+Job = PhotoReady | PhotoDeleted | Decided | Nudged | Pin | Refresh | Render | FolderState
 
 
 class Driver:
@@ -127,6 +136,7 @@ class Driver:
         self._posted: dict = {}
         self._posted_views: dict[str, FrameView] = {}
         self.prescanned = False
+        self.folder_problem: str | None = None  # the watcher's word on the folder (``FolderState``)
         self._prepared_final = False  # prepare left nothing for the worker's first pass (see prepare)
         self.initial: tuple[list, list] = ([], [])  # prepare's rows and views (take_initial)
         self._last_state: PipelineState | None = None
@@ -363,6 +373,10 @@ class Driver:
                     repin = True
                 case Refresh():
                     refresh = True
+                case FolderState(problem=problem):
+                    change = self._folder_state(problem)
+                    removed += change[0]
+                    new += [r for r in change[1] if r not in new]
                 case Render():
                     pass
         if removed:
@@ -429,6 +443,33 @@ class Driver:
         finally:
             self.backlog = 0
 
+    def _folder_state(self, problem: str | None) -> tuple[list[str], list]:
+        """Say, once, that the folder cannot be used and why; once it can again, look through it:
+        photos that arrived (or went) meanwhile were never seen by the watcher. Returns the hashes
+        removed and the results added."""
+        p = self.pipeline
+        name = printable(str(p.folder))
+        self.folder_problem = problem
+        if problem is not None:
+            self._post(Notice(f"the folder {name} cannot be used ({problem}): waiting for it; "
+                              "nothing is lost, your decisions are kept", "warning"))
+            return [], []
+        self._post(Notice(f"the folder {name} can be read again: looking for photos that arrived meanwhile"))
+        try:
+            present = {p.local_path(path) for path in list_photos(p.folder, exclude={p.default_output()})}
+        except OSError:
+            return [], []
+        removed, added = [], []
+        for path in sorted({r.frame.path for r in p.results.values()} - present):
+            removed += p.path_removed(path).removed
+        known = set(p.results)
+        for path in sorted(present):
+            change = p.path_changed(path)  # a photo unchanged since is known at once (its stat is stored)
+            removed += change.removed
+            if change.added is not None and change.added.frame.hash not in known:
+                added.append(change.added)
+        return removed, added
+
     def _render(self, out: Path | None) -> None:
         self._render_due = None
         p = self.pipeline
@@ -436,6 +477,10 @@ class Driver:
         kept = p.kept()
         if p.reference is None or not kept:
             self._post(RenderFinished(printable(str(out)), 0, "nothing to render yet: no frame is aligned"))
+            return
+        if self.folder_problem is not None:  # one line, not one per photo it cannot read
+            self._post(RenderFinished(printable(str(out)), 0, f"the folder {printable(str(p.folder))} cannot be "
+                                      f"used ({self.folder_problem}): its {len(kept)} photos cannot be read"))
             return
         self.busy = f"rendering {printable(out.name)}"
         self.post_state()

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 from alignimation_tui.config import ConfigError
-from alignimation_tui.render import (CaptionStyle, RenderItem, RenderSettings, read_sidecar, sidecar_path,
-                                     write_animation)
+from alignimation_tui.render import (CaptionStyle, RenderError, RenderItem, RenderSettings, read_sidecar,
+                                     sidecar_path, write_animation)
 from alignimation_tui.render.frame import caption_text
 from alignimation_tui.render.geometry import shared_crop, smooth_matrices
 from alignimation_tui.render.timing import plan_timing
@@ -570,3 +570,16 @@ def test_a_small_photo_warped_with_four_channels_gives_the_same_frame(monkeypatc
     assert not frame._four_channels(photo.array(), size)
     three = frame.compose_array(photo, m, size, fill)
     assert np.abs(four.astype(np.int16) - three).max() <= 1
+
+
+def test_many_photos_gone_are_one_line_per_reason(tmp_path):
+    """A folder moved away mid-session: one line with the count and a few names, not one per photo."""
+    items = make_items(tmp_path, WARPS[:5])
+    for item in items[1:]:
+        item.path.unlink()
+    result = write_animation(items, CANVAS, tmp_path / "x.gif", RenderSettings())
+    gone = [n for n in result.notices if "left out of this render" in n]
+    assert gone == ["4 photos left out of this render: the file is gone (p01.jpg, p02.jpg, p03.jpg, …)"], gone
+    items[0].path.unlink()
+    with pytest.raises(RenderError, match=r"^no frames to render: 5 photos left out of this render: the file is gone"):
+        write_animation(items, CANVAS, tmp_path / "y.gif", RenderSettings())

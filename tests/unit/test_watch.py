@@ -5,6 +5,7 @@ the one timing-dependent claim (no report while a file keeps growing) uses a set
 than the pause between writes, so only a stall of several seconds could upset it."""
 import threading
 import time
+from pathlib import Path
 
 from alignimation_tui.watch import FolderWatcher
 
@@ -63,3 +64,39 @@ def test_an_empty_file_waits(tmp_path):
         assert wait(lambda: len(ready) == 2 and ready[-1] == tmp_path / "empty.jpg")
     finally:
         watcher.stop()
+
+
+def test_the_folder_itself_gone_unreadable_and_back_is_said_once_each(tmp_path, monkeypatch):
+    """A real rename away and back; permission denied injected into the listing (this runs as root
+    here, whom chmod does not stop), as ``chmod 000`` gives a user."""
+    import os as os_mod
+
+    from alignimation_tui.watch import FolderWatcher, folder_problem
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    heard = []
+    w = FolderWatcher(folder, on_ready=lambda p: None, on_deleted=lambda p: None, on_folder=heard.append)
+    w.check_folder()
+    assert heard == [] and folder_problem(folder) is None  # usable from the start: nothing said
+    folder.rename(tmp_path / "elsewhere")
+    w.check_folder()
+    w.check_folder()
+    assert heard == ["it was moved or removed"]  # once
+    (tmp_path / "elsewhere").rename(folder)
+    w.check_folder()
+    assert heard == ["it was moved or removed", None]
+
+    real = os_mod.scandir
+
+    def denied(path):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os_mod, "scandir", denied)
+    w.check_folder()
+    assert heard[-1] == "permission denied"
+    monkeypatch.setattr(os_mod, "scandir", real)
+    w.check_folder()
+    assert heard[-1] is None and len(heard) == 4
