@@ -169,5 +169,8 @@ async def test_app_shows_bad_photos_and_keeps_running(bad_folder, tmp_path):
         await pilot.press("f", "f", "f")  # the failed filter
         assert app.filter == "failed" and app.table.row_count == sum(s == "failed" for s in expect.values()) - 1
         await pilot.press("down", "x")  # keys still work on a failed row
+        h = app._selected_hash()
+        assert app.rows[h].status == "failed"
+        await until(pilot, lambda: app.rows[h].verdict == "rejected", "the verdict on a failed row")
         assert app.is_running
         await pilot.press("q")

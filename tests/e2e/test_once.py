@@ -102,17 +102,26 @@ def test_verdicts_and_gif(folder, tmp_path, capsys):
 
 def test_rename_keeps_the_cache(folder, tmp_path, capsys, count_detections):
     root, _ = folder
-    run(capsys, root, "--once", "--out", tmp_path / "a.mp4")
+    _, before, _ = run(capsys, root, "--once", "--json", "--out", tmp_path / "a.mp4")
+    old = next(r for r in before if r["path"].endswith("week05.jpg"))
+    store = Store(root)
+    store.decisions.set_verdict(old["hash"], Verdict.ACCEPTED)
+    store.close()
     count_detections.clear()
-    renamed = tmp_path / "renamed"
-    renamed.mkdir()
-    # Same photos under new names in the same folder: the cache is keyed by content.
+    # The same photo under a new name in the same folder: the cache and the verdict follow the content.
     (root / "week05.jpg").rename(root / "IMG_renamed.jpg")
     try:
         code, rows, _ = run(capsys, root, "--once", "--json", "--out", tmp_path / "a.mp4")
     finally:
         (root / "IMG_renamed.jpg").rename(root / "week05.jpg")
+        store = Store(root)
+        store.decisions.set_verdict(old["hash"], Verdict.AUTO)
+        store.close()
     assert code == 0 and count_detections == []
+    new = next(r for r in rows if r["path"].endswith("IMG_renamed.jpg"))
+    assert not any(r["path"].endswith("week05.jpg") for r in rows)
+    assert new["hash"] == old["hash"] and new["verdict"] == "accepted"
+    assert new["transform"] == old["transform"] and new["status"] == "aligned"
 
 
 def test_nothing_aligned_exits_1(tmp_path, capsys):
