@@ -163,3 +163,14 @@ def test_photos_with_any_exif_date_and_mtime_scan(value, mtime, tmp_path_factory
 def test_dates_in_any_name(name):
     got = name_date(name)
     assert got is None or 1900 <= got.year <= 2099
+
+
+def test_the_parsers_read_real_dates():
+    """Beside "never raises": a parser that always said None would pass the properties above."""
+    assert _parse_exif_datetime("2019:05:04 12:30:01") == datetime(2019, 5, 4, 12, 30, 1)
+    assert _parse_exif_datetime("not a date") is None
+    for name, day in (("IMG_20240121_093012.jpg", (2024, 1, 21)), ("2024-02-18 garden.jpg", (2024, 2, 18)),
+                      ("PXL_20231105_101010123.jpg", (2023, 11, 5))):
+        got = name_date(name)
+        assert got is not None and (got.year, got.month, got.day) == day, (name, got)
+    assert name_date("holiday.jpg") is None
