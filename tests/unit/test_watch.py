@@ -100,3 +100,30 @@ def test_the_folder_itself_gone_unreadable_and_back_is_said_once_each(tmp_path, 
     monkeypatch.setattr(os_mod, "scandir", real)
     w.check_folder()
     assert heard[-1] is None and len(heard) == 4
+
+
+def test_the_settle_clock_restarts_with_every_write(tmp_path, monkeypatch):
+    """Deterministic (a fake clock, the settle check called by hand): a photo written on for longer
+    than the settle time is not reported until it has been quiet for the settle time. A clock
+    started at first sight would report it mid-copy, at 1.5 s."""
+    import alignimation_tui.watch as watch
+
+    now = [0.0]
+    monkeypatch.setattr(watch.time, "monotonic", lambda: now[0])
+    ready = []
+    w = FolderWatcher(tmp_path, ready.append, lambda p: None, settle_s=1.5)
+    photo = tmp_path / "copying.jpg"
+    photo.write_bytes(b"x" * 100)
+    w._touched(photo)
+    for step in range(1, 6):  # a write every second for five seconds: never quiet for 1.5 s
+        now[0] = float(step)
+        with photo.open("ab") as fh:
+            fh.write(b"x" * 100)
+        w.check_pending()
+        assert ready == [], f"reported at {now[0]} s while still being written"
+    now[0] = 6.0
+    w.check_pending()
+    assert ready == []  # quiet for 1 s only since the last write (at 5 s)
+    now[0] = 6.6
+    w.check_pending()
+    assert ready == [photo]
