@@ -446,7 +446,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
             outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,
                                                   webp_quality=settings.webp_quality,
                                                   gif_max_width=settings.gif_max_width, preset=settings.preset,
-                                                  threads=encoder_threads(n_workers), b_frames=b_frames)
+                                                  threads=encoder_threads(n_workers), b_frames=b_frames,
+                                                  in_betweens=timing.crossfade > 0)
             writer.start()  # registered first: whatever happens from here, discard() cleans up
             current, following, index = next(source), None, 0
             for step in timing.steps():

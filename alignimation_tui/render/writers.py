@@ -187,6 +187,13 @@ class _Ffmpeg:
 # photos, cuts and 3-frame crossfades (bench/bench_encoder.py): 0.71-0.85x the CPU time of x264's
 # own veryfast, 0.98-1.00x its file size, SSIM within 0.0001. Other presets are as x264 has them.
 PRESET_TUNING = {"veryfast": "partitions=i8x8,i4x4"}
+# Where frames are made between the photos (render.morph, render.crossfade), the fastest presets'
+# mode decision (subme 0-2, no trellis) blurs them in the file: faces_jerry with morph = 3, the
+# in-betweens' sharpness over their photos' 0.80 in the MP4 at veryfast, 0.82 with subme=6 and 0.83
+# with trellis as well, what preset "fast" gave when the morph landed (bench/bench_morph.py;
+# crossfade 0.75 -> 0.78). The photos' own frames are coded as before.
+IN_BETWEEN_TUNING = "subme=6:trellis=1"
+FAST_PRESETS = ("ultrafast", "superfast", "veryfast")  # those whose subme and trellis are below that
 
 # B-frames are chosen per render, from its first photos (``b_frames_pay``). Where each photo is
 # another picture (another place, light and crop each time: news photos, a face over the decades,
@@ -205,9 +212,11 @@ LOOK_BYTES = 48 << 20
 BLENDS_THAT_PAY = 3  # crossfade or morph frames between two photos from which B-frames pay
 
 
-def x264_params(preset: str, b_frames: bool = True) -> str:
-    """The x264 options added to ``preset``: ``PRESET_TUNING``, and no B-frames where they do not pay."""
-    return ":".join(filter(None, [PRESET_TUNING.get(preset), None if b_frames else "bframes=0"]))
+def x264_params(preset: str, b_frames: bool = True, in_betweens: bool = False) -> str:
+    """The x264 options added to ``preset``: ``PRESET_TUNING``, no B-frames where they do not pay,
+    and ``IN_BETWEEN_TUNING`` where frames are made between the photos on a fast preset."""
+    sharp = IN_BETWEEN_TUNING if in_betweens and preset in FAST_PRESETS else None
+    return ":".join(filter(None, [PRESET_TUNING.get(preset), sharp, None if b_frames else "bframes=0"]))
 
 
 def look_ahead_photos(size: tuple[int, int]) -> int:
@@ -243,8 +252,8 @@ class Mp4Writer(_Ffmpeg):
     ``PRESET_TUNING`` on top; ``b_frames=False``: none (see ``b_frames_pay``)."""
 
     def __init__(self, out: Path, size: tuple[int, int], fps: float, crf: int, preset: str = "veryfast",
-                 threads: int | None = None, b_frames: bool = True):
-        tuning = x264_params(preset, b_frames)
+                 threads: int | None = None, b_frames: bool = True, in_betweens: bool = False):
+        tuning = x264_params(preset, b_frames, in_betweens)
         super().__init__(out, size, fps, "libx264",
                          ["-crf", str(crf), "-preset", preset, *(["-x264-params", tuning] if tuning else []),
                           *(["-threads", str(threads)] if threads else []), "-movflags", "+faststart"],
@@ -330,10 +339,11 @@ class GifWriter:
 
 
 def open_writer(out: Path, size: tuple[int, int], fps: float, *, quality: int, webp_quality: int,
-                gif_max_width: int, preset: str = "veryfast", threads: int | None = None, b_frames: bool = True):
+                gif_max_width: int, preset: str = "veryfast", threads: int | None = None, b_frames: bool = True,
+                in_betweens: bool = False):
     suffix = out.suffix.lower()
     if suffix == ".mp4":
-        return Mp4Writer(out, size, fps, quality, preset, threads, b_frames)
+        return Mp4Writer(out, size, fps, quality, preset, threads, b_frames, in_betweens)
     if suffix == ".webp":
         return WebpWriter(out, size, fps, webp_quality)
     if suffix == ".gif":

@@ -244,3 +244,14 @@ def test_morph_follows_fill_crop_colour_and_nudge(tmp_path, suffix, crop, fill):
         a, first, second, b = photos[k], frames[3 * k + 1], frames[3 * k + 2], photos[k + 1]
         assert np.abs(first - a).mean() < np.abs(first - b).mean()
         assert np.abs(second - b).mean() < np.abs(second - a).mean()
+
+
+def test_in_betweens_get_x264s_sharper_mode_decision_on_a_fast_preset():
+    """The morph's frames stay as sharp in the MP4 as in memory (bench/bench_morph.py: 0.80 -> 0.83
+    of their photos' sharpness on faces_jerry): on veryfast and faster, a render with in-betweens
+    adds subme=6 and trellis; the photos-only render and the slower presets are left alone."""
+    from alignimation_tui.render.writers import x264_params
+
+    assert "subme=6:trellis=1" in x264_params("veryfast", in_betweens=True)
+    assert "subme" not in x264_params("veryfast") and "subme" not in x264_params("medium", in_betweens=True)
+    assert x264_params("veryfast", b_frames=False, in_betweens=True).endswith("bframes=0")
