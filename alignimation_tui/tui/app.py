@@ -709,6 +709,13 @@ class AlignimationApp(KeysPanel, App):
         pane.display = not pane.display
         self.request_preview()
 
+    def action_zoom_preview(self) -> None:
+        """The preview takes the whole screen (the table hides), or gives it back: at 80x24 the
+        preview beside or under the table is a thumbnail that cannot show the alignment."""
+        self.screen.toggle_class("-zoomed")
+        self.query_one("#preview-pane").display = True
+        self.call_after_refresh(self.request_preview)  # at its new size
+
     def action_next_flagged(self, step: int) -> None:
         table = self.table
         n = table.row_count

@@ -172,3 +172,23 @@ async def test_captions_agree_with_the_row_and_an_empty_filter_says_so(folder, c
         assert not note.display and app.table.row_count == 1
         await until(pilot, lambda: caption_text(app).startswith("2024-03-20 broken.jpg: failed"), "its caption")
         await pilot.press("q")
+
+
+async def test_at_80x24_z_gives_the_preview_the_screen(folder, config):
+    app = make_app(folder, config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: settled(app), "the first pass")
+        await select(pilot, app, "week02.jpg")
+        pane, preview = app.query_one("#preview-pane"), app.query_one("#preview")
+        small = preview.region.area
+        await pilot.press("z")
+        await until(pilot, lambda: not app.query_one("#table-pane").display or
+                    app.query_one("#table-pane").region.area == 0, "the table hidden")
+        assert pane.region.width >= 78 and pane.region.height >= 18, pane.region
+        assert preview.region.area >= 3 * small
+        caption = app.query_one("#preview-caption")
+        await until(pilot, lambda: str(caption.render()).startswith("[aligned] week02.jpg"), "the zoomed preview")
+        await pilot.press("z")
+        await until(pilot, lambda: app.query_one("#table-pane").region.area > 0, "the table back")
+        assert preview.region.area < 2 * small + 1
+        await pilot.press("q")
