@@ -36,7 +36,8 @@ from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, w
 from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
                    unreadable_frame)
 from .fingerprint import fingerprint
-from .store import DecisionChanges, Store
+from .decisions import DecisionChanges
+from .store import Store
 
 log = logging.getLogger(__name__)
 

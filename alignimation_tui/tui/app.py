@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import signal
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -38,6 +36,7 @@ from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
 from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
+from .cells import NUMERIC, WORST_FIRST, cell, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
 from .commands import ActionCommands, SortCommands
 from .driver import Decided, Driver, FolderState, Nudged, Pin, PhotoDeleted, PhotoReady, Render
 from .keys import AppFooter, KeysPanel, bindings
@@ -49,6 +48,7 @@ from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
 from .table_view import mark_sort_column, move_to_row, visible_columns
+from .terminal import CollectorPause, hangup_tolerant
 from .widgets.statusbar import StatusBar
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,7 @@ def while_screen_up(handler):
             return None
     return guarded
 
-STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "outlier": "yellow", "no_subject": "magenta", "failed": "red",
-                 "detecting": "cyan", "queued": "dim"}
-VERDICT_STYLES = {"accepted": "bold green", "rejected": "bold red", "auto": "dim"}
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
-NUMERIC = {"eye", "mouth", "confidence", "residual", "sharpness", "identity"}
-# Columns sorted the worst first (marked ▼), and whether that is a descending sort.
-WORST_FIRST = {"residual": True, "flag": True, "identity": True, "sharpness": False}
 ROW_FLUSH_S = 0.3
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
@@ -83,121 +77,6 @@ QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this on
 CACHE_RETRY_S = 10.0
 # A logout, `kill`, a closed terminal or SSH session: the app ends as `q` ends it.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class _HangupTolerant:
-    """The terminal's output file, where a write after a hang-up (the terminal closed: EIO) is
-    dropped. Textual writes from a thread that dies on the first failed write, and then its full
-    queue blocks the app's way out for good; so a closed terminal would leave the app, the worker
-    and a render's ffmpeg running."""
-
-    def __init__(self, file):
-        self._file = file
-        self.gone = False
-
-    def write(self, text: str) -> None:
-        if not self.gone:
-            try:
-                self._file.write(text)
-            except OSError:
-                self.gone = True
-
-    def flush(self) -> None:
-        if not self.gone:
-            try:
-                self._file.flush()
-            except OSError:
-                self.gone = True
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def isatty(self) -> bool:
-        return not self.gone and self._file.isatty()
-
-
-def _hangup_tolerant(driver_class: type) -> type:
-    """``driver_class`` (Textual's terminal driver) writing through ``_HangupTolerant``."""
-    try:
-        from textual.drivers.linux_driver import LinuxDriver
-    except ImportError:  # not a POSIX terminal driver
-        return driver_class
-    if not issubclass(driver_class, LinuxDriver):
-        return driver_class
-
-    class HangupTolerantDriver(driver_class):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._file = _HangupTolerant(self._file)  # Textual pinned in pyproject: its attribute
-
-    return HangupTolerantDriver
-
-
-class _CollectorPause:
-    """The garbage collector paused from the start of the open until the table has been drawn once:
-    what is made then lives on (the results, the rows, the table's layout), so full passes over it,
-    0.1-0.3 s each with torch imported (more with what an earlier app in the process left), were
-    wasted time while the person waits for the screen. ``resume`` is called after the first refresh
-    and on the way out; an app built but never run resumes it after ``limit_s`` at the latest."""
-
-    def __init__(self, limit_s: float = 30.0):
-        self._lock = threading.Lock()
-        self._paused = False
-        self._limit_s = limit_s
-        self._timer: threading.Timer | None = None
-
-    def pause(self) -> None:
-        with self._lock:
-            if self._paused or not gc.isenabled():
-                return
-            gc.disable()
-            self._paused = True
-            self._timer = threading.Timer(self._limit_s, self.resume)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def resume(self) -> None:
-        with self._lock:
-            if not self._paused:
-                return
-            self._paused = False
-            gc.enable()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-
-class _FixedCell(Text):
-    """The text of a cell in a column of fixed width: the table has no need to measure it (its width
-    is the column's), so it offers no measure. The table measured every cell of every new row; at
-    1000 rows that was most of its first layout (ten Rich measures a row)."""
-
-    __slots__ = ()
-    __rich_measure__ = None
-
-
-FIXED_WIDTH = {key for key, _, width in COLUMNS if width is not None}
-
-
-def _cell(column: str, value: str) -> Text | str:
-    kind = _FixedCell if column in FIXED_WIDTH else Text
-    if column == "status":
-        return kind(value, style=STATUS_STYLES.get(value, ""))
-    if column == "verdict":
-        return kind(value, style=VERDICT_STYLES.get(value, ""))
-    if column == "flag":
-        return kind(value, style="yellow" if value.startswith("⚑") else "red")
-    if column in NUMERIC:
-        return kind(value, justify="right")
-    if column == "date":
-        return kind(value)
-    return value
-
-
-def _sort_key(column: str):
-    if column in NUMERIC:
-        return lambda v: float(str(v)) if str(v) else -1.0
-    return lambda v: str(v).lower()
 
 
 class AlignimationApp(KeysPanel, App):
@@ -235,7 +114,7 @@ class AlignimationApp(KeysPanel, App):
         self.render_note = ""
         self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
-        self._collector = _CollectorPause()  # paused while the app opens (see _CollectorPause)
+        self._collector = CollectorPause()  # paused while the app opens (see terminal.CollectorPause)
         self.sub_title = str(self.folder)
         # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
         self.graphics = choose_graphics(config.preview.graphics)
@@ -304,7 +183,7 @@ class AlignimationApp(KeysPanel, App):
         self.table.focus()
 
     def get_driver_class(self):
-        return _hangup_tolerant(super().get_driver_class())
+        return hangup_tolerant(super().get_driver_class())
 
     def _catch_stop_signals(self) -> None:
         """SIGTERM and SIGHUP end the app as `q` does: the worker stops, a render is cancelled (ffmpeg
@@ -424,7 +303,7 @@ class AlignimationApp(KeysPanel, App):
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, _cell(key, value))
+                    table.update_cell(row.hash, key, cell(key, value))
         if added:
             self._keeping_selection(self._apply_sort)
         self._update_status()
@@ -435,7 +314,7 @@ class AlignimationApp(KeysPanel, App):
                 self.request_preview()
 
     def _add_row(self, row: FrameRow) -> None:
-        self.table.add_row(*(_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+        self.table.add_row(*(cell(k, v) for k, v in row.cells().items()), key=row.hash)
 
     @on(RowsRemoved)
     @while_screen_up
@@ -769,4 +648,4 @@ class AlignimationApp(KeysPanel, App):
         mark_sort_column(self.table, self.sort_column, self.sort_column in WORST_FIRST)
 
     def _apply_sort(self) -> None:
-        self.table.sort(self.sort_column, key=_sort_key(self.sort_column), reverse=self._sort_reversed())
+        self.table.sort(self.sort_column, key=sort_key(self.sort_column), reverse=self._sort_reversed())

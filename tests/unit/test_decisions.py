@@ -114,7 +114,7 @@ def test_files_that_are_not_json_objects_go_to_new_numbered_backups(tmp_path, ju
 
 
 def test_a_failed_write_is_not_a_decision(tmp_path, monkeypatch):
-    from alignimation_tui import store as store_mod
+    from alignimation_tui import decisions as decisions_mod
 
     path = tmp_path / "decisions.json"
     d = Decisions(path)
@@ -123,7 +123,7 @@ def test_a_failed_write_is_not_a_decision(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(store_mod.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(decisions_mod.tempfile, "mkstemp", read_only)
     with pytest.raises(FolderError, match="store.data_dir"):
         d.set_verdict("b", Verdict.REJECTED)
     assert d.verdict("b") is Verdict.AUTO and d.verdict("a") is Verdict.ACCEPTED
