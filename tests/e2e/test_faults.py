@@ -303,7 +303,7 @@ def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypat
 
 async def test_verdict_on_a_read_only_data_folder(folder, monkeypatch):
     """A verdict that cannot be saved is said on screen, not shown as decided, and the app goes on."""
-    from alignimation_tui import store as store_mod
+    from alignimation_tui import decisions as decisions_mod
 
     app = AlignimationApp(folder, Config(), watch=False)
 
@@ -312,7 +312,7 @@ async def test_verdict_on_a_read_only_data_folder(folder, monkeypatch):
 
     async with app.run_test(size=(150, 40)) as pilot:
         await until(pilot, lambda: settled(app) and len(app.rows) == N, "every photo processed")
-        monkeypatch.setattr(store_mod.tempfile, "mkstemp", read_only)
+        monkeypatch.setattr(decisions_mod.tempfile, "mkstemp", read_only)
         await pilot.press("x")
         await pilot.pause()
         assert app.rows[app._selected_hash()].verdict == "auto"  # not saved, so not shown as decided
