@@ -451,37 +451,46 @@ class Pipeline:
         return missing
 
     # colour ------------------------------------------------------------------------------------
-    def colour_means(self, kept: list[FrameResult]) -> list[list[float] | None]:
-        """The linear-light means of each frame's subject region (``colour``), measured once and
-        stored; photos not measured yet are decoded small on the decode threads, side by side."""
+    def colour_means(self, kept: list[FrameResult]) -> tuple[list, list | None]:
+        """The linear-light means of each frame's subject region (``colour``) and, where the mode
+        keeps what is neutral neutral, of its near-grey pixels (``colour.neutral_means``; else None),
+        measured once and stored; photos lacking either are decoded small on the decode threads,
+        side by side, once for both."""
+        neutral_too = self.mode.keeps_neutral
         means: list[list[float] | None] = [None] * len(kept)
+        neutral: list[list[float] | None] = [None] * len(kept)
         todo = []
         for k, r in enumerate(kept):
             box = self.mode.colour_region(r)
-            if box is None:
-                continue
-            key = means_key(r.frame.hash, box)
-            stored = self.store.get_json(key)
+            key = means_key(r.frame.hash, box) if box is not None else None
+            stored = self.store.get_json(key) if key is not None else None
             if stored is not None:
                 means[k] = stored.get("means")
-            else:
-                todo.append((k, r.frame.path, box, key))
+            stored_neutral = self.store.get_json(neutral_key(r.frame.hash)) if neutral_too else None
+            if stored_neutral is not None:
+                neutral[k] = stored_neutral.get("means")
+            want_means = key is not None and stored is None
+            want_neutral = neutral_too and stored_neutral is None
+            if want_means or want_neutral:
+                todo.append((k, r.frame.path, box if want_means else None, key, want_neutral))
 
-        def measure(item) -> tuple[list[float], list[float] | None]:
-            _, path, box, _ = item
+        def measure(item) -> tuple[list[float] | None, list[float] | None]:
+            _, path, box, _, want_neutral = item
             photo = open_photo(path, max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
-            # the neutral pixels' means from the same decode (``neutral_means``), where the mode keeps them
-            neutral = neutral_means(photo.image) if self.mode.keeps_neutral else None
-            return region_means(photo.image, box, photo.scale_xy), neutral
+            return (region_means(photo.image, box, photo.scale_xy) if box is not None else None,
+                    neutral_means(photo.image) if want_neutral else None)
 
         workers = self.config.detect.decode_workers
-        for (k, _, _, key), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
-            if error is None:  # else the render says what is wrong with the photo
+        for (k, _, box, key, want_neutral), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
+            if error is not None:  # the render says what is wrong with the photo
+                continue
+            if box is not None:
                 means[k] = value[0]
                 self.store.put_json(key, {"means": value[0]})
-                if self.mode.keeps_neutral:
-                    self.store.put_json(neutral_key(kept[k].frame.hash), {"means": value[1]})
-        return means
+            if want_neutral:
+                neutral[k] = value[1]
+                self.store.put_json(neutral_key(kept[k].frame.hash), {"means": value[1]})
+        return means, (neutral if neutral_too else None)
 
     def colour_gains(self, kept: list[FrameResult]) -> list[ColourGain]:
         """Per kept frame (date order), ``render.match_colour``'s gains; all 1 when it is off."""
@@ -489,33 +498,10 @@ class Pipeline:
         if how == "off" or not kept:
             return [ColourGain()] * len(kept)
         with self.timed("colour"):
-            means = self.colour_means(kept)
-            neutral = self.neutral_means(kept) if self.mode.keeps_neutral else None
+            means, neutral = self.colour_means(kept)
         ref = self.reference.hash if self.reference is not None else None
         ref_index = next((k for k, r in enumerate(kept) if r.frame.hash == ref), None)
         return plan_gains(means, ref_index, how, neutral=neutral)
-
-    def neutral_means(self, kept: list[FrameResult]) -> list[list[float] | None]:
-        """Each frame's ``colour.neutral_means`` (its bright near-grey pixels), measured once and stored."""
-        out: list[list[float] | None] = [None] * len(kept)
-        todo = []
-        for k, r in enumerate(kept):
-            stored = self.store.get_json(neutral_key(r.frame.hash))
-            if stored is not None:
-                out[k] = stored.get("means")
-            else:
-                todo.append((k, r.frame.path))
-
-        def measure(item) -> list[float] | None:
-            photo = open_photo(item[1], max_side=STATS_SIDE, max_pixels=self.config.scan.max_pixels)
-            return neutral_means(photo.image)
-
-        workers = self.config.detect.decode_workers
-        for (k, path), value, error in decode_ahead(todo, measure, workers, ahead=2 * workers):
-            if error is None:
-                out[k] = value
-                self.store.put_json(neutral_key(kept[k].frame.hash), {"means": value})
-        return out
 
     # render ------------------------------------------------------------------------------------
     def kept(self) -> list[FrameResult]:

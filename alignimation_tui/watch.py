@@ -21,6 +21,7 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from .folders import reason
 from .scan import photo_suffixes
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,10 @@ def folder_problem(folder: Path) -> str | None:
             return "it was moved or removed" if not folder.exists() else "it is no longer a folder"
         with os.scandir(folder) as entries:
             next(entries, None)
-    except PermissionError:
-        return "permission denied"
     except FileNotFoundError:
         return "it was moved or removed"
-    except OSError as exc:
-        return exc.strerror or str(exc)
+    except OSError as exc:  # "permission denied", …
+        return reason(exc)
     return None
 
 

@@ -226,6 +226,33 @@ class Mode(ABC):
         """The frame every other is registered onto. Default: among the photos with a subject."""
         return self.reference_of(self.reference_hash(lambda r: r.subject is not None))
 
+    # identity ---------------------------------------------------------------------------------------
+    def vouched(self, among) -> list[str]:
+        """The photos of ``among`` (hashes) the person vouched for as the subject: accepted, and the
+        named or pinned reference (``detect.identity.prototypes`` adds their faces as examples)."""
+        p = self.ctx
+        out = [h for h in among if p.results[h].verdict is Verdict.ACCEPTED]
+        pinned = p.named_reference_hash()
+        if pinned in among and pinned not in out:
+            out.append(pinned)
+        return out
+
+    def judge_identity(self, r: FrameResult, distance: float | None) -> bool:
+        """With the subject's face ``distance`` from the subject's identity: ``stranger`` (True)
+        beyond ``identity.max_distance``, kept but doubted beyond ``identity.doubt_distance``. An
+        accepted photo is the person's, whatever the distance."""
+        cfg = self.ctx.config.identity
+        r.identity_doubt = None
+        if distance is None or r.verdict is Verdict.ACCEPTED:
+            return False
+        if distance > cfg.max_distance:
+            r.status = FrameStatus.STRANGER  # registered all the same: `a` puts it back
+            r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {cfg.max_distance:g})"
+            return True
+        if distance > cfg.doubt_distance:
+            r.identity_doubt = f"maybe another person: {distance:.2f} from the subject"
+        return False
+
     # registration ---------------------------------------------------------------------------------
     def refine_settings(self) -> reg.RefineSettings | None:
         """``[register]``'s semantic refinement, or None when it is off."""

@@ -21,7 +21,7 @@ from ..config import ConfigError, between, check, one_of
 from ..detect import body as body_mod
 from ..detect.face import torch_threads
 from ..detect.identity import closest_face, prototypes
-from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform, Verdict
+from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
 from ..models import dlib_weights_path, load_face_embedder, preload
 from ..photos import open_photo
@@ -275,7 +275,6 @@ class BodyMode(Mode):
         folder's most common face (and the accepted or pinned photos') is the subject's; a face
         farther than ``identity.max_distance`` is another person (``stranger``, registered all the
         same), one farther than ``identity.doubt_distance`` is flagged."""
-        p, cfg = self.ctx, self.ctx.config.identity
         seen = {}
         for h, r in usable.items():
             faces = self.faces_of(h)
@@ -283,23 +282,14 @@ class BodyMode(Mode):
                 v = faces[r.subject.person_index]
                 if np.isfinite(v).all():
                     seen[h] = v[None]
-        vouched = [h for h in seen if usable[h].verdict is Verdict.ACCEPTED]
-        if p.named_reference_hash() in seen:
-            vouched.append(p.named_reference_hash())
-        examples = prototypes(seen, cfg.max_distance, vouched) if seen else None
+        examples = prototypes(seen, self.ctx.config.identity.max_distance, self.vouched(seen)) if seen else None
         if examples is None:
             return
         for h, vectors in seen.items():
             r = usable[h]
             _, distance = closest_face(vectors, examples)
             r.subject = dataclasses.replace(r.subject, identity_distance=distance)
-            if r.verdict is Verdict.ACCEPTED:
-                continue
-            if distance > cfg.max_distance:
-                r.status = FrameStatus.STRANGER
-                r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {cfg.max_distance:g})"
-            elif distance > cfg.doubt_distance:
-                r.identity_doubt = f"maybe another person: {distance:.2f} from the subject"
+            self.judge_identity(r, distance)
 
     # reference and register ---------------------------------------------------------------------
     def _mask(self, r: FrameResult) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from ..detect import face as face_mod
 from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_position, closest_face, prototypes
-from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject, Verdict
+from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
 from ..models import FACE_EMBEDDER, dlib_weights_path, load_face_detector, load_face_embedder
 from ..photos import open_photo
@@ -271,12 +271,7 @@ class FaceMode(Mode):
                 if e is not None:
                     keep = [i for i, f in enumerate(r.detection.faces) if f.prob >= cfg.detect.min_confidence]
                     embeddings[h] = e[keep] if len(e) == len(r.detection.faces) else e[:0]
-        limit = cfg.identity.max_distance
-        vouched = [h for h, r in usable.items() if r.verdict is Verdict.ACCEPTED]
-        pinned = p.named_reference_hash()
-        if pinned in usable and pinned not in vouched:
-            vouched.append(pinned)
-        examples = prototypes(embeddings, limit, vouched) if embeddings else None
+        examples = prototypes(embeddings, cfg.identity.max_distance, self.vouched(usable)) if embeddings else None
         if examples is None and not self.identity_on and not any("identity matching is off" in n for n in p.notices):
             p.notices.append(
                 "identity matching is off: the face descriptor's weights "
@@ -298,13 +293,9 @@ class FaceMode(Mode):
             face = det.faces[index]
             scores = facing_scores(face.landmarks)
             r.subject = Subject(index, face, scores, distance)
-            r.error = r.identity_doubt = None
-            if distance is not None and distance > limit and r.verdict is not Verdict.ACCEPTED:
-                r.status = FrameStatus.STRANGER  # registered all the same: `a` puts it back
-                r.error = f"another person: {distance:.2f} from the subject (identity.max_distance {limit:g})"
+            r.error = None
+            if self.judge_identity(r, distance):
                 continue
-            if distance is not None and distance > cfg.identity.doubt_distance and r.verdict is not Verdict.ACCEPTED:
-                r.identity_doubt = f"maybe another person: {distance:.2f} from the subject"
             f = cfg.facing
             turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED

@@ -368,10 +368,8 @@ def _unreadable(path: Path) -> str | None:
         os.lstat(path)
     except FileNotFoundError:
         return "the file is gone"
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return exc.strerror or str(exc)
+    except OSError as exc:  # "permission denied", …
+        return reason(exc)
     return None
 
 
