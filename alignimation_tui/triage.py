@@ -51,8 +51,9 @@ class FrameRow:
 
 # key, header, fixed width (None: as wide as the content). The most useful first: on a narrow
 # terminal the columns on the right are the ones scrolled out of view. The short columns come
-# before the flag, whose 30 columns are mostly empty (a reason where there is one; the preview's
-# caption says it whole), so at 160x48 the date, eye, mouth, confidence and identity are all in view.
+# before the flag, which is mostly empty (a reason where there is one; the preview's caption says it
+# whole), so at 160x48 the date, eye, mouth, confidence and identity are all in view. The flag's 30
+# is its most: the app gives it the width of its longest flag (tui.cells.FlagWidth).
 # Widths leave room for the sort mark (▲ ▼) after the header.
 COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdict", 8),
            ("residual", "resid%", 7), ("sharpness", "sharp", 6), ("date", "date", 10), ("eye", "eye", 4),

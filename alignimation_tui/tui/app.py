@@ -36,7 +36,7 @@ from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
 from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
-from .cells import NUMERIC, WORST_FIRST, cell, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
+from .cells import NUMERIC, WORST_FIRST, FlagWidth, cell, fit_column, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
 from .commands import ActionCommands, SortCommands
 from .driver import Decided, Driver, FolderState, Nudged, Pin, PhotoDeleted, PhotoReady, Render
 from .keys import AppFooter, KeysPanel, bindings
@@ -98,6 +98,7 @@ class AlignimationApp(KeysPanel, App):
         self.driver: Driver | None = None
         self.watcher: FolderWatcher | None = None
         self.rows: dict[str, FrameRow] = {}
+        self.flag_width = FlagWidth()  # the flag column is as wide as its longest flag, kept as rows change
         self.views: dict[str, FrameView] = {}
         # Decisions stored by a key press that the worker has not said it uses yet: hash -> (seq, value)
         self._verdicts: dict[str, tuple[int, Verdict]] = {}
@@ -128,7 +129,7 @@ class AlignimationApp(KeysPanel, App):
             with Vertical(id="table-pane"):
                 table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
                 for key, label, width in COLUMNS:
-                    table.add_column(label, key=key, width=width)
+                    table.add_column(label, key=key, width=self.flag_width.width if key == "flag" else width)
                 yield table
                 yield Static("", id="table-note")
                 yield SeriesPlot(id="series")
@@ -292,6 +293,7 @@ class AlignimationApp(KeysPanel, App):
         for row in rows:
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
+            self.flag_width.set(row.hash, row.flag)
             visible = row.hash in table.rows
             if not matches(row, self.filter):
                 if visible:
@@ -304,6 +306,7 @@ class AlignimationApp(KeysPanel, App):
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
                     table.update_cell(row.hash, key, cell(key, value))
+        fit_column(table, "flag", self.flag_width.width)
         if added:
             self._keeping_selection(self._apply_sort)
         self._update_status()
@@ -327,9 +330,11 @@ class AlignimationApp(KeysPanel, App):
     def _remove_rows(self, hashes: list[str]) -> None:
         for h in hashes:
             self.rows.pop(h, None)
+            self.flag_width.drop(h)
             self.views.pop(h, None)
             if h in self.table.rows:
                 self.table.remove_row(h)
+        fit_column(self.table, "flag", self.flag_width.width)
 
     @on(PipelineState)
     @while_screen_up

@@ -1,9 +1,14 @@
 """The frame table's cells: their styles, which columns are numbers, which sort the worst first, and
-cells of the fixed-width columns that the table need not measure. What a row says is computed in
+cells of the fixed-width columns that the table need not measure, and the flag column's width (its
+longest flag, kept as flags change). What a row says is computed in
 ``triage`` (no Textual there); this is how it is drawn."""
 from __future__ import annotations
 
+from collections import Counter
+
+from rich.cells import cell_len
 from rich.text import Text
+from textual.widgets import DataTable
 
 from ..triage import COLUMNS
 
@@ -46,3 +51,49 @@ def sort_key(column: str):
     if column in NUMERIC:
         return lambda v: float(str(v)) if str(v) else -1.0
     return lambda v: str(v).lower()
+
+
+FLAG_MAX = next(width for key, _, width in COLUMNS if key == "flag")  # a longer flag is cut; the caption has it whole
+FLAG_MIN = len("flag") + 1  # the header and its sort mark
+
+
+class FlagWidth:
+    """How wide the flag column needs to be: its longest flag (at most FLAG_MAX), at least its header.
+    Kept as flags are set and dropped, as a count of photos per width: a change costs a look at the
+    few distinct widths (at most FLAG_MAX), never a pass over the rows (there can be 10,000)."""
+
+    def __init__(self) -> None:
+        self._width: dict[str, int] = {}  # photo -> its flag's width (capped)
+        self._photos = Counter()  # width -> photos whose flag is that wide
+
+    def set(self, key: str, flag: str) -> None:
+        self.drop(key)
+        width = min(cell_len(flag), FLAG_MAX)
+        self._width[key] = width
+        self._photos[width] += 1
+
+    def drop(self, key: str) -> None:
+        width = self._width.pop(key, None)
+        if width is not None:
+            self._photos[width] -= 1
+            if not self._photos[width]:
+                del self._photos[width]
+
+    @property
+    def width(self) -> int:
+        return max(FLAG_MIN, max(self._photos, default=0))
+
+
+def fit_column(table: DataTable, key: str, width: int) -> bool:
+    """Give the fixed-width column ``key`` of ``table`` the width ``width`` without measuring a cell;
+    True when it changed. The table has no public call for this: its rendered rows are cached by
+    its update count and its scrollable width is recomputed on its next idle when asked."""
+    column = table.columns[key]
+    if column.width == width:
+        return False
+    column.width = width
+    table._update_count += 1  # the cached rows were drawn at the old width
+    table._require_update_dimensions = True  # the scrollable width
+    table.refresh()
+    table.check_idle()
+    return True
