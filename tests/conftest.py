@@ -69,16 +69,16 @@ def save_with_date(img: Image.Image, path: Path, when: datetime | None = None, o
 
 @pytest.fixture
 def count_detections(monkeypatch):
-    """Counts the photos each MTCNN pass gets (every pass goes through detect_letterboxed), to show
+    """Counts the photos each MTCNN pass gets (every pass goes through detect_chunk), to show
     cached work is not redone."""
     from alignimation_tui.detect.face import FaceDetector
 
     calls = []
-    original = FaceDetector.detect_letterboxed
+    original = FaceDetector.detect_chunk
 
     def counting(self, photos):
         calls.append(len(photos))
         return original(self, photos)
 
-    monkeypatch.setattr(FaceDetector, "detect_letterboxed", counting)
+    monkeypatch.setattr(FaceDetector, "detect_chunk", counting)
     return calls

@@ -104,7 +104,7 @@ class BodyDetector:
         return BodyDetection(photo.width, photo.height, persons), masks
 
     def _describe(self, rgb: np.ndarray, poses) -> np.ndarray:
-        from .dlib_resnet import face_chip
+        from .dlib_dat import face_chip
 
         out = np.full((len(poses), 128), np.nan, np.float32)
         seen = [(k, face_points(p)) for k, p in enumerate(poses)]

@@ -60,11 +60,12 @@ def release_freed_memory() -> None:
 
 
 class FaceDetector:
-    """MTCNN (facenet-pytorch's networks and settings) on letterboxed batches. Inputs are decoded
-    photos; outputs are in upright original pixels. Photos of any size share a batch: each sits at
-    the top-left of a padded tensor and keeps its own pyramid and borders (see mtcnn_batch), so it
-    gets the same faces as alone. Landscape and portrait photos are batched apart, so little of a
-    batch is padding. On a CPU, ``workers`` batches run side by side, one torch thread each. Every
+    """MTCNN (facenet-pytorch's networks and settings). Inputs are decoded photos; outputs are in
+    upright original pixels. On a CPU it runs in numpy and OpenCV (``mtcnn_cpu``), photo by photo,
+    ``workers`` of them side by side with one OpenCV thread each. On a GPU it runs in torch on
+    letterboxed batches: photos of any size share a batch, each at the top-left of a padded tensor
+    keeping its own pyramid and borders (see mtcnn_batch), so it gets the same faces as alone;
+    landscape and portrait photos are batched apart, so little of a batch is padding. Every
     face MTCNN reports is kept (largest first); confidence filtering happens when choosing the
     subject, so changing it needs no new detection."""
 
@@ -80,6 +81,11 @@ class FaceDetector:
         """How many photos to hand ``detect`` at once to keep every worker busy."""
         return self.batch_size * self.workers
 
+    @property
+    def on_opencv(self) -> bool:
+        """The CPU's detector (``cv_nets``, ``mtcnn_cpu``: numpy and OpenCV, no torch), else torch's."""
+        return not hasattr(self.mtcnn.pnet, "parameters")
+
     def detect(self, photos: list[Decoded]) -> list[FaceDetection]:
         results: list[FaceDetection | None] = [None] * len(photos)
         sizes = [p.image.size for p in photos]
@@ -90,11 +96,9 @@ class FaceDetector:
             idx = list(group)
             chunks += [idx[start:start + self.batch_size] for start in range(0, len(idx), self.batch_size)]
         self.calls += len(photos)
-        run = lambda chunk: self.detect_letterboxed([photos[i] for i in chunk])  # noqa: E731
+        run = lambda chunk: self.detect_chunk([photos[i] for i in chunk])  # noqa: E731
         if self.workers > 1:
-            import torch
-
-            with torch_threads(torch.get_num_threads() // self.workers):
+            with self.threads_per_worker():
                 if len(chunks) > 1:
                     with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="detect") as pool:
                         found = list(pool.map(run, chunks))
@@ -109,6 +113,24 @@ class FaceDetector:
         release_freed_memory()
         return results  # type: ignore[return-value]
 
+    def threads_per_worker(self):
+        """Each worker's share of the library's threads, inside the block (OpenCV's or torch's)."""
+        if self.on_opencv:
+            from .cv_nets import cv2_threads
+
+            return cv2_threads(1)
+        import torch
+
+        return torch_threads(torch.get_num_threads() // self.workers)
+
+    def detect_chunk(self, photos: list[Decoded]) -> list[FaceDetection]:
+        """One chunk of photos: one by one on OpenCV, one letterboxed batch on torch."""
+        if self.on_opencv:
+            from .mtcnn_cpu import detect_photo
+
+            return [self._faces(photo, *detect_photo(np.asarray(photo.image), self.mtcnn)) for photo in photos]
+        return self.detect_letterboxed(photos)
+
     def detect_letterboxed(self, photos: list[Decoded]) -> list[FaceDetection]:
         """One MTCNN pass over ``photos`` padded into one tensor."""
         import torch
@@ -121,16 +143,20 @@ class FaceDetector:
         for k, p in enumerate(photos):
             batch[k, :p.image.height, :p.image.width] = np.asarray(p.image)
         tensor = torch.from_numpy(batch).to(self.mtcnn.device).permute(0, 3, 1, 2).float()
-        out = []
-        for photo, (boxes, points) in zip(photos, detect_batch(tensor, sizes, self.mtcnn, batch)):
-            sx, sy = photo.scale_xy
-            faces = [Face(box=(float(b[0] / sx), float(b[1] / sy), float(b[2] / sx), float(b[3] / sy)),
-                          prob=float(b[4]),
-                          landmarks=tuple((float(x / sx), float(y / sy)) for x, y in lm))
-                     for b, lm in zip(boxes.astype(np.float64), points.astype(np.float64))]
-            faces.sort(key=lambda f: -f.size)
-            out.append(FaceDetection(photo.width, photo.height, tuple(faces)))
-        return out
+        return [self._faces(photo, boxes, points)
+                for photo, (boxes, points) in zip(photos, detect_batch(tensor, sizes, self.mtcnn, batch))]
+
+    @staticmethod
+    def _faces(photo: Decoded, boxes: np.ndarray, points: np.ndarray) -> FaceDetection:
+        """MTCNN's boxes and points in the decoded photo's pixels -> a detection in upright
+        original pixels, largest face first."""
+        sx, sy = photo.scale_xy
+        faces = [Face(box=(float(b[0] / sx), float(b[1] / sy), float(b[2] / sx), float(b[3] / sy)),
+                      prob=float(b[4]),
+                      landmarks=tuple((float(x / sx), float(y / sy)) for x, y in lm))
+                 for b, lm in zip(boxes.astype(np.float64), points.astype(np.float64))]
+        faces.sort(key=lambda f: -f.size)
+        return FaceDetection(photo.width, photo.height, tuple(faces))
 
 
 class FaceEmbedder:
@@ -147,7 +173,7 @@ class FaceEmbedder:
 
     def embed_many(self, items: list[tuple[Decoded, FaceDetection]]) -> list[np.ndarray]:
         """(F_i, 128) per photo: every face's chip cut, then all of them through the network at once."""
-        from .dlib_resnet import face_chip
+        from .dlib_dat import face_chip
 
         chips, counts = [], []
         for photo, detection in items:

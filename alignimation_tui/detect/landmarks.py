@@ -166,6 +166,59 @@ def onet_landmarks(onet, crops):
     return pts.double().cpu().numpy(), prob[:, 1].double().cpu().numpy()
 
 
+def warp_crops_np(image: np.ndarray, matrices, size: int = CROP, oversample: int = 4) -> np.ndarray:
+    """``warp_crops`` in OpenCV, for a CPU: image (H, W, 3) float32; returns (M, 3, size, size)
+    float32. The same sub-pixel samples (OpenCV places them to 1/32 pixel), the same zero outside
+    the photo; the ``oversample``^2 samples of a crop pixel averaged by an area resize."""
+    import cv2
+
+    k = max(1, int(oversample))
+    sub = np.array([[1.0 / k, 0, 0.5 / k - 0.5], [0, 1.0 / k, 0.5 / k - 0.5], [0, 0, 1.0]])  # oversampled -> crop
+    out = np.empty((len(matrices), 3, size, size), np.float32)
+    for j, m in enumerate(np.asarray(matrices, np.float64)):
+        crop = cv2.warpAffine(image, (np.linalg.inv(m) @ sub)[:2], (size * k, size * k),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+        if k > 1:
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        out[j] = crop.transpose(2, 0, 1)
+    return out
+
+
+def reduced_np(image: np.ndarray, matrices: np.ndarray, size: int = CROP) -> tuple[np.ndarray, np.ndarray]:
+    """``reduced`` in numpy and OpenCV: image (H, W, 3), any dtype; returns the part the crops
+    sample (with a margin), area-reduced by the same whole factor, as float32, and the matrices
+    adjusted to it. Only that part is converted to float, also when nothing is reduced."""
+    import cv2
+
+    matrices = np.asarray(matrices, np.float64)
+    scale = np.sqrt(np.abs(np.linalg.det(matrices[..., :2, :2]))).max()
+    f = int(max(1, np.floor(1.0 / max(scale, 1e-6))))
+    f = min(f, *image.shape[:2])
+    h, w = image.shape[0] // f, image.shape[1] // f
+    corners = np.array([[-0.5, -0.5, 1.0], [size - 0.5, -0.5, 1.0], [-0.5, size - 0.5, 1.0],
+                        [size - 0.5, size - 0.5, 1.0]])
+    seen = corners @ np.linalg.inv(matrices).swapaxes(-1, -2)
+    lo = (seen[..., :2].reshape(-1, 2).min(0) - (f - 1) / 2) / f
+    hi = (seen[..., :2].reshape(-1, 2).max(0) - (f - 1) / 2) / f
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in lo)
+    x1, y1 = min(w, int(np.ceil(hi[0])) + 3), min(h, int(np.ceil(hi[1])) + 3)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        x0, y0, x1, y1 = 0, 0, w, h
+    part = image[y0 * f:y1 * f, x0 * f:x1 * f].astype(np.float32)
+    if f > 1:
+        part = cv2.resize(part, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    up = np.array([[f, 0, f * x0 + (f - 1) / 2], [0, f, f * y0 + (f - 1) / 2], [0, 0, 1.0]])
+    return part, matrices @ up
+
+
+def onet_landmarks_np(onet, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``onet_landmarks`` with ``cv_nets``' O-Net: (M, 3, 48, 48) float32 crops."""
+    _, pts, prob = onet.run((crops - np.float32(127.5)) * np.float32(_NORM))
+    pts = np.stack([pts[:, :5], pts[:, 5:]], -1).astype(np.float64) * CROP
+    return pts, prob[:, 1].astype(np.float64)
+
+
 def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
     """(N, A, 5, 2) estimates (NaN = a variant that saw no face) -> (N, 5, 2): per landmark, the
     mean of the estimates within max(2 x their median distance, 2 % of the IOD) of the median
@@ -198,6 +251,7 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
     where O-Net no longer sees a face in the canonical crop (probability < 0.5 on every variant)
     keep their landmarks, and so do faces whose eyes would move more than ``max_shift``."""
     variants = settings.variants()
+    on_cpu = is_cv_net(onet)  # numpy images and OpenCV's O-Net; else torch tensors and torch's
     mirrored = variants[:, 3] > 0
     owner = np.concatenate([np.full(len(lm), i) for i, lm in enumerate(landmarks)]).astype(int) \
         if landmarks else np.zeros(0, int)
@@ -214,16 +268,26 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
         crops = []
         for i in np.unique(owner[idx]):
             sel = owner[idx] == i
-            img, m = reduced(images[i], mats[sel].reshape(-1, 3, 3))
-            crops.append((sel, warp_crops(img, m, oversample=oversample_for(m))))
-        import torch
-
-        like = crops[0][1]
-        batch = torch.empty((len(idx) * len(variants), 3, CROP, CROP), dtype=like.dtype, device=like.device)
+            if on_cpu:
+                img, m = reduced_np(images[i], mats[sel].reshape(-1, 3, 3))
+                crops.append((sel, warp_crops_np(img, m, oversample=oversample_for(m))))
+            else:
+                img, m = reduced(images[i], mats[sel].reshape(-1, 3, 3))
+                crops.append((sel, warp_crops(img, m, oversample=oversample_for(m))))
         order = np.arange(len(idx) * len(variants)).reshape(len(idx), len(variants))
-        for sel, c in crops:
-            batch[torch.as_tensor(order[sel].ravel(), device=batch.device)] = c
-        pts, prob = onet_landmarks(onet, batch)
+        if on_cpu:
+            batch = np.empty((len(idx) * len(variants), 3, CROP, CROP), np.float32)
+            for sel, c in crops:
+                batch[order[sel].ravel()] = c
+            pts, prob = onet_landmarks_np(onet, batch)
+        else:
+            import torch
+
+            like = crops[0][1]
+            batch = torch.empty((len(idx) * len(variants), 3, CROP, CROP), dtype=like.dtype, device=like.device)
+            for sel, c in crops:
+                batch[torch.as_tensor(order[sel].ravel(), device=batch.device)] = c
+            pts, prob = onet_landmarks(onet, batch)
         pts = pts.reshape(len(idx), len(variants), 5, 2)
         prob = prob.reshape(len(idx), len(variants))
         back = _map_back(pts, mats, mirrored)
@@ -266,10 +330,14 @@ def second_pass(onet, photos: list, detections: list[FaceDetection], settings: L
     return _second_pass(onet, photos, detections, settings, device)
 
 
+def is_cv_net(net) -> bool:
+    """Whether ``net`` is OpenCV's (``cv_nets.CvNet``: numpy in and out) rather than a torch module."""
+    return hasattr(net, "run") and hasattr(net, "outputs")
+
+
 def _second_pass(onet, photos: list, detections: list[FaceDetection], settings: LandmarkSettings,
                  device) -> list[np.ndarray]:
-    import torch
-
+    on_cpu = is_cv_net(onet)
     images, lms, chosen = [], [], []
     for photo, det in zip(photos, detections):
         sx, sy = photo.scale_xy
@@ -277,8 +345,14 @@ def _second_pass(onet, photos: list, detections: list[FaceDetection], settings: 
         lm = np.array([f.landmarks for f in det.faces[:n]], np.float64).reshape(-1, 5, 2) * (sx, sy)
         chosen.append(n)
         lms.append(lm)
-        images.append(torch.from_numpy(np.array(photo.image)).to(device).permute(2, 0, 1).float()
-                      if n else None)
+        if not n:
+            images.append(None)
+        elif on_cpu:  # the 8-bit pixels: only the part the crops see becomes float (``reduced_np``)
+            images.append(np.asarray(photo.image))
+        else:
+            import torch
+
+            images.append(torch.from_numpy(np.array(photo.image)).to(device).permute(2, 0, 1).float())
     refined = refine_landmarks(onet, images, lms, settings) if settings.rounds > 0 and sum(chosen) else lms
     out = []
     for photo, det, lm, n in zip(photos, detections, refined, chosen):

@@ -17,26 +17,10 @@ import numpy as np
 import torch
 from torch.nn.functional import interpolate
 
-from .mtcnn_nets import batched_nms, nms_min
+from .mtcnn_common import nms_min, pnet_out as _pnet_out, pyramid  # noqa: F401
+from .mtcnn_nets import batched_nms
 
 _NORM = 0.0078125  # facenet's (x - 127.5) / 128
-
-
-def pyramid(short_side: int, min_face_size: float, factor: float) -> list[float]:
-    """facenet's scales, computed the same way (so the floats are identical)."""
-    m = 12.0 / min_face_size
-    minl = short_side * m
-    scales, s = [], m
-    while minl >= 12:
-        scales.append(s)
-        s *= factor
-        minl *= factor
-    return scales
-
-
-def _pnet_out(n: int) -> int:
-    """P-Net's output length for an input of length n (3x3 conv, 2x2 ceil pool, 3x3, 3x3)."""
-    return -(-(n - 2) // 2) - 4
 
 
 def _bins(start: torch.Tensor, stop: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor]:

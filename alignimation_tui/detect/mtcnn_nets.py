@@ -11,30 +11,13 @@ library cannot be found, torchvision is imported as usual.
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-FACTOR = 0.709  # facenet-pytorch's pyramid factor
-
-
-def _package_dir(name: str) -> Path | None:
-    """Where an installed package lives, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def weights_dir() -> Path | None:
-    """facenet-pytorch's folder of MTCNN weights; None when it is not installed."""
-    folder = _package_dir("facenet_pytorch")
-    if folder is None or not (folder / "data" / "pnet.pt").is_file():
-        return None
-    return folder / "data"
+from .mtcnn_common import FACTOR, nms_min, package_dir as _package_dir, weights_dir  # noqa: F401
 
 
 class PNet(nn.Module):
@@ -183,24 +166,3 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
         return keep[scores[keep].sort(descending=True)[1]]
     offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
     return _nms(boxes + offsets[:, None], scores, iou_threshold)
-
-
-def nms_min(boxes, scores, threshold: float):
-    """facenet-pytorch's ``nms_numpy(..., "Min")``: overlap as intersection over the smaller box
-    (pixel-inclusive areas); indices kept, most probable first."""
-    import numpy as np
-
-    if boxes.size == 0:
-        return np.empty((0,), np.int64)
-    x1, y1, x2, y2 = (boxes[:, k].copy() for k in range(4))
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores)
-    pick = []
-    while order.size > 0:
-        i = order[-1]
-        pick.append(i)
-        rest = order[0:-1]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        order = rest[np.where(w * h / np.minimum(area[i], area[rest]) <= threshold)]
-    return np.asarray(pick, np.int64)

@@ -107,7 +107,7 @@ class Mode(ABC):
     default_size: ClassVar[str] = "square"  # render.size = "auto": a preset of ``framing.SIZE_PRESETS`` or "photos"
     config_sections: ClassVar[dict[str, type]] = {}  # this mode's own config sections: name -> dataclass
     required_models: ClassVar[tuple] = ()  # ``models.ModelFile``s a run cannot do without
-    preload_modules: ClassVar[tuple[str, ...]] = ()  # heavy imports detection needs (see ``models.preload``)
+    detection_modules: ClassVar[tuple[str, ...]] = ()  # heavy imports detection needs (see ``preload_modules``)
     keeps_neutral: ClassVar[bool] = False  # the colour match keeps near-grey pixels grey (``colour``)
     names_itself: ClassVar[bool] = True  # the status bar names the mode (face mode, the classic, does not)
 
@@ -260,6 +260,12 @@ class Mode(ABC):
         return reg.RefineSettings(rc.sigma, rc.work_size, rc.iterations, batch_size=rc.batch_size) \
             if rc.refine else None
 
+    @property
+    def preload_modules(self) -> tuple[str, ...]:
+        """What ``models.preload`` imports before detection: the mode's detection modules, and
+        kornia (torch) only when the registration's refinement is on."""
+        return tuple(self.detection_modules) + (("kornia.geometry",) if self.refine_settings() is not None else ())
+
     @staticmethod
     def make_transform(matrix: np.ndarray, canvas: tuple[int, int], residual: float) -> Transform:
         return Transform(tuple(tuple(float(v) for v in row) for row in matrix), tuple(canvas), float(residual))
@@ -314,12 +320,14 @@ class Mode(ABC):
             src = np.stack([np.asarray(r.subject.points, np.float64) for r in todo])
             sizes = np.array([[r.detection.width, r.detection.height] for r in todo], np.float64)
             ref_box = p.results[ref.hash].subject.box
-            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH).
-            with torch_threads(1) if p.device == "cpu" else nullcontext():
+            # On a CPU the refinement's many small ops run fastest on one thread (see face.AUTO_BATCH);
+            # the closed form alone needs no torch.
+            refine = self.refine_settings()
+            with torch_threads(1) if p.device == "cpu" and refine is not None else nullcontext():
                 matrices, _, _ = reg.register_frames(
                     src, np.tile(weights, (len(todo), 1)), sizes, ref.landmarks, weights, ref.canvas, ref.scale,
                     boxes=np.array([r.subject.box for r in todo]), ref_box=np.asarray(ref_box),
-                    settings=self.refine_settings(), device=p.device)
+                    settings=refine, device=p.device)
             residuals = reg.residual_pct(matrices, src, ref.landmarks * ref.scale, ref.canvas[1])
             for r, m, res in zip(todo, matrices, residuals):
                 r.transform = self.make_transform(m, ref.canvas, res)

@@ -102,7 +102,7 @@ class BodyMode(Mode):
     keeps_neutral = True  # a body video is mostly wall: a white wall stays white
     default_size = "photos"  # the reference photo's shape: portrait photos give a portrait video
     config_sections = {"body": BodyConfig}
-    preload_modules = ("ai_edge_litert.interpreter",)
+    detection_modules = ("ai_edge_litert.interpreter",)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)

@@ -37,7 +37,6 @@ class FaceMode(Mode):
     subject_word = "face"
     default_size = "square"
     names_itself = False  # its status bar has said "cpu · MTCNN + identity" since before there were modes
-    preload_modules = ("alignimation_tui.detect.mtcnn_batch",)  # torch (facenet-pytorch is not imported)
 
     def __init__(self, context: ModeContext):
         super().__init__(context)
@@ -167,6 +166,13 @@ class FaceMode(Mode):
             self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
         return self._embedder
 
+    @property
+    def detection_modules(self) -> tuple[str, ...]:
+        """numpy and OpenCV on a CPU; torch on a GPU (facenet-pytorch itself is never imported)."""
+        if str(self.ctx.device).startswith("cpu"):
+            return ("alignimation_tui.detect.mtcnn_cpu", "alignimation_tui.detect.cv_nets")
+        return ("alignimation_tui.detect.mtcnn_batch",)
+
     def warm_up(self) -> None:
         self.detector()  # loading the weights is unpickling: it holds the interpreter lock
 
@@ -241,11 +247,10 @@ class FaceMode(Mode):
         settings = self.landmark_settings
         refined = [None] * len(batch)
         if settings.rounds > 0 and batch:
-            on_cpu = p.device == "cpu"
-            workers = self.detector().workers if on_cpu else 1
-            with p.timed("landmarks"), face_mod.torch_threads(1) if on_cpu else nullcontext():
-                refined = landmarks_mod.second_pass(self.detector().mtcnn.onet, [ph for _, ph in batch], raws,
-                                                    settings, p.device, workers=workers)
+            detector = self.detector()
+            with p.timed("landmarks"), detector.threads_per_worker() if detector.workers > 1 else nullcontext():
+                refined = landmarks_mod.second_pass(detector.mtcnn.onet, [ph for _, ph in batch], raws,
+                                                    settings, p.device, workers=detector.workers)
         for (r, _), raw, lm in zip(batch, raws, refined):
             if r.frame.hash in fresh:
                 p.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", raw.to_json())

@@ -12,7 +12,6 @@ from PIL import Image
 from alignimation_tui.config import Config
 from alignimation_tui.detect.face import FaceDetector, torch_threads
 from alignimation_tui.domain import FrameStatus
-from alignimation_tui.models import load_face_detector
 from alignimation_tui.photos import PhotoError, decode_ahead, open_photo
 from tests.conftest import astronaut, save_with_date
 from tests.unit.test_photos import STORED
@@ -55,11 +54,19 @@ def test_slack_never_undershoots_more_than_asked(tmp_path):
     assert max(open_photo(path, max_side=4000, slack=0.05).image.size) == W  # never enlarged
 
 
+def torch_mtcnn():
+    """The torch MTCNN (a GPU's), run here on the CPU: ``load_face_detector("cpu")`` gives OpenCV's."""
+    from alignimation_tui.detect.mtcnn_common import weights_dir
+    from alignimation_tui.detect.mtcnn_nets import load_mtcnn
+
+    d = Config().detect
+    return load_mtcnn(weights_dir(), "cpu", d.min_face_size, d.thresholds)
+
+
 @pytest.fixture(scope="module")
 def mtcnn():
-    d = Config().detect
     with torch_threads(1):  # small images: one thread is fastest, and immune to a busy machine
-        yield load_face_detector("cpu", d.min_face_size, d.thresholds)
+        yield torch_mtcnn()
 
 
 @functools.cache
@@ -204,13 +211,12 @@ def test_networks_are_facenets_without_importing_it():
 
     import torch
 
-    code = ("import sys; from alignimation_tui.models import load_face_detector; m = load_face_detector('cpu', 20, "
-            "[0.6, 0.7, 0.7]); from alignimation_tui.detect import mtcnn_batch; "
+    code = ("import sys; from alignimation_tui.detect.mtcnn_nets import load_mtcnn, weights_dir; "
+            "m = load_mtcnn(weights_dir(), 'cpu', 20, [0.6, 0.7, 0.7]); from alignimation_tui.detect import mtcnn_batch; "
             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('facenet_pytorch', 'torchvision', 'cv2')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
-    d = Config().detect
-    ours, theirs = load_face_detector("cpu", d.min_face_size, d.thresholds), facenet_mtcnn()
+    ours, theirs = torch_mtcnn(), facenet_mtcnn()
     g = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for name, shape in (("pnet", (2, 3, 37, 53)), ("rnet", (5, 3, 24, 24)), ("onet", (5, 3, 48, 48))):
@@ -262,10 +268,8 @@ def test_detection_with_the_pixels_equals_without(tmp_path):
     import torch
 
     from alignimation_tui.detect.mtcnn_batch import detect_batch
-    from alignimation_tui.models import load_face_detector
 
-    d = Config().detect
-    mtcnn = load_face_detector("cpu", d.min_face_size, d.thresholds)
+    mtcnn = torch_mtcnn()
     photos = [np.asarray(Image.fromarray(astronaut()).resize(size).rotate(angle, fillcolor=(90, 90, 90)))
               for size, angle in (((512, 512), 0), ((400, 300), 10), ((260, 380), -15))]
     sizes = np.array([(p.shape[1], p.shape[0]) for p in photos])

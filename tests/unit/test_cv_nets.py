@@ -1,0 +1,135 @@
+"""The CPU's networks in OpenCV (``cv_nets``, ``mtcnn_cpu``, the numpy second pass): the same
+weights read without torch, the same outputs as the torch modules (a GPU's), the same faces and
+landmarks on real photos; and a face folder on a CPU never imports torch."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alignimation_tui.config import Config
+from alignimation_tui.detect import landmarks as L
+from alignimation_tui.detect.cv_nets import CvFaceNet, load_cv_mtcnn, read_state_dict
+from alignimation_tui.detect.face import FaceDetector
+from alignimation_tui.detect.mtcnn_common import weights_dir
+from alignimation_tui.detect.onnx_graph import _varint
+from alignimation_tui.photos import open_photo
+
+
+@pytest.fixture(scope="module")
+def nets():
+    import torch
+
+    from alignimation_tui.detect.mtcnn_nets import load_mtcnn
+
+    d = Config().detect
+    torch.set_num_threads(1)
+    return (load_mtcnn(weights_dir(), "cpu", d.min_face_size, d.thresholds),
+            load_cv_mtcnn(weights_dir(), d.min_face_size, d.thresholds))
+
+
+def test_varints_are_protobufs():
+    assert _varint(0) == b"\x00" and _varint(1) == b"\x01" and _varint(300) == b"\xac\x02"
+    assert _varint(-1) == b"\xff" * 9 + b"\x01"  # an int64's two's complement, ten bytes
+
+
+@pytest.mark.parametrize("name", ["pnet", "rnet", "onet"])
+def test_weights_read_without_torch_are_torchs(name):
+    import torch
+
+    ours = read_state_dict(weights_dir() / f"{name}.pt")
+    theirs = torch.load(weights_dir() / f"{name}.pt", weights_only=True)
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        assert ours[key].dtype == np.float32 and np.array_equal(ours[key], value.numpy()), key
+
+
+@pytest.mark.parametrize("name,shape", [("pnet", (2, 3, 41, 67)), ("rnet", (7, 3, 24, 24)), ("onet", (5, 3, 48, 48))])
+def test_opencv_networks_give_torchs_outputs(nets, name, shape):
+    import torch
+
+    torch_nets, cv = nets
+    x = np.random.default_rng(len(shape)).uniform(-1, 1, shape).astype(np.float32)
+    with torch.inference_mode():
+        want = getattr(torch_nets, name)(torch.from_numpy(x))
+    got = getattr(cv, name).run(x)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_allclose(a, b.numpy(), atol=2e-5)
+
+
+def test_opencv_face_descriptor_gives_torchs(samples):
+    """dlib's network from the .dat in OpenCV (input normalisation folded into the first
+    convolution, dlib's zero-padded residual sums as Pads) against the torch port, on real chips."""
+    from alignimation_tui.detect.dlib_dat import face_chip
+    from alignimation_tui.detect.dlib_resnet import DlibFaceNet
+
+    detector = FaceDetector(load_cv_mtcnn(weights_dir(), 20, (0.6, 0.7, 0.7)), batch_size=1, workers=1)
+    chips = []
+    for path in sorted((samples / "faces_serena").glob("*.jpg"))[:6]:
+        photo = open_photo(path, max_side=1024)
+        det = detector.detect([photo])[0]
+        rgb = np.asarray(photo.image)
+        chips += [face_chip(rgb, np.asarray(f.landmarks) * photo.scale_xy) for f in det.faces[:2]]
+    chips = np.stack(chips)
+    want = DlibFaceNet.from_file().embed(chips)
+    got = CvFaceNet.from_file().embed(chips)
+    assert got.shape == want.shape == (len(chips), 128)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(want).max() > 0.1  # descriptors, not zeros
+
+
+@pytest.mark.parametrize("folder", ["faces_jerry", "faces_tony"])
+def test_opencv_detector_finds_torchs_faces_on_real_photos(samples, nets, folder):
+    """Every face, box, probability and landmark the torch MTCNN finds, found by the numpy/OpenCV
+    one too, photo by photo (all sizes; the group photos among them)."""
+    torch_nets, cv = nets
+    photos = [open_photo(p, max_side=1024) for p in sorted((samples / folder).glob("*.jpg"))]
+    want = FaceDetector(torch_nets, batch_size=1, workers=1).detect(photos)
+    got = FaceDetector(cv, batch_size=2, workers=2).detect(photos)
+    assert sum(len(d.faces) for d in want) >= len(photos)
+    for a, b in zip(want, got):
+        assert len(a.faces) == len(b.faces)
+        for fa, fb in zip(a.faces, b.faces):
+            np.testing.assert_allclose(fb.box, fa.box, atol=0.01)
+            np.testing.assert_allclose(fb.landmarks, fa.landmarks, atol=0.01)
+            assert abs(fa.prob - fb.prob) < 1e-4
+
+
+def test_opencv_second_pass_gives_torchs_landmarks(samples, nets):
+    torch_nets, cv = nets
+    photos = [open_photo(p, max_side=1024) for p in sorted((samples / "faces_serena").glob("*.jpg"))[:12]]
+    dets = FaceDetector(cv, batch_size=1, workers=1).detect(photos)
+    settings = L.LandmarkSettings()
+    want = L.second_pass(torch_nets.onet, photos, dets, settings, "cpu")
+    got = L.second_pass(cv.onet, photos, dets, settings, "cpu", workers=2)
+    moved = 0.0
+    for det, a, b in zip(dets, want, got):
+        assert a.shape == b.shape
+        if len(a):
+            iod = np.linalg.norm(a[0, 1] - a[0, 0])
+            assert np.abs(a - b).max() < 0.002 * iod
+            moved = max(moved, np.abs(a - np.array([f.landmarks for f in det.faces])).max() / iod)
+    assert moved > 0.005  # the pass did move landmarks
+
+
+def test_a_face_folder_on_a_cpu_never_imports_torch(samples, tmp_path):
+    """A cold ``--once`` on a face folder (identity on) with no GPU in sight runs without torch,
+    kornia or facenet-pytorch: their import alone cost a small folder more than its detection."""
+    code = ("import sys, runpy; sys.argv = ['alignimation-tui', sys.argv[1], '--once', '--out', sys.argv[2]]\n"
+            "try:\n    runpy.run_module('alignimation_tui', run_name='__main__')\n"
+            "except SystemExit as e:\n    code = e.code\n"
+            "print('LOADED', sorted(k for k in sys.modules if k.split('.')[0] in "
+            "('torch', 'kornia', 'facenet_pytorch', 'torchvision')))\n")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in sorted((samples / "faces_jerry").glob("*.jpg"))[:4]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    out = subprocess.run([sys.executable, "-c", code, str(folder), str(tmp_path / "out.mp4")], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / "out.mp4").stat().st_size > 0
