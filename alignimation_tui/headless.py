@@ -10,6 +10,7 @@ ends with one line and exit 1; the previous output stays."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -175,11 +176,49 @@ def no_photos_line(folder: Path) -> str:
     return f"no photos in {folder} (looked for {', '.join(suffixes)})"
 
 
-def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: int, seconds: float) -> None:
+def since_process_start() -> float | None:
+    """Seconds since this process started (Linux: its start time in /proc, 10 ms steps), so the
+    time line counts Python's start and the imports too; None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+# The stages the time line names, in the order a run meets them; each is timed on the run's own
+# thread, so with the start they add up to the run (decoding runs beside them, on its threads:
+# what the run waited for it is "waiting for photos").
+_TIME_LINE = (("mode", "choosing the mode"), ("scan", "scan"), ("models", "models"),
+              ("decode_wait", "waiting for photos"), ("detect", "detection"), ("landmarks", "landmarks"),
+              ("embed", "identity"), ("quality borders colour", "measures"), ("select register", "registration"),
+              ("render", "render"))
+
+
+def time_line(pipeline: Pipeline, started: float | None, total: float | None) -> str | None:
+    """Where a run's time went: "time: 1.4 s — start 0.35, choosing the mode 0.10, ...". ``started``:
+    seconds from the process's start to the run's; ``total``: to its end. Stages under 5 ms are not named."""
+    if total is None:
+        return None
+    parts = [f"start {started:.2f}"] if started is not None else []
+    stages = pipeline.stage_seconds
+    for keys, label in _TIME_LINE:
+        seconds = sum(stages.get(k, 0.0) for k in keys.split())
+        if seconds >= 0.005:
+            parts.append(f"{label} {seconds:.2f}")
+    return f"time: {total:.2f} s since the process started — " + ", ".join(parts)
+
+
+def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: int, seconds: float,
+             started: float | None = None) -> None:
     results = list(pipeline.results.values())
     counts = Counter(r.status.value for r in results)
     console.print(f"{printable(str(pipeline.folder))} — {len(results)} photos in {seconds:.1f} s",
                   soft_wrap=True, markup=False, highlight=False)  # its own line: a table title wraps
+    line = time_line(pipeline, started, since_process_start())
+    if line is not None:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(f"mode: {pipeline.mode_label}", soft_wrap=True, markup=False, highlight=False)
     table = Table()
     for col in ("status", "photos"):
@@ -227,11 +266,12 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
     """``render_only``: no detection, no registration; photos with nothing stored are named and left
     out, and when nothing at all is stored the run exits 2 saying so."""
     pipeline = None
+    started = since_process_start()
     try:
         with sigterm_as_interrupt():
             pipeline = Pipeline(folder, config)
             try:
-                return _run(pipeline, config, out, frames_dir, as_json, render_only)
+                return _run(pipeline, config, out, frames_dir, as_json, render_only, started)
             finally:
                 pipeline.close()
     except KeyboardInterrupt as exc:
@@ -240,7 +280,7 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
 
 
 def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path | None,
-         as_json: bool, render_only: bool) -> int:
+         as_json: bool, render_only: bool, process_started: float | None = None) -> int:
     console = _console()
     started = time.perf_counter()
     out = out or pipeline.default_output()
@@ -301,7 +341,7 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
     if failed is not None:
         say(f"alignimation-tui: cannot render: {failed}")
         return EXIT_RENDER_FAILED
-    _summary(console, pipeline, out, written, time.perf_counter() - started)
+    _summary(console, pipeline, out, written, time.perf_counter() - started, process_started)
     if not written:
         console.print(f"[red]nothing could be aligned[/]: no photo has a usable {pipeline.mode.subject_word}")
         return EXIT_NOTHING_ALIGNED

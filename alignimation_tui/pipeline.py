@@ -74,22 +74,23 @@ class Pipeline:
         self.framing: Framing | None = None  # set with the reference (see ``register``)
         self.notices: list[str] = list(self.store.warnings)
         self.store.on_warning = self.notices.append  # a cache rebuilt while running
+        # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
+        # detector waited for a decoded photo), for benchmarks, profiling and ``--once``'s time line.
+        self.stage_seconds: dict[str, float] = {}
+        self._stage_lock = threading.Lock()
         self.mode_choice: ModeChoice | None = None  # how ``mode = "auto"`` chose (None: chosen by the user)
         if config.mode == "auto":
-            try:
-                photos = list_photos(self.folder)
-            except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
-                photos = []
-            self.mode_choice = choose_mode(self.store, photos, config.scan.max_pixels)
+            with self.timed("mode"):
+                try:
+                    photos = list_photos(self.folder)
+                except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
+                    photos = []
+                self.mode_choice = choose_mode(self.store, photos, config.scan.max_pixels, self._find_faces)
             self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
         self._reference_names: dict[str, str] = {}  # the reference's file name, said when it goes
         self._reference_gone: tuple[str, str] | None = None  # (its name, "deleted" | "changed")
-        # Seconds spent per stage (decode: summed over the decode threads; decode_wait: time the
-        # detector waited for a decoded photo), for benchmarks and profiling.
-        self.stage_seconds: dict[str, float] = {}
-        self._stage_lock = threading.Lock()
 
     def add_seconds(self, stage: str, seconds: float) -> None:
         with self._stage_lock:
@@ -110,6 +111,16 @@ class Pipeline:
             if item is _END:
                 return
             yield item
+
+    def _find_faces(self, photo):
+        """MTCNN on one decoded photo, for ``mode = "auto"``'s look at the folder (the same networks
+        face mode then detects with: ``models.load_face_detector`` keeps them)."""
+        from .detect.face import FaceDetector
+        from .models import load_face_detector
+
+        d = self.config.detect
+        detector = FaceDetector(load_face_detector(self.device, d.min_face_size, d.thresholds), batch_size=1, workers=1)
+        return detector.detect([photo])[0]
 
     # models, loaded on first use ---------------------------------------------------------------
     @property
@@ -139,7 +150,7 @@ class Pipeline:
         """Load the detection models now rather than on the first photo (importing torch and
         unpickling the weights, with the garbage collector paused: nothing there is garbage), then
         put them out of the collector's sight: they live as long as the process."""
-        with collector_paused():
+        with collector_paused(), self.timed("models"):
             self.mode.warm_up()
         freeze_long_lived()
 

@@ -30,41 +30,76 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _int(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(int(value))
+class _Message:
+    """A protobuf message as the pieces of its encoding and their total length: nesting a message
+    adds its key and length in front, and the model's bytes are joined once at the end (the
+    weights, 22 MB for dlib's network, are copied once, not once per level of nesting)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self):
+        self.parts: list = []
+        self.size = 0
+
+    def _add(self, piece) -> "_Message":
+        self.parts.append(piece)
+        self.size += len(piece)
+        return self
+
+    def int(self, field: int, value: int) -> "_Message":
+        return self._add(_varint(field << 3) + _varint(int(value)))
+
+    def float(self, field: int, value: float) -> "_Message":
+        return self._add(_varint(field << 3 | 5) + struct.pack("<f", value))
+
+    def bytes(self, field: int, value) -> "_Message":
+        """``value``: bytes, or a contiguous array's bytes as a memoryview (not copied here)."""
+        self._add(_varint(field << 3 | 2) + _varint(len(value)))
+        return self._add(value)
+
+    def str(self, field: int, value: str) -> "_Message":
+        return self.bytes(field, value.encode())
+
+    def message(self, field: int, value: "_Message") -> "_Message":
+        self._add(_varint(field << 3 | 2) + _varint(value.size))
+        self.parts.extend(value.parts)
+        self.size += value.size
+        return self
+
+    def encode(self) -> bytes:
+        return b"".join(self.parts)
 
 
-def _bytes(field: int, value: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(value)) + value
-
-
-def _str(field: int, value: str) -> bytes:
-    return _bytes(field, value.encode())
-
-
-def _attribute(name: str, value) -> bytes:
-    out = _str(1, name)
+def _attribute(name: str, value) -> _Message:
+    out = _Message().str(1, name)
     if isinstance(value, float):
-        return out + _int(20, _ATTR_FLOAT) + _varint(2 << 3 | 5) + struct.pack("<f", value)
+        return out.int(20, _ATTR_FLOAT).float(2, value)
     if isinstance(value, (list, tuple)):
-        return out + _int(20, _ATTR_INTS) + b"".join(_int(8, v) for v in value)
-    return out + _int(20, _ATTR_INT) + _int(3, value)
+        out.int(20, _ATTR_INTS)
+        for v in value:
+            out.int(8, v)
+        return out
+    return out.int(20, _ATTR_INT).int(3, value)
 
 
-def _tensor(name: str, array: np.ndarray) -> bytes:
+def _tensor(name: str, array: np.ndarray) -> _Message:
     array = np.asarray(array)
     if array.dtype.kind in "iu":
         array, dtype = array.astype("<i8"), _INT64
     else:
         array, dtype = array.astype("<f4"), _FLOAT
-    dims = b"".join(_int(1, d) for d in array.shape)
-    return dims + _int(2, dtype) + _str(8, name) + _bytes(9, np.ascontiguousarray(array).tobytes())
+    out = _Message()
+    for d in array.shape:
+        out.int(1, d)
+    return out.int(2, dtype).str(8, name).bytes(9, memoryview(np.ascontiguousarray(array)).cast("B"))
 
 
-def _value_info(name: str, shape) -> bytes:
-    dims = b"".join(_bytes(1, _str(2, d) if isinstance(d, str) else _int(1, d)) for d in shape)
-    tensor_type = _int(1, _FLOAT) + _bytes(2, dims)
-    return _str(1, name) + _bytes(2, _bytes(1, tensor_type))
+def _value_info(name: str, shape) -> _Message:
+    dims = _Message()
+    for d in shape:
+        dims.message(1, _Message().str(2, d) if isinstance(d, str) else _Message().int(1, d))
+    tensor_type = _Message().int(1, _FLOAT).message(2, dims)
+    return _Message().str(1, name).message(2, _Message().message(1, tensor_type))
 
 
 class Graph:
@@ -76,35 +111,35 @@ class Graph:
 
     def __init__(self, name: str):
         self.name = name
-        self._nodes: list[bytes] = []
-        self._inits: list[bytes] = []
-        self._inputs: list[bytes] = []
-        self._outputs: list[bytes] = []
+        self._graph = _Message()  # nodes, initializers, inputs and outputs, in any order
         self._count = 0
 
     def input(self, name: str, shape) -> str:
-        self._inputs.append(_value_info(name, shape))
+        self._graph.message(11, _value_info(name, shape))
         return name
 
     def weight(self, name: str, array: np.ndarray) -> str:
-        self._inits.append(_tensor(name, array))
+        self._graph.message(5, _tensor(name, array))
         return name
 
     def node(self, op: str, *inputs: str, name: str | None = None, **attrs) -> str:
         self._count += 1
         out = name or f"{op.lower()}_{self._count}"
-        body = b"".join(_str(1, i) for i in inputs) + _str(2, out) + _str(3, out) + _str(4, op)
-        body += b"".join(_bytes(5, _attribute(k, v)) for k, v in attrs.items())
-        self._nodes.append(body)
+        node = _Message()
+        for i in inputs:
+            node.str(1, i)
+        node.str(2, out).str(3, out).str(4, op)
+        for k, v in attrs.items():
+            node.message(5, _attribute(k, v))
+        self._graph.message(1, node)
         return out
 
     def output(self, name: str, shape) -> None:
-        self._outputs.append(_value_info(name, shape))
+        self._graph.message(12, _value_info(name, shape))
 
     def to_bytes(self, opset: int = 13) -> bytes:
-        graph = (b"".join(_bytes(1, n) for n in self._nodes) + _str(2, self.name)
-                 + b"".join(_bytes(5, t) for t in self._inits)
-                 + b"".join(_bytes(11, i) for i in self._inputs)
-                 + b"".join(_bytes(12, o) for o in self._outputs))
-        opset_id = _str(1, "") + _int(2, opset)
-        return _int(1, 7) + _str(2, "alignimation-tui") + _bytes(7, graph) + _bytes(8, opset_id)
+        graph = _Message()
+        graph.parts, graph.size = list(self._graph.parts), self._graph.size
+        graph.str(2, self.name)
+        model = _Message().int(1, 7).str(2, "alignimation-tui").message(7, graph)
+        return model.message(8, _Message().str(1, "").int(2, opset)).encode()

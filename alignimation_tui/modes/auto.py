@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 SAMPLE = 9  # photos looked at, spread over the folder in name order
 DECODE_SIDE = 512
 BODY_HEIGHTS = 5.5
+CLOSE_UP_MARGIN = 0.85  # ``too_close_for_a_body``: MTCNN's face may be up to 15 % larger than BlazePose's
 STORE_KEY = "mode:auto"
 
 
@@ -66,9 +67,24 @@ def sample(paths: list[Path], n: int = SAMPLE) -> list[Path]:
     return [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
 
 
-def decide(paths: list[Path], max_pixels: int) -> ModeChoice | None:
-    """Look at a sample of ``paths``; None when there is no photo to look at."""
-    from ..detect.blazepose import BlazePose
+def too_close_for_a_body(faces, image_height: int) -> bool:
+    """Whether the largest of MTCNN's ``faces`` (``domain.Face``, in the photo's pixels) is too big
+    for anyone in the photo to stand ``BODY_HEIGHTS`` face heights tall in it: a close-up, known
+    without the pose model. Faces measured as ``shows_body`` does (three eye-to-mouth distances),
+    with a margin for the two models placing the points a little differently."""
+    for face in faces:
+        pts = np.asarray(face.landmarks, np.float64)
+        eyes, mouth = pts[:2].mean(0), pts[3:5].mean(0)
+        if image_height < CLOSE_UP_MARGIN * BODY_HEIGHTS * 3.0 * float(np.linalg.norm(eyes - mouth)):
+            return True
+    return False
+
+
+def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | None:
+    """Look at a sample of ``paths``; None when there is no photo to look at. ``find_faces``: MTCNN
+    on a decoded photo (``detect.face.FaceDetector.detect`` of one), asked first: a photo whose face
+    is too big for a body (``too_close_for_a_body``) needs no pose model; a face folder then never
+    loads it (0.1-0.3 s of a small folder's run)."""
     from ..photos import PhotoError, open_photo
 
     model, looked, bodies = None, 0, 0
@@ -81,9 +97,14 @@ def decide(paths: list[Path], max_pixels: int) -> ModeChoice | None:
         except (PhotoError, OSError) as exc:
             log.info("auto mode: skipped %s: %s", path.name, exc)
             continue
-        model = model or BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
         rgb = photo.array()
         looked += 1
+        if find_faces is not None and too_close_for_a_body(find_faces(photo).faces, photo.height):
+            continue  # (faces and height in the photo's own upright pixels)
+        if model is None:
+            from ..detect.blazepose import BlazePose
+
+            model = BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
         bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
     if not looked:
         return None
@@ -93,12 +114,12 @@ def decide(paths: list[Path], max_pixels: int) -> ModeChoice | None:
                       else f"none of {looked} sampled photos shows a whole body")
 
 
-def choose_mode(store, paths: list[Path], max_pixels: int) -> ModeChoice:
+def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice:
     """The folder's mode: the one kept in ``store``, else decided now (and kept)."""
     kept = store.get_json(STORE_KEY)
     if isinstance(kept, dict) and kept.get("mode") in ("face", "body"):
         return ModeChoice(kept["mode"], str(kept.get("reason", "")))
-    choice = decide(paths, max_pixels)
+    choice = decide(paths, max_pixels, find_faces)
     if choice is None:
         return ModeChoice("face", "no photos yet")
     store.put_json(STORE_KEY, choice.to_json())

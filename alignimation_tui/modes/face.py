@@ -190,7 +190,8 @@ class FaceMode(Mode):
         """Detect faces (and embeddings when identity matching is on)."""
         p = self.ctx
         d = p.config.detect
-        detector, embedder = self.detector(), self.embedder()
+        with p.timed("models"):
+            detector, embedder = self.detector(), self.embedder()
         batch_size = detector.per_call
 
         def decode(r: FrameResult):

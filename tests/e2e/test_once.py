@@ -1,5 +1,6 @@
 """End to end: `alignimation-tui DIR --once` with real MTCNN on warped copies of a real photo."""
 import json
+import re
 from datetime import datetime, timedelta
 
 import imageio.v2 as imageio
@@ -55,6 +56,10 @@ def test_once_end_to_end(folder, tmp_path, capsys, count_detections):
     assert by_name["broken.jpg"]["status"] == "failed" and "not an image" in by_name["broken.jpg"]["error"]
     assert by_name["wall.jpg"]["status"] == "no_subject" and by_name["wall.jpg"]["error"] == "no face found"
     assert "identity matching is off" not in err  # the face descriptor ships with the install
+    # where the time went, in one plain line: each stage the run met, named with its seconds
+    line = next(ln for ln in err.splitlines() if ln.startswith("time: "))
+    assert re.search(r"since the process started — start [\d.]+, .*models [\d.]+, .*detection [\d.]+, "
+                     r"landmarks [\d.]+, identity [\d.]+, .*render [\d.]+$", line), line
     assert all(r["identity_distance"] < 0.6 for r in rows if r["status"] == "aligned")  # one person
 
     # The recovered transforms undo the warps: every face point lands where the reference's does.

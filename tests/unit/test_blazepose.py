@@ -117,6 +117,38 @@ def test_auto_mode_sends_bodies_to_body_and_faces_to_face(samples):
         assert "sampled photos" in choice.reason
 
 
+def test_auto_mode_knows_a_close_up_by_its_face_without_the_pose_model(samples, monkeypatch):
+    """With MTCNN asked first, a folder of close-ups is face mode without BlazePose ever loading;
+    whole bodies, whose faces are small, still go to the pose model and to body mode."""
+    from alignimation_tui.detect import blazepose
+    from alignimation_tui.detect.face import FaceDetector
+    from alignimation_tui.modes.auto import too_close_for_a_body
+    from alignimation_tui.models import load_face_detector
+
+    detector = FaceDetector(load_face_detector("cpu", 40, (0.6, 0.7, 0.7)), batch_size=1, workers=1)
+    asked = []
+
+    def find_faces(photo):
+        asked.append(photo)
+        return detector.detect([photo])[0]
+
+    for folder in ("body_standing", "body_other"):
+        choice = decide(sorted((samples / folder).iterdir()), 120_000_000, find_faces)
+        assert choice.mode == "body", (folder, choice)
+    monkeypatch.setattr(blazepose, "BlazePose", lambda *a, **k: pytest.fail("the pose model was loaded"))
+    for folder in ("faces_jerry", "faces_tony"):
+        asked.clear()
+        choice = decide(sorted((samples / folder).iterdir()), 120_000_000, find_faces)
+        assert choice.mode == "face" and len(asked) >= 5, (folder, choice)
+    # the rule itself: a face whose 5.5 heights (3 eye-to-mouth distances each) fit in the photo
+    # does not decide; one that cannot fit does
+    from alignimation_tui.domain import Face
+
+    face = Face((0, 0, 40, 40), 0.99, ((10, 10), (30, 10), (20, 20), (12, 30), (28, 30)))  # 20 px eyes-mouth
+    assert too_close_for_a_body([face], 250) and not too_close_for_a_body([face], 300)
+    assert not too_close_for_a_body([], 100)
+
+
 def test_sample_spreads_over_the_folder(tmp_path):
     paths = [tmp_path / f"{i:03d}.jpg" for i in range(100)]
     picked = sample(paths, 5)
