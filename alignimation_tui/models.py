@@ -177,18 +177,18 @@ def load_face_detector(device: str, min_face_size: int, thresholds: list):
     """MTCNN's networks with facenet-pytorch's weights, without importing facenet-pytorch: in
     OpenCV on a CPU (no torch import), in torch on a GPU. Loaded once per process and settings
     (``mode = "auto"`` looks with them before face mode detects with them)."""
-    return _load_face_detector(str(device), float(min_face_size), tuple(float(t) for t in thresholds))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_face_detector(device: str, min_face_size: float, thresholds: tuple):
     from .detect.mtcnn_common import weights_dir
 
     folder = weights_dir()
     if folder is None:
         raise ModelError(f"{FACE_DETECTOR.name}: facenet-pytorch, whose package holds the weights, is not "
                          "installed; install facenet-pytorch==2.5.3")
-    if str(device).startswith("cpu"):
+    return _load_face_detector(folder, str(device), float(min_face_size), tuple(float(t) for t in thresholds))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_face_detector(folder: Path, device: str, min_face_size: float, thresholds: tuple):
+    if device.startswith("cpu"):
         from .detect.cv_nets import load_cv_mtcnn
 
         return load_cv_mtcnn(folder, min_face_size, thresholds)

@@ -9,6 +9,7 @@ second pass's landmarks of every face), ``embed:{hash}:{embed_fp}`` (``.npy``),
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
@@ -43,6 +44,7 @@ class FaceMode(Mode):
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
+        self._embedder_loading: Future | None = None  # started by ``warm_up``, taken by ``embedder``
         self._quality_fp: str | None = None
         self._picture_fp: str | None = None
         # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
@@ -162,7 +164,8 @@ class FaceMode(Mode):
     def embedder(self) -> face_mod.FaceEmbedder | None:
         if not self._embedder_checked:
             self._embedder_checked = True
-            model = load_face_embedder(self.ctx.device)
+            loading, self._embedder_loading = self._embedder_loading, None
+            model = loading.result() if loading is not None else load_face_embedder(self.ctx.device)
             self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
         return self._embedder
 
@@ -174,7 +177,13 @@ class FaceMode(Mode):
         return ("alignimation_tui.detect.mtcnn_batch",)
 
     def warm_up(self) -> None:
-        self.detector()  # loading the weights is unpickling: it holds the interpreter lock
+        """The descriptor loads on a thread of its own (reading and parsing 22 MB, mostly outside
+        the interpreter lock) while the detector loads and the first photos are detected."""
+        if not self._embedder_checked and self._embedder_loading is None and self.identity_on:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="load descriptor")
+            self._embedder_loading = pool.submit(load_face_embedder, self.ctx.device)
+            pool.shutdown(wait=False)
+        self.detector()
 
     def status_text(self, device: str) -> str:
         if self.identity_on:
