@@ -1,9 +1,12 @@
 """Faults at the edges, as a user meets them: a file name that is not UTF-8, a full disk under the
 output, a cache or output folder that cannot be written, Ctrl+C / SIGTERM, a cache damaged while
 running. Real MTCNN, real ffmpeg, real files; the faults themselves are real where this machine
-allows it (a file-size limit in a child process, a file where a folder should be, signals) and
-injected as the ``OSError`` the kernel would raise where it does not (ENOSPC, EROFS: we run as
-root here, so a chmod'd folder stays writable)."""
+allows it (a file-size limit in a child process, a file where a folder should be, signals). A real
+full disk and a real read-only file system (a tmpfs in a private mount namespace) under the output,
+the cache and the decisions are in test_real_disk_faults.py; here ENOSPC and EROFS are injected only
+where a real one cannot be had at that point: the GIF's fsync, the sidecar after a complete
+animation, a cache that turns read-only under the running app, an unreadable decisions file (root
+reads anything)."""
 from __future__ import annotations
 
 import base64
@@ -205,26 +208,8 @@ def test_no_space_for_the_animation_or_the_sidecar(folder, tmp_path, capsys, mon
 
 # folders that cannot be written ----------------------------------------------------------------
 
-def test_read_only_cache_folder_injected_erofs(folder, tmp_path, capsys, monkeypatch):
-    """EROFS from mkdir under the cache home (a read-only XDG_CACHE_HOME), injected: runs as root too."""
-    cache_home = Path(os.environ["XDG_CACHE_HOME"])
-    real_mkdir = Path.mkdir
-
-    def read_only(self, *args, **kwargs):
-        if cache_home in (self, *self.parents):
-            raise OSError(errno.EROFS, "Read-only file system", str(self))
-        return real_mkdir(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", read_only)
-    assert main([str(folder), "--once", "--out", str(tmp_path / "o.mp4")]) == 2
-    line = one_line(capsys.readouterr().err)
-    assert line.startswith(f"alignimation-tui: error: cannot create the cache folder {cache_home}/")
-    assert "read-only file system" in line and line.endswith("store.cache_dir")
-    assert not (tmp_path / "o.mp4").exists()
-
-
 @pytest.mark.skipif(os.geteuid() == 0, reason="running as root: a chmod'd folder stays writable for root "
-                    "(the EROFS test above covers the same path)")
+                    "(test_real_disk_faults.py's read-only tmpfs covers the same path)")
 def test_read_only_cache_folder_chmod(folder, tmp_path, capsys):
     cache_home = Path(os.environ["XDG_CACHE_HOME"])
     cache_home.mkdir(parents=True, exist_ok=True)
@@ -272,53 +257,6 @@ def test_unreadable_decisions_file_is_a_folder_error_not_a_reset(folder, tmp_pat
     assert line.startswith(f"alignimation-tui: error: cannot read your decisions in {path.parent}: permission denied")
     assert line.endswith("store.data_dir")
     assert path.read_bytes() == saved and not list(path.parent.glob("*.unreadable.json"))
-
-
-def test_read_only_output_and_frames_folders(folder, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "week.mp4"
-    assert main([str(folder), "--once", "--out", str(out)]) == 0
-    last_week = out.read_bytes()
-    this_week = another_setting(tmp_path)  # else the file is up to date and nothing is written
-
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    with monkeypatch.context() as m:
-        m.setattr(staging.Staged, "file", classmethod(read_only))  # the writer creating its partial file
-        capsys.readouterr()
-        assert main([str(folder), "--once", "--config", str(this_week), "--out", str(out)]) == 2
-        line = one_line(capsys.readouterr().err)
-        assert line == (f"alignimation-tui: error: cannot write the animation into {tmp_path}: read-only file "
-                        "system; make it writable, or choose another folder with render.output (or --out)")
-    with monkeypatch.context() as m:
-        m.setattr(staging.Staged, "folder", classmethod(read_only))
-        frames = tmp_path / "frames"
-        assert main([str(folder), "--once", "--out", str(out), "--frames", str(frames)]) == 2
-        line = one_line(capsys.readouterr().err)
-        assert line.startswith(f"alignimation-tui: error: cannot write the aligned frames into {frames}: ")
-        assert line.endswith("choose another folder with --frames")
-    assert out.read_bytes() == last_week
-    no_partials(tmp_path)
-
-
-async def test_verdict_on_a_read_only_data_folder(folder, monkeypatch):
-    """A verdict that cannot be saved is said on screen, not shown as decided, and the app goes on."""
-    from alignimation_tui import decisions as decisions_mod
-
-    app = AlignimationApp(folder, Config(), watch=False)
-
-    def read_only(*args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    async with app.run_test(size=(150, 40)) as pilot:
-        await until(pilot, lambda: settled(app) and len(app.rows) == N, "every photo processed")
-        monkeypatch.setattr(decisions_mod.tempfile, "mkstemp", read_only)
-        await pilot.press("x")
-        await pilot.pause()
-        assert app.rows[app._selected_hash()].verdict == "auto"  # not saved, so not shown as decided
-        assert any("store.data_dir" in n.message for n in app._notifications)
-        assert app.is_running
-        await pilot.press("q")
 
 
 # Ctrl+C and SIGTERM ------------------------------------------------------------------------------
