@@ -37,7 +37,8 @@ async def test_the_flag_column_takes_what_its_flags_need(template, config, tmp_p
         assert all(r.flag == "" for r in app.rows.values())
         await until(pilot, lambda: scroll_width_follows(app), "the table's width")
         assert flag_width(app) == FLAG_MIN, "no flag: the column is as wide as its header"
-        await until(pilot, lambda: "flag" in visible_columns(app.table), "the flag column in view at 160x48", timeout=30)
+        await until(pilot, lambda: "flag" in visible_columns(app.table), "the flag column in view at 160x48",
+                    timeout=30)
 
         # A flag set on a row in place (a nudge marks it), then cleared.
         app.table.move_cursor(row=0)
