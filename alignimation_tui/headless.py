@@ -27,7 +27,7 @@ from .config import Config
 from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
 from .names import json_safe, path_fields, printable
-from .pipeline import Pipeline
+from .pipeline import Pipeline, check_output_place
 from .render import RenderError
 from .render.staging import remove_abandoned
 
@@ -269,7 +269,9 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
     started = since_process_start()
     try:
         with sigterm_as_interrupt():
-            pipeline = Pipeline(folder, config)
+            if out is not None:  # before auto mode looks at a photo
+                check_output_place(folder, out)
+            pipeline = Pipeline(folder, config, look=not render_only)
             try:
                 return _run(pipeline, config, out, frames_dir, as_json, render_only, started)
             finally:

@@ -61,8 +61,19 @@ class OutputError(ValueError):
     """The output path is not acceptable (it would overwrite a photo, or has the wrong suffix)."""
 
 
+def check_output_place(folder: Path, out: Path) -> None:
+    """What can be said of an output path before any photo is looked at (``Pipeline.check_output``
+    also knows the photos): not a photo's name in the photo folder, and a suffix we write."""
+    if out.resolve().parent == Path(folder).resolve() and out.suffix.lower() in photo_suffixes():
+        raise OutputError(f"refusing to write {out}: it would overwrite or add a photo in the folder")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
+
+
 class Pipeline:
-    def __init__(self, folder: Path, config: Config, store: Store | None = None):
+    def __init__(self, folder: Path, config: Config, store: Store | None = None, look: bool = True):
+        """``look=False`` (``--render-only``): ``mode = "auto"`` takes the stored choice and, where
+        there is none, face mode, without looking at any photo (nothing is computed)."""
         self.folder = Path(folder)
         self.config = config
         self.store = store or Store(self.folder, config.store.cache_dir, config.store.data_dir)
@@ -85,7 +96,8 @@ class Pipeline:
                     photos = list_photos(self.folder)
                 except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
                     photos = []
-                self.mode_choice = choose_mode(self.store, photos, config.scan.max_pixels, self._find_faces)
+                self.mode_choice = choose_mode(self.store, photos if look else [], config.scan.max_pixels,
+                                               self._find_faces)
             self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
@@ -527,11 +539,9 @@ class Pipeline:
 
     def check_output(self, out: Path) -> None:
         photos = {Path(os.path.realpath(r.frame.path)) for r in self.results.values()}
-        if out.resolve() in photos or (out.resolve().parent == self.folder.resolve()
-                                       and out.suffix.lower() in photo_suffixes()):
+        if out.resolve() in photos:
             raise OutputError(f"refusing to write {out}: it would overwrite or add a photo in the folder")
-        if out.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise OutputError(f"output {out} must end in {', '.join(OUTPUT_SUFFIXES)}")
+        check_output_place(self.folder, out)
 
     def render(self, out: Path, frames_dir: Path | None = None,
                progress: Callable[[int], None] = lambda n: None) -> int:
