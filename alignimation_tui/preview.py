@@ -26,8 +26,10 @@ LANDMARK_COLOURS = ((80, 220, 255), (80, 220, 255), (255, 220, 60), (255, 90, 16
 
 @dataclass(frozen=True)
 class FrameView:
-    """One frame as the preview shows it: an immutable copy. ``matrix``: upright photo -> output
-    picture (framing ∘ registration), before the nudge; None when the frame is not aligned."""
+    """One frame as the preview shows it: an immutable copy. ``matrix``: its registration (upright
+    photo -> the reference's canvas), None when the frame is not aligned; the framing (canvas ->
+    output picture) is the same for every frame and is not in the view (``on_output``): a framing
+    that moves as photos arrive does not change every frame's view."""
 
     hash: str
     path: Path
@@ -63,6 +65,12 @@ def frame_view(r: FrameResult, matrix: np.ndarray | None = None, subject_word: s
         boxes=tuple(det.boxes) if det is not None else (), chosen=subject.index if subject is not None else None,
         points=tuple(subject.points) if subject is not None else (), subject_word=subject_word,
         picture=r.picture.box if r.picture is not None else None)
+
+
+def on_output(framing, registration) -> np.ndarray:
+    """A frame's matrix from its upright photo to the output picture: ``framing`` (3x3, the
+    reference's canvas -> the output) after its ``registration`` (``FrameView.matrix``)."""
+    return np.asarray(framing, np.float64) @ np.asarray(registration, np.float64)
 
 
 def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[tuple[int, int], float]:

@@ -32,7 +32,7 @@ from ..domain import Verdict
 from ..photos import PhotoError
 from ..models import freeze_long_lived, preload
 from ..pipeline import Pipeline
-from ..preview import FrameView, aligned_preview, detections_preview, onion_skin
+from ..preview import FrameView, aligned_preview, detections_preview, on_output, onion_skin
 from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
@@ -341,10 +341,11 @@ class AlignimationApp(KeysPanel, App):
     def show_state(self, message: PipelineState) -> None:
         before, self.state = self.state, message
         self._update_status()
-        # The output's size and the reference frame the preview: a preview asked for before they
-        # were known (the first row of a cached folder, highlighted as the table appears) is redone.
-        if before is None or (before.output_size, before.reference_hash) != (message.output_size,
-                                                                            message.reference_hash):
+        # The output's size, the framing and the reference frame the preview: a preview asked for
+        # before they were known (the first row of a cached folder, highlighted as the table
+        # appears), or before the framing moved (it follows the kept frames' eyes), is redone.
+        if before is None or (before.output_size, before.reference_hash, before.framing) != (
+                message.output_size, message.reference_hash, message.framing):
             self.request_preview()
 
     @on(Notice)
@@ -457,13 +458,14 @@ class AlignimationApp(KeysPanel, App):
         ref = self.views.get(s.reference_hash) if s is not None and s.reference_hash else None
         if ref is not None:
             ref = replace(ref, nudge=self.nudge_of(ref.hash))
-        output = tuple(s.output_size) if s is not None and s.output_size else None
-        self._make_preview(h, view, ref, output, self.preview_mode, self.query_one("#preview").cell_size)
+        framed = (tuple(s.output_size), s.framing) if s is not None and s.output_size and s.framing else None
+        self._make_preview(h, view, ref, framed, self.preview_mode, self.query_one("#preview").cell_size)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def _make_preview(self, h: str, v: FrameView | None, ref: FrameView | None, output: tuple[int, int] | None,
+    def _make_preview(self, h: str, v: FrameView | None, ref: FrameView | None, framed: tuple | None,
                       mode: str, cells: tuple[int, int]) -> None:
-        """The picture, made on the preview worker's thread from immutable views (never the pipeline)."""
+        """The picture, made on the preview worker's thread from immutable views (never the pipeline).
+        ``framed``: the output's size and the framing's matrix (the state's), None without a framing."""
         box = (max(1, cells[0]), max(2, cells[1] * 2))
         max_px = self.config.scan.max_pixels
         image, caption = None, ""
@@ -477,17 +479,19 @@ class AlignimationApp(KeysPanel, App):
                     caption += " · the whole photo" + (" (l: zoom to the subject)" if v.chosen is not None else "")
                 else:
                     caption += " · zoomed to the subject (L: the whole photo)"
-            elif v.matrix is None or output is None:  # the row says the same: its status, and why
+            elif v.matrix is None or framed is None:  # the row says the same: its status, and why
                 why = f" ({v.error})" if v.error else ""
                 caption = f"{v.name}: {v.status}{why}; nothing to show aligned (l: what was detected)"
             else:
-                framed = {"output": output, "fill": self.config.render.fill}  # as the render frames it
-                image = aligned_preview(v, box, max_px, matrix=v.matrix, **framed)
+                output, framing = framed
+                how = {"output": output, "fill": self.config.render.fill}  # as the render frames it
+                image = aligned_preview(v, box, max_px, matrix=on_output(framing, v.matrix), **how)
                 caption = f"[{mode}] {v.name}: {v.status}, residual {v.residual_pct:.2f}%"
                 if v.nudge is not None and not v.nudge.is_identity:
                     caption += f" · nudge {v.nudge.describe()}"
                 if mode == "onion" and ref is not None and ref.matrix is not None:
-                    image = onion_skin(image, aligned_preview(ref, box, max_px, matrix=ref.matrix, **framed))
+                    image = onion_skin(image, aligned_preview(ref, box, max_px, matrix=on_output(framing, ref.matrix),
+                                                              **how))
                     caption += f" · onion skin with {ref.name}"
                 elif mode == "onion":
                     caption += " · no reference to blend with"

@@ -49,6 +49,10 @@ class PipelineState(Message):
     subject_word: str = "subject"
     reference_hash: str = ""
     output_size: tuple = ()  # the output picture's size, (width, height); () while there is no framing
+    # the framing's 3x3 (the reference's canvas -> the output picture), the same for every frame: a
+    # frame's view holds its registration alone, so a framing that moves (it follows the kept
+    # frames' eyes) changes one state, not every view
+    framing: tuple = ()
 
 
 @dataclass

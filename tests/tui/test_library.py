@@ -1,0 +1,77 @@
+"""A library's worth of rows: the worker makes again only the rows and views that changed (a new
+photo in a folder of many is one new row, not the whole table again), and the preview's framing
+comes with the state, the same for every frame. Speed is measured in bench/bench_library.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alignimation_tui import preview, triage
+from alignimation_tui.preview import on_output
+from alignimation_tui.tui import driver as driver_module
+from alignimation_tui.tui.driver import PhotoReady
+from tests.tui.test_app import astronaut_photo, config, make_app, settled, until  # noqa: F401  (fixture)
+
+N = 30
+
+
+@pytest.fixture
+def library(tmp_path):
+    folder = tmp_path / "library"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(N):
+        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
+        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
+    return folder
+
+
+def counting(monkeypatch, name: str) -> list[str]:
+    """The hashes of the rows (or views) the worker makes from now on, however it makes them."""
+    made: list[str] = []
+    real = getattr(triage if name == "frame_row" else preview, name)
+
+    def count(r, *args, **kwargs):
+        made.append(r.frame.hash)
+        return real(r, *args, **kwargs)
+
+    for module in (driver_module, triage, preview):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, count)
+    return made
+
+
+async def test_a_new_photo_remakes_its_row_not_the_table(library, config, monkeypatch):  # noqa: F811
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the library")
+        rows, views = counting(monkeypatch, "frame_row"), counting(monkeypatch, "frame_view")
+        new = astronaut_photo(library / "day999.jpg", N + 5, (3, 1.0, 10, 5))
+        app.driver.submit(PhotoReady(new))
+        await until(pilot, lambda: settled(app) and any(r.name == "day999.jpg" and r.status == "aligned"
+                                                        for r in app.rows.values()), "the new photo aligned")
+        new_hash = next(h for h, r in app.rows.items() if r.name == "day999.jpg")
+        others = [h for h in rows if h != new_hash]
+        # Every arrival chooses, registers and frames again over all frames; the rows and views of
+        # the 30 whose values did not change are not made again (they were, 3 times each: 90+).
+        assert len(others) < N // 2, f"{len(others)} rows of other photos made again"
+        assert len([h for h in views if h != new_hash]) < N // 2
+        assert rows.count(new_hash) >= 2, "the new row was shown queued, then aligned"
+        await pilot.press("q")
+
+
+async def test_preview_framing_comes_with_the_state(library, config):  # noqa: F811
+    """A frame's view holds its registration; the state's framing after it is the render's matrix
+    (the framing moves with the kept frames: one state, not every view, says so)."""
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N and app.state.framing, "the library")
+        pipeline = app.driver.pipeline  # idle: read here only to compare
+        assert app.state.framing == tuple(tuple(float(v) for v in row) for row in pipeline.framing.matrix)
+        for h, view in app.views.items():
+            r = pipeline.results[h]
+            if r.transform is None:
+                assert view.matrix is None
+                continue
+            assert np.allclose(on_output(app.state.framing, view.matrix), pipeline.output_matrix(r))
+        await pilot.press("q")
