@@ -243,13 +243,10 @@ class CvNet:
     ``cv2.dnn.Net`` the input and returns the outputs in order."""
 
     def __init__(self, model: bytes, outputs: tuple[str, ...]):
-        import cv2
-
         self.model = model
         self.outputs = outputs
         self._local = threading.local()
         self.net()  # a graph OpenCV cannot read fails here, at load time
-        self._cv2 = cv2
 
     def net(self):
         net = getattr(self._local, "net", None)
@@ -262,6 +259,7 @@ class CvNet:
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         net = self.net()
         net.setInput(np.ascontiguousarray(x, np.float32))
+        # copies: OpenCV may hand out its own output buffers, which the next forward overwrites
         return tuple(np.array(o) for o in net.forward(list(self.outputs)))
 
 
