@@ -38,6 +38,7 @@ MATCH_CHOICES = ("off", "brightness", "reference", "trend")
 STATS_SIDE = 256  # the photo is decoded this small for its statistics
 REGION_INNER = 0.6  # the middle of the subject's box, this fraction of its width and height
 TREND_SIGMA = 3.0  # frames: the trend is a Gaussian-weighted mean over about twice this many
+TREND_REACH = 12  # sigmas: frames further apart do not weigh in the trend (under e^-72)
 GAIN_LIMITS = (0.5, 2.0)  # a gain beyond these is a wrong region, not an exposure: clipped
 CAST_BOUND = 0.10  # the colour correction changes no channel ratio by more than this
 FULL_SATURATION = 0.35  # region saturation (linear light) from which a cast is corrected in full
@@ -148,9 +149,14 @@ def _target(values: np.ndarray, weights: np.ndarray, ref_index: int, how: str, s
     over neighbouring frames (``weights`` per frame), shifted to pass through the reference's."""
     if how == "reference":
         return np.broadcast_to(values[ref_index], values.shape)
-    idx = np.arange(len(values))
-    w = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2) * weights[None, :]
-    trend = (w @ values) / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    # The Gaussian cut at TREND_REACH sigmas (a banded sum, not an N x N matrix: 10,000 frames made
+    # two 800 MB matrices); what it leaves out weighs under e^-72, nothing beside the 1e-12 floor.
+    n, reach = len(values), math.ceil(TREND_REACH * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-reach, reach + 1) / sigma) ** 2)
+    total = np.convolve(weights, kernel)[reach:reach + n]
+    summed = np.stack([np.convolve(weights * values[:, j], kernel)[reach:reach + n]
+                       for j in range(values.shape[1])], axis=1)
+    trend = summed / np.maximum(total[:, None], 1e-12)
     return trend + (values[ref_index] - trend[ref_index])
 
 
