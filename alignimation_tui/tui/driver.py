@@ -288,9 +288,29 @@ class Driver:
         self._made, self._posted, self._posted_views = made, posted, posted_views
         return rows, views
 
-    def post_rows(self) -> None:
-        """Post the rows and views that changed since the last post (all of them the first time)."""
-        changed, changed_views = self._changed()
+    def _remake(self, results: list) -> tuple[list, list[FrameView]]:
+        """The rows and views of ``results`` alone, made again after a change to them that moves
+        no outlier flag (the flags are made from the aligned frames' transforms, subjects and
+        quality, not from a status): the others stay as posted, and no pass over every frame is made."""
+        word = self.pipeline.mode.subject_word
+        rows, views = [], []
+        for r in results:
+            h = r.frame.hash
+            last = self._made.get(h)
+            flag = last[1] if last is not None else ""
+            self._made[h] = (_inputs(r), flag)
+            row, view = frame_row(r, flag), frame_view(r, None, word)
+            if self._posted.get(h) != row:
+                rows.append(row)
+            if self._posted_views.get(h) != view:
+                views.append(view)
+            self._posted[h], self._posted_views[h] = row, view
+        return rows, views
+
+    def post_rows(self, only: list | None = None) -> None:
+        """Post the rows and views that changed since the last post (all of them the first time);
+        ``only``: these results alone changed, in a way that moves no outlier flag (``_remake``)."""
+        changed, changed_views = self._changed() if only is None else self._remake(only)
         if changed_views:  # before the rows: a row that arrives finds its view
             self._post(ViewsChanged(changed_views))
         if changed:
@@ -470,7 +490,7 @@ class Driver:
                 for r in chunk:
                     r.status = FrameStatus.DETECTING
                 self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
-                self.post_rows()
+                self.post_rows(only=chunk)  # their status alone changed
                 try:
                     p.process(chunk, cancel=self.cancel)
                 except ConfigError as exc:
