@@ -55,6 +55,12 @@ def hangup_tolerant(driver_class: type) -> type:
     return HangupTolerantDriver
 
 
+# Objects made while the collector was paused past which ``CollectorPause.resume`` freezes them
+# (a cached folder of a few thousand photos and up); below it, a small folder's open, nothing is
+# frozen (many apps of a test session would each freeze their leftovers).
+FREEZE_AFTER = 200_000
+
+
 class CollectorPause:
     """The garbage collector paused from the start of the open until the table has been drawn once:
     what is made then lives on (the results, the rows, the table's layout), so full passes over it,
@@ -83,6 +89,12 @@ class CollectorPause:
             if not self._paused:
                 return
             self._paused = False
+            if gc.get_count()[0] >= FREEZE_AFTER:
+                # A library's open (10,000 rows: 0.5 s of collections right after the first paint,
+                # one pass for each of the young generations, each over everything the open made):
+                # what it made lives on, so it goes out of the collector's sight as the models do.
+                # The few cycles that were already garbage stay (a few MB, once per process).
+                gc.freeze()
             gc.enable()
             if self._timer is not None:
                 self._timer.cancel()

@@ -1,7 +1,10 @@
 """A library's worth of rows: the worker makes again only the rows and views that changed (a new
 photo in a folder of many is one new row, not the whole table again), and the preview's framing
-comes with the state, the same for every frame. Speed is measured in bench/bench_library.py."""
+comes with the state, the same for every frame; what a library's open made is frozen, not passed
+over by the collector. Speed is measured in bench/bench_library.py."""
 from __future__ import annotations
+
+import gc
 
 import numpy as np
 import pytest
@@ -75,3 +78,24 @@ async def test_preview_framing_comes_with_the_state(library, config):  # noqa: F
                 continue
             assert np.allclose(on_output(app.state.framing, view.matrix), pipeline.output_matrix(r))
         await pilot.press("q")
+
+
+def test_what_a_big_open_made_is_frozen_when_the_collector_resumes():
+    """After a library's open the collector would pass over all it made, once per young
+    generation; frozen instead. A small open leaves the collector as it was."""
+    from alignimation_tui.tui import terminal
+
+    for made, frozen in ((1_000, False), (terminal.FREEZE_AFTER + 10_000, True)):
+        pause = terminal.CollectorPause()
+        pause.pause()
+        try:
+            before = gc.get_freeze_count()
+            kept = [[] for _ in range(made)]  # lists: tracked by the collector, as rows and results are
+        finally:
+            pause.resume()
+        try:
+            assert gc.isenabled()
+            assert (gc.get_freeze_count() >= before + made) is frozen, (made, gc.get_freeze_count() - before)
+        finally:
+            gc.unfreeze()  # the test session's objects back in sight
+            del kept
