@@ -106,6 +106,25 @@ def _run_app(folder: Path, config, usage_error) -> int:
     return 0
 
 
+def console_main() -> None:
+    """The command's entry point: ``main``, then the exit without the interpreter's teardown.
+    Once torch is imported, tearing its modules down took 0.4-1.3 s after the work was done (a
+    tenth of a 30-photo body run); everything a run writes is closed by then. The exit handlers
+    still run (logging's flush among them) and the standard streams are flushed first."""
+    code = main()
+    if "torch" not in sys.modules:  # nothing slow to tear down: the ordinary exit
+        sys.exit(code)
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said anyway
+        pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)

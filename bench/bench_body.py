@@ -171,7 +171,8 @@ def big_once(n: int, tmp: Path, rng) -> dict:
     decode = time.perf_counter() - t
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp / "bigcache"), "XDG_DATA_HOME": str(tmp / "bigdata")}
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "alignimation_tui", str(folder), "--once", "--out", str(tmp / "big.mp4")],
+    command = Path(sys.executable).with_name("alignimation-tui")  # the installed command, as a user runs it
+    subprocess.run([str(command), str(folder), "--once", "--out", str(tmp / "big.mp4")],
                    check=True, env=env, capture_output=True)
     once = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

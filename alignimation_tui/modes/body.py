@@ -207,7 +207,8 @@ class BodyMode(Mode):
 
         def flush(batch: list) -> None:
             for r, photo in batch:
-                found, masks = det.detect_one(photo)
+                with p.timed("detect"):
+                    found, masks = det.detect_one(photo)
                 p.store.put_json(f"body:{r.frame.hash}:{fp}", found.to_json())
                 p.store.put_array(f"bodymask:{r.frame.hash}:{fp}", masks)
                 self.masks[r.frame.hash] = masks

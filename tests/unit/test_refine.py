@@ -109,3 +109,28 @@ def test_person_masks_pull_noisy_keypoints_to_the_truth():
     m0 = fit_similarity(noisy, REF, np.ones(5))
     assert (after <= before).all()
     assert np.median(err_pct(m, clean)) < 0.5 * np.median(err_pct(m0, clean))
+
+
+def test_our_adam_steps_as_torchs():
+    """The refinement's Adam (its own, so that the first refinement does not import torch._dynamo,
+    sympy and triton: 2 s) takes the same steps as torch.optim.Adam, learning rate changing as the
+    refinement changes it, on a real objective's gradients."""
+    import torch
+
+    from alignimation_tui.register import _Adam
+
+    target = torch.tensor([[0.3, -1.2, 2.0, 0.05], [1.5, 0.0, -0.7, 3.0]])
+    ours = torch.zeros(2, 4, requires_grad=True)
+    theirs = torch.zeros(2, 4, requires_grad=True)
+    adam, opt = _Adam(ours), torch.optim.Adam([theirs], lr=0.1)
+    for i in range(30):
+        lr = 0.1 * (1 - i / 31)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p in (ours, theirs):
+            p.grad = None
+            (((p - target) ** 2) * torch.cos(p)).sum().backward()
+        adam.step(lr)
+        opt.step()
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+    assert (ours - torch.zeros(2, 4)).abs().max() > 0.5  # it moved
