@@ -200,7 +200,8 @@ class FaceMode(Mode):
         p = self.ctx
         d = p.config.detect
         with p.timed("models"):
-            detector, embedder = self.detector(), self.embedder()
+            detector = self.detector()
+        identity_on = self.identity_on
         batch_size = detector.per_call
 
         def decode(r: FrameResult):
@@ -214,6 +215,10 @@ class FaceMode(Mode):
                 found = detector.detect([ph for _, ph in need]) if need else []
             raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
             self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
+            embedder = None
+            if identity_on:  # asked for here: the first batch's detection hides its loading (``warm_up``)
+                with p.timed("models"):
+                    embedder = self.embedder()
             if embedder is not None:  # every face of the batch in one call (one batch on a GPU)
                 with p.timed("embed"):
                     vectors = embedder.embed_many([(ph, r.detection) for r, ph in batch])
