@@ -24,6 +24,7 @@ SAMPLE = 9  # photos looked at, spread over the folder in name order
 DECODE_SIDE = 512
 BODY_HEIGHTS = 5.5
 CLOSE_UP_MARGIN = 0.85  # ``too_close_for_a_body``: MTCNN's face may be up to 15 % larger than BlazePose's
+CLOSE_UP_MIN_PROB = 0.95  # and only a face MTCNN is sure of says a photo is a close-up
 STORE_KEY = "mode:auto"
 
 
@@ -73,6 +74,8 @@ def too_close_for_a_body(faces, image_height: int) -> bool:
     without the pose model. Faces measured as ``shows_body`` does (three eye-to-mouth distances),
     with a margin for the two models placing the points a little differently."""
     for face in faces:
+        if face.prob < CLOSE_UP_MIN_PROB:  # a doubtful face (a poster, a pattern) decides nothing
+            continue
         pts = np.asarray(face.landmarks, np.float64)
         eyes, mouth = pts[:2].mean(0), pts[3:5].mean(0)
         if image_height < CLOSE_UP_MARGIN * BODY_HEIGHTS * 3.0 * float(np.linalg.norm(eyes - mouth)):

@@ -147,6 +147,8 @@ def test_auto_mode_knows_a_close_up_by_its_face_without_the_pose_model(samples, 
     face = Face((0, 0, 40, 40), 0.99, ((10, 10), (30, 10), (20, 20), (12, 30), (28, 30)))  # 20 px eyes-mouth
     assert too_close_for_a_body([face], 250) and not too_close_for_a_body([face], 300)
     assert not too_close_for_a_body([], 100)
+    doubtful = Face(face.box, 0.8, face.landmarks)
+    assert not too_close_for_a_body([doubtful], 250)
 
 
 def test_sample_spreads_over_the_folder(tmp_path):
