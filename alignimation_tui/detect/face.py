@@ -14,10 +14,9 @@ from ..photos import Decoded
 
 DETECTOR_ID = "mtcnn/facenet-pytorch-2.5.3"
 EMBEDDER_ID = "dlib-resnet-v1/chip150-mtcnn5"
-# detect.batch_size = 0: photos per MTCNN batch by device. A GPU wants wide batches. On a CPU,
-# batching buys little; there each core detects its own small batch with one torch thread, which
-# also stays fast when other programs load the machine (several torch threads on a busy 2-core
-# machine spend most of their time waiting for each other).
+# detect.batch_size = 0: photos per MTCNN batch by device. A GPU wants wide batches (torch,
+# letterboxed). On a CPU (OpenCV) a batch is the photos handed over at once, detected one by one:
+# a few, so the descriptor and the progress follow closely.
 AUTO_BATCH = {"cuda": 32, "cpu": 2}
 
 
