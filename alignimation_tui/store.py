@@ -17,6 +17,7 @@ its key (``store.cache_dir``, ``store.data_dir``).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -117,7 +118,24 @@ def _cache_folder_error(exc: BaseException, what: str, folder: Path) -> FolderEr
             exc = OSError(28, "no space left on device")
         elif name.startswith("SQLITE_READONLY"):
             exc = OSError(30, "read-only (the cache database cannot be written)")
+        else:  # SQLite's own words ("disk I/O error", "unable to open database file") hide the cause
+            exc = _file_system_fault(folder) or exc
     return folder_error(exc, what, folder, CACHE_KEY)
+
+
+def _file_system_fault(folder: Path) -> OSError | None:
+    """What the file system under ``folder`` says is wrong, where it can: mounted read-only, or
+    no space left. SQLite reports both as other errors when it cannot make or grow its -shm file
+    (an existing cache on a full disk: SQLITE_IOERR_SHMSIZE; on a read-only one: SQLITE_CANTOPEN)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        return None
+    if st.f_flag & getattr(os, "ST_RDONLY", 1):
+        return OSError(errno.EROFS, os.strerror(errno.EROFS))
+    if st.f_bavail == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def folder_key(folder: Path) -> str:
