@@ -83,8 +83,8 @@ class BodyDetector:
     def __init__(self, mask_size: int, model: BlazePose | None = None, describer=None):
         self.model = model or BlazePose(max_persons=MAX_PERSONS)
         self.mask_size = mask_size
-        # The face descriptor (``detect.dlib_resnet.DlibFaceNet``), or a callable that loads it when
-        # a face is first seen from the front (a series of side views never needs it, nor torch), or None.
+        # The face descriptor (``models.load_face_embedder``'s), or a callable that loads it when
+        # a face is first seen from the front (a series of side views never needs it), or None.
         self.describer = describer
         self.calls = 0  # photos passed to the model, for tests and benchmarks
         self.faces: np.ndarray | None = None  # the last photo's (P, 128) face descriptors, NaN: no face seen
