@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import shutil
 import subprocess
@@ -43,8 +44,8 @@ def _way_in() -> list[str]:
             f"mount --bind \"$keep\"/{q(inner.name)} {q(inner)}"]
 
 
-def as_nobody(home: Path, command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    """``command`` run as uid/gid 65534 with ``home`` as its home (cache, data, config, TORCH_HOME)."""
+def nobody_argv(home: Path, command: list[str]) -> list[str]:
+    """``command`` to be run as uid/gid 65534 with ``home`` as its home (cache, data, config, TORCH_HOME)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PYTHONPATH": str(REPO),
            "XDG_CACHE_HOME": str(home / "cache"), "XDG_DATA_HOME": str(home / "data"),
            "XDG_CONFIG_HOME": str(home / "config"), "TORCH_HOME": str(home / "torch")}
@@ -53,10 +54,12 @@ def as_nobody(home: Path, command: list[str], timeout: float = 600) -> subproces
     way = _way_in()
     if way:
         script = "\n".join([*way, f"cd {shlex.quote(str(REPO))}", "exec " + " ".join(map(shlex.quote, drop))])
-        argv = ["unshare", "-m", "sh", "-ec", script]
-    else:
-        argv = drop
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        return ["unshare", "-m", "sh", "-ec", script]
+    return drop
+
+
+def as_nobody(home: Path, command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(nobody_argv(home, command), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +149,96 @@ def test_once_on_an_unreadable_folder_says_permission_denied_once(photos, place)
     said = [ln for ln in lines if "permission denied" in ln.lower()]
     assert len(said) == 1 and str(photos) in said[0] and said[0].startswith(f"{TOOL}: "), lines
     assert not out.exists()
+
+
+APP_CHILD = """
+import asyncio, json, os, sys, time
+from dataclasses import replace
+from pathlib import Path
+from alignimation_tui.config import Config, RenderConfig, WatchConfig
+from tests.tui.test_app import astronaut_photo, make_app, settled, until
+
+def photos(where):
+    folder = where / "photos"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        astronaut_photo(folder / f"week{i:02d}.jpg", i)
+    return folder
+
+async def run(root, watch):
+    folder = photos(root / ("watched" if watch else "unwatched"))
+    astronaut_photo(folder.parent / "late.jpg", 5)  # root copies it in while the folder is unreadable
+    config = replace(Config(), watch=WatchConfig(settle_seconds=0.2),
+                     render=RenderConfig(output=str(folder.parent / "out" / "t.mp4")))
+    app = make_app(folder, config, watch=watch)
+    said = lambda: [n.message for n in app._notifications]
+    report = {}
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == 3, "the first pass")
+        os.chmod(folder, 0)  # chmod 000
+        if watch:
+            await until(pilot, lambda: any("cannot be used" in m for m in said()), "the folder noticed", timeout=60)
+        await pilot.press("w")
+        await until(pilot, lambda: app.render_note.startswith(("wrote", "render failed", "up to date")), "the render")
+        report["render_note"] = app.render_note
+        if watch:  # root copies a photo in (this user cannot), and the watcher hears of it but cannot look
+            sys.__stdout__.write("unreadable\\n")  # (the app holds sys.stdout while it runs)
+            sys.__stdout__.flush()
+            await asyncio.to_thread(sys.stdin.readline)  # copied
+            for _ in range(2):  # the watcher looks at the folder again (twice: the first look is over), still
+                checked = time.monotonic()  # unreadable: nothing more is said
+                await until(pilot, lambda: app.watcher._checked > checked, "the watcher's next look", timeout=60)
+        os.chmod(folder, 0o755)
+        if watch:
+            await until(pilot, lambda: any("can be read again" in m for m in said()), "readable again", timeout=60)
+            await until(pilot, lambda: settled(app) and any(r.name == "late.jpg" and r.status == "aligned"
+                                                            for r in app.rows.values()), "the photo that came meanwhile",
+                        timeout=60)
+        report["said"] = said()
+        report["rows"] = sorted(r.name for r in app.rows.values())
+        await pilot.press("q")
+    return report
+
+root = Path(sys.argv[1])
+print(json.dumps({"watched": asyncio.run(run(root, True)), "unwatched": asyncio.run(run(root, False))}))
+"""
+
+
+def test_the_app_on_a_folder_made_unreadable(place, request):
+    """The app (recorded detections, see ``tests.tui.recorded``), run by the child: the folder made
+    unreadable is said once with its reason; `w` then fails in one line that says why and how many
+    photos; a photo root copies in meanwhile (the watcher hears of it but cannot look at it) appears
+    once the folder is readable again. Without the watcher (the render finds out itself), the
+    render's line names the reason too, not "the file is gone"."""
+    root = place / request.node.name
+    root.mkdir()
+    os.chown(root, NOBODY, NOBODY)
+    folder = root / "watched" / "photos"
+    with subprocess.Popen(nobody_argv(place / "home", [sys.executable, "-c", APP_CHILD, str(root)]), cwd=REPO,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        ready, _, _ = select.select([child.stdout], [], [], 300)
+        said = child.stdout.readline() if ready else ""  # the child made the folder unreadable and saw it said
+        if said.strip() == "unreadable":
+            shutil.copyfile(root / "watched" / "late.jpg", folder / "late.jpg")  # as root, through the chmod
+            child.stdin.write("copied\n")
+            child.stdin.flush()
+        out, err = child.communicate(timeout=600)
+    assert child.returncode == 0 and said.strip() == "unreadable", (said, err[-3000:])
+    report = json.loads(out.splitlines()[-1])
+
+    watched = report["watched"]
+    noticed = [m for m in watched["said"] if "cannot be used" in m and not m.startswith("render: ")]
+    assert noticed == [f"the folder {folder} cannot be used (permission denied): waiting for it; nothing is lost, "
+                       "your decisions are kept"], watched["said"]
+    assert watched["render_note"] == "render failed"
+    failed = [m for m in watched["said"] if m.startswith("render: ")]
+    assert failed == [f"render: the folder {folder} cannot be used (permission denied): its 3 photos cannot be read"]
+    assert sum("can be read again" in m for m in watched["said"]) == 1
+    assert watched["rows"] == ["late.jpg", "week00.jpg", "week01.jpg", "week02.jpg"]
+
+    unwatched = report["unwatched"]
+    assert unwatched["render_note"] == "render failed"
+    failed = [m for m in unwatched["said"] if m.startswith("render: ")]
+    assert len(failed) == 1 and "\n" not in failed[0], unwatched["said"]
+    assert "permission denied" in failed[0] and "gone" not in failed[0], failed[0]
+    assert "3 photos" in failed[0], failed[0]
