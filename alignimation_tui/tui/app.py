@@ -36,7 +36,7 @@ from ..preview import FrameView, aligned_preview, detections_preview, on_output,
 from ..statusline import status_parts
 from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
 from ..watch import FolderWatcher
-from .cells import NUMERIC, WORST_FIRST, FlagWidth, cell, fit_column, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
+from .cells import NUMERIC, WORST_FIRST, FixedCell, FlagWidth, cell, fit_column, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
 from .commands import ActionCommands, SortCommands
 from .driver import Decided, Driver, FolderState, Nudged, Pin, PhotoDeleted, PhotoReady, Render
 from .keys import AppFooter, KeysPanel, bindings
@@ -47,7 +47,7 @@ from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widg
 from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
-from .table_view import mark_sort_column, move_to_row, visible_columns
+from .table_view import FittedWidth, mark_sort_column, move_to_row, visible_columns
 from .terminal import CollectorPause, hangup_tolerant
 from .widgets.statusbar import StatusBar
 
@@ -79,6 +79,16 @@ CACHE_RETRY_S = 10.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+# Columns fitted to their widest cell: a longer name is cut in the table (the preview's caption
+# names the photo whole).
+NAME_MAX, SIDE_MAX = 48, 30
+
+
+def table_cell(column: str, value: str):
+    """A cell as the table shows it (``cells.cell``); the fitted columns' cells are not measured."""
+    return FixedCell(value) if column in ("name", "side") else cell(column, value)
+
+
 class AlignimationApp(KeysPanel, App):
     CSS_PATH = "app.tcss"
     TITLE = "alignimation"
@@ -99,6 +109,9 @@ class AlignimationApp(KeysPanel, App):
         self.watcher: FolderWatcher | None = None
         self.rows: dict[str, FrameRow] = {}
         self.flag_width = FlagWidth()  # the flag column is as wide as its longest flag, kept as rows change
+        # The photo's name and body mode's side are as wide as their widest cell, kept as rows change:
+        # the table then measures none of their cells (at 10,000 rows it spent 1 s measuring names).
+        self.fitted = {"name": FittedWidth(len("photo") + 1, NAME_MAX), "side": FittedWidth(len("side"), SIDE_MAX)}
         self.views: dict[str, FrameView] = {}
         # Decisions stored by a key press that the worker has not said it uses yet: hash -> (seq, value)
         self._verdicts: dict[str, tuple[int, Verdict]] = {}
@@ -129,7 +142,8 @@ class AlignimationApp(KeysPanel, App):
             with Vertical(id="table-pane"):
                 table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
                 for key, label, width in COLUMNS:
-                    table.add_column(label, key=key, width=self.flag_width.width if key == "flag" else width)
+                    fitted = self.fitted[key].width if key in self.fitted else width
+                    table.add_column(label, key=key, width=self.flag_width.width if key == "flag" else fitted)
                 yield table
                 yield Static("", id="table-note")
                 yield SeriesPlot(id="series")
@@ -294,6 +308,8 @@ class AlignimationApp(KeysPanel, App):
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
             self.flag_width.set(row.hash, row.flag)
+            for key, width in self.fitted.items():
+                width.set(row.hash, getattr(row, key))
             visible = row.hash in table.rows
             if not matches(row, self.filter):
                 if visible:
@@ -305,8 +321,8 @@ class AlignimationApp(KeysPanel, App):
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, cell(key, value))
-        fit_column(table, "flag", self.flag_width.width)
+                    table.update_cell(row.hash, key, table_cell(key, value))
+        self._fit_columns()
         if added:
             self._keeping_selection(self._apply_sort)
         self._update_status()
@@ -317,7 +333,13 @@ class AlignimationApp(KeysPanel, App):
                 self.request_preview()
 
     def _add_row(self, row: FrameRow) -> None:
-        self.table.add_row(*(cell(k, v) for k, v in row.cells().items()), key=row.hash)
+        self.table.add_row(*(table_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+
+    def _fit_columns(self) -> None:
+        table = self.table
+        fit_column(table, "flag", self.flag_width.width)
+        for key, width in self.fitted.items():
+            fit_column(table, key, width.width)
 
     @on(RowsRemoved)
     @while_screen_up
@@ -331,10 +353,12 @@ class AlignimationApp(KeysPanel, App):
         for h in hashes:
             self.rows.pop(h, None)
             self.flag_width.drop(h)
+            for width in self.fitted.values():
+                width.drop(h)
             self.views.pop(h, None)
             if h in self.table.rows:
                 self.table.remove_row(h)
-        fit_column(self.table, "flag", self.flag_width.width)
+        self._fit_columns()
 
     @on(PipelineState)
     @while_screen_up

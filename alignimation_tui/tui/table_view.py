@@ -1,7 +1,11 @@
 """Small helpers on the frame table (a Textual DataTable): which columns are in view, the sort
-mark in the header, and the row of a photo. What to sort by is ``triage.next_sort_column``."""
+mark in the header, the row of a photo, and the width of the columns fitted to their widest cell.
+What to sort by is ``triage.next_sort_column``."""
 from __future__ import annotations
 
+from collections import Counter
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -41,3 +45,34 @@ def move_to_row(table: DataTable, row_key: str | None) -> bool:
         return False
     table.move_cursor(row=index)
     return True
+
+
+class FittedWidth:
+    """How wide a column of fitted width must be: its widest cell (at most ``maximum``: a longer one
+    is cut), at least ``minimum`` (its header and sort mark). Kept as cells are set and dropped, as a
+    count of rows per width, so a change never costs a pass over the rows; the table is then given
+    the width (``cells.fit_column``) and need not measure a cell of the column."""
+
+    def __init__(self, minimum: int, maximum: int):
+        self.minimum, self.maximum = minimum, maximum
+        self._width: dict[str, int] = {}  # row key -> its cell's width (capped)
+        self._rows: Counter = Counter()  # width -> rows whose cell is that wide
+
+    def set(self, key: str, text: str) -> None:
+        width = min(cell_len(text), self.maximum)
+        if self._width.get(key) == width:
+            return
+        self.drop(key)
+        self._width[key] = width
+        self._rows[width] += 1
+
+    def drop(self, key: str) -> None:
+        width = self._width.pop(key, None)
+        if width is not None:
+            self._rows[width] -= 1
+            if not self._rows[width]:
+                del self._rows[width]
+
+    @property
+    def width(self) -> int:
+        return max(self.minimum, max(self._rows, default=0))

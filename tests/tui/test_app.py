@@ -322,10 +322,10 @@ def test_screen_snapshot(template, tmp_path, snap_compare, monkeypatch, size, sc
         await until(pilot, lambda: str(caption.render()).startswith("[aligned] week02.jpg"), "the preview")
         app.clear_notifications()
         app.sub_title = "weekly"  # not the temporary path
-        # The table sizes its name column from the rows it holds once it has laid them out: wait
-        # for that, not for time (under load 0.2 s was once not enough).
+        # The name column is fitted to the rows it holds (the app gives it the width of the widest
+        # name): wait for that, not for time (under load 0.2 s was once not enough).
         names = [str(app.table.get_cell(row, "name")) for row in app.table.rows]
-        await until(pilot, lambda: app.table.columns["name"].content_width >= max(map(len, names)),
+        await until(pilot, lambda: (app.table.columns["name"].width or 0) >= max(map(len, names)),
                     "the name column sized to its rows")
         if screen == "keys":
             await pilot.press("question_mark")

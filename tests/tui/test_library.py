@@ -99,3 +99,27 @@ def test_what_a_big_open_made_is_frozen_when_the_collector_resumes():
         finally:
             gc.unfreeze()  # the test session's objects back in sight
             del kept
+
+
+async def test_the_name_column_is_as_wide_as_its_widest_name(library, config):  # noqa: F811
+    """The table is given the name column's width (its widest name) instead of measuring every name
+    of every new row; it follows the rows as they come and go."""
+    from alignimation_tui.tui.driver import PhotoDeleted
+
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the library")
+        column = app.table.columns["name"]
+        assert column.width == len("day000.jpg")
+        long = astronaut_photo(library / "a photo with a [rather] long name.jpg", N + 3)
+        app.driver.submit(PhotoReady(long))
+        await until(pilot, lambda: settled(app) and len(app.rows) == N + 1, "the long name")
+        assert column.width == len(long.name)
+        h = next(h for h, r in app.rows.items() if r.name == long.name)
+        shown = app.table._get_row_renderables(app.table.get_row_index(h)).cells[0]
+        assert shown.plain == long.name, "shown as it is: not read as markup (that lost '[rather]')"
+        long.unlink()
+        app.driver.submit(PhotoDeleted(long))
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the long name gone")
+        assert column.width == len("day000.jpg")
+        await pilot.press("q")
