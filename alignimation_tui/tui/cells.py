@@ -4,13 +4,11 @@ longest flag, kept as flags change). What a row says is computed in
 ``triage`` (no Textual there); this is how it is drawn."""
 from __future__ import annotations
 
-from collections import Counter
-
-from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ..triage import COLUMNS
+from .table_view import FittedWidth
 
 STATUS_STYLES = {"aligned": "green", "skipped": "blue", "turned": "yellow", "outlier": "yellow", "stranger": "magenta",
                  "no_subject": "magenta", "failed": "red", "detecting": "cyan", "queued": "dim"}
@@ -57,31 +55,12 @@ FLAG_MAX = next(width for key, _, width in COLUMNS if key == "flag")  # a longer
 FLAG_MIN = len("flag") + 1  # the header and its sort mark
 
 
-class FlagWidth:
-    """How wide the flag column needs to be: its longest flag (at most FLAG_MAX), at least its header.
-    Kept as flags are set and dropped, as a count of photos per width: a change costs a look at the
-    few distinct widths (at most FLAG_MAX), never a pass over the rows (there can be 10,000)."""
+class FlagWidth(FittedWidth):
+    """How wide the flag column needs to be: its longest flag (at most FLAG_MAX), at least its header,
+    kept as flags are set and dropped without a pass over the rows (there can be 10,000)."""
 
     def __init__(self) -> None:
-        self._width: dict[str, int] = {}  # photo -> its flag's width (capped)
-        self._photos = Counter()  # width -> photos whose flag is that wide
-
-    def set(self, key: str, flag: str) -> None:
-        self.drop(key)
-        width = min(cell_len(flag), FLAG_MAX)
-        self._width[key] = width
-        self._photos[width] += 1
-
-    def drop(self, key: str) -> None:
-        width = self._width.pop(key, None)
-        if width is not None:
-            self._photos[width] -= 1
-            if not self._photos[width]:
-                del self._photos[width]
-
-    @property
-    def width(self) -> int:
-        return max(FLAG_MIN, max(self._photos, default=0))
+        super().__init__(FLAG_MIN, FLAG_MAX)
 
 
 def fit_column(table: DataTable, key: str, width: int) -> bool:

@@ -10,7 +10,7 @@ import shutil
 from rich.cells import cell_len
 
 from alignimation_tui.triage import NUDGE_MARK
-from alignimation_tui.tui import cells
+from alignimation_tui.tui import table_view
 from alignimation_tui.tui.cells import FLAG_MAX, FLAG_MIN, FlagWidth
 from alignimation_tui.tui.table_view import visible_columns
 from tests.tui.test_app import config, make_app, settled, template, until  # noqa: F401
@@ -75,11 +75,11 @@ def test_the_width_is_kept_without_measuring_the_rows(monkeypatch):
     widths.set("p8", "x" * 80)
     assert widths.width == FLAG_MAX
     measured = []
-    monkeypatch.setattr(cells, "cell_len", lambda text: measured.append(text) or len(text))
+    monkeypatch.setattr(table_view, "cell_len", lambda text: measured.append(text) or len(text))
     widths.set("p8", "")  # the longest gone: the next longest, found without a pass over the rows
     assert widths.width == len("⚑ outlier: residual")
     widths.drop("p7")
     assert widths.width == FLAG_MIN
     widths.drop("nowhere")
     assert measured == [""], "only the changed flag is measured"
-    assert len(widths._photos) == 1  # one width (0) for 9,999 photos
+    assert len(widths._rows) == 1  # one width (0) for 9,999 photos
