@@ -66,9 +66,9 @@ def folder(template, tmp_path) -> Path:
 
 
 @pytest.fixture
-def decided(folder) -> bytes:
+def decided(folder, tmp_path) -> bytes:
     """A first run (the cache warm) and one verdict stored: the decisions file's bytes."""
-    assert main([str(folder), "--once"]) == 0
+    assert main([str(folder), "--once", "--out", str(tmp_path / "first" / "week.mp4")]) == 0
     store = Store(folder)
     try:
         store.decisions.set_verdict(content_hash(folder / "day01.jpg"), Verdict.REJECTED)
