@@ -26,6 +26,7 @@ from rich.table import Table
 from .config import Config
 from .curate import subject_sharpness
 from .domain import FrameResult, FrameStatus
+from .folders import FolderError, reason
 from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline, check_output_place
 from .render import RenderError
@@ -261,6 +262,19 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
 
 
+def folder_unreadable(folder: Path, exc: OSError) -> FolderError:
+    return FolderError(f"cannot read the photo folder {printable(str(folder))}: {reason(exc)}", Path(folder))
+
+
+def check_folder_readable(folder: Path) -> None:
+    """``FolderError`` in one line when the photo folder cannot be listed (permission denied...)."""
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError as exc:
+        raise folder_unreadable(folder, exc) from None
+
+
 def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | None = None,
              as_json: bool = False, render_only: bool = False) -> int:
     """``render_only``: no detection, no registration; photos with nothing stored are named and left
@@ -271,6 +285,7 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
         with sigterm_as_interrupt():
             if out is not None:  # before auto mode looks at a photo
                 check_output_place(folder, out)
+            check_folder_readable(folder)
             pipeline = Pipeline(folder, config, look=not render_only)
             try:
                 return _run(pipeline, config, out, frames_dir, as_json, render_only, started)
@@ -306,7 +321,10 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                               "(with the same config)")
                 return EXIT_USAGE
         else:
-            results = pipeline.scan(exclude={out})
+            try:
+                results = pipeline.scan(exclude={out})
+            except OSError as exc:  # the folder went unreadable since the check above
+                raise folder_unreadable(pipeline.folder, exc) from None
             if not results:
                 say(no_photos_line(pipeline.folder))
                 return EXIT_NOTHING_ALIGNED

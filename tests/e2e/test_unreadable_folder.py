@@ -134,9 +134,6 @@ def test_an_unreadable_folder_is_said_once_with_its_reason(photos, place):
     assert report["readable_again"] == ["permission denied", None]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scan.list_photos lets the PermissionError of os.scandir through pipeline.scan and headless: --once on "
-    "a chmod 000 folder ends in a traceback (exit 1) instead of one line"))
 def test_once_on_an_unreadable_folder_says_permission_denied_once(photos, place):
     photos.chmod(0)
     out = place / "home" / "week.mp4"
