@@ -67,6 +67,22 @@ def _same(a, b) -> bool:
 # Photos detected between two table refreshes: small enough that rows turn `aligned` steadily,
 # big enough that detection still runs in batches.
 CHUNK = 8
+# After every chunk the subjects are chosen and registered again over every frame detected so far,
+# and the rows compared: a cost that grows with the folder (at 3,000 photos the first open ran at a
+# third of its first rate). Chunks grow so that this bookkeeping stays about BOOKKEEPING_SHARE of a
+# chunk's time, up to MAX_CHUNK photos (a row still turns `aligned` every few seconds).
+BOOKKEEPING_SHARE = 0.25
+MAX_CHUNK = 128
+
+
+def next_chunk(bookkeeping_s: float, detect_s: float, photos: int) -> int:
+    """How many photos the next chunk takes: the last chunk spent ``detect_s`` detecting its
+    ``photos`` and ``bookkeeping_s`` on the rest (choosing, registering, the rows)."""
+    if photos <= 0 or detect_s <= 0:
+        return CHUNK
+    per_photo = detect_s / photos
+    wanted = bookkeeping_s / (BOOKKEEPING_SHARE * per_photo)
+    return max(CHUNK, min(MAX_CHUNK, int(wanted)))
 
 
 def framing_matrix(framing) -> tuple:
@@ -482,15 +498,17 @@ class Driver:
         "detecting 8 queued 16" when the cache's disk filled)."""
         p = self.pipeline
         self.backlog = len(todo)
+        start, size = 0, CHUNK
         try:
-            for start in range(0, len(todo), CHUNK):
+            while start < len(todo):
                 if self.cancel.is_set():
                     return
-                chunk = todo[start:start + CHUNK]
+                chunk = todo[start:start + size]
                 for r in chunk:
                     r.status = FrameStatus.DETECTING
                 self.busy = f"detecting {start + 1}-{start + len(chunk)} of {len(todo)}"
                 self.post_rows(only=chunk)  # their status alone changed
+                began, books = time.perf_counter(), self._bookkeeping_seconds()
                 try:
                     p.process(chunk, cancel=self.cancel)
                 except ConfigError as exc:
@@ -501,10 +519,20 @@ class Driver:
                     for r in chunk:
                         if r.status is FrameStatus.DETECTING:  # not reached: queued again, for next time
                             r.status = FrameStatus.QUEUED
-                self.backlog = max(0, len(todo) - start - len(chunk))
+                start += len(chunk)
+                self.backlog = max(0, len(todo) - start)
+                posting = time.perf_counter()
                 self.post_rows()
+                ended = time.perf_counter()
+                bookkeeping = self._bookkeeping_seconds() - books + (ended - posting)
+                size = next_chunk(bookkeeping, (ended - began) - bookkeeping, len(chunk))
         finally:
             self.backlog = 0
+
+    def _bookkeeping_seconds(self) -> float:
+        """The seconds the pipeline has spent choosing subjects and registering (every frame, each time)."""
+        stages = self.pipeline.stage_seconds
+        return stages.get("select", 0.0) + stages.get("register", 0.0)
 
     def _folder_state(self, problem: str | None) -> tuple[list[str], list]:
         """Say, once, that the folder cannot be used and why; once it can again, look through it:

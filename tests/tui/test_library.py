@@ -123,3 +123,18 @@ async def test_the_name_column_is_as_wide_as_its_widest_name(library, config):  
         await until(pilot, lambda: settled(app) and len(app.rows) == N, "the long name gone")
         assert column.width == len("day000.jpg")
         await pilot.press("q")
+
+
+def test_chunks_grow_when_the_bookkeeping_outweighs_detection():
+    """Every chunk is followed by a pass over every frame detected so far (choosing, registering,
+    the rows): with many frames the chunks grow, so that pass stays a share of the time a photo
+    takes, instead of a cost per 8 photos that grows with the folder."""
+    from alignimation_tui.tui.driver import BOOKKEEPING_SHARE, CHUNK, MAX_CHUNK, next_chunk
+
+    assert next_chunk(0.02, 0.8, CHUNK) == CHUNK, "a small folder: detection is most of the time"
+    # 0.1 s a photo, 1.5 s of bookkeeping (10,000 frames): that pass is a quarter of a bigger chunk's time
+    size = next_chunk(1.5, 0.8, CHUNK)
+    assert CHUNK < size < MAX_CHUNK
+    assert 1.5 <= BOOKKEEPING_SHARE * (size + 1) * 0.1
+    assert next_chunk(30.0, 0.8, CHUNK) == MAX_CHUNK, "rows still turn aligned every so often"
+    assert next_chunk(0.5, 0.0, 0) == CHUNK  # nothing detected (all failed, or cancelled)
