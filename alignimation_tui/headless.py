@@ -329,13 +329,14 @@ def _run(pipeline: Pipeline, config: Config, out: Path | None, frames_dir: Path 
                 say(no_photos_line(pipeline.folder))
                 return EXIT_NOTHING_ALIGNED
             pipeline.check_output(out)
-            detecting = sum(pipeline.needs_detection(r) for r in results)
+            todo = [r for r in results if pipeline.needs_detection(r)]  # asked once a photo (a store read)
+            detecting = len(todo)
             task = None
             if detecting:
                 task = bar.add_task("detecting", total=detecting, name="")  # shown while the models load
                 pipeline.warm_up()  # the models (and torch) now, while the bar says so
-            pipeline.process(progress=lambda r: task is None or bar.update(task, advance=1,
-                                                                            name=printable(r.frame.path.name)))
+            pipeline.process(todo, progress=lambda r: task is None or bar.update(task, advance=1,
+                                                                                  name=printable(r.frame.path.name)))
             if task is not None:
                 bar.remove_task(task)  # done: the render's bar alone from here
         for notice in pipeline.notices:
