@@ -465,7 +465,9 @@ class Driver:
                 self._made.pop(h, None)
         if new:
             p.sort_results()
-            self.post_rows()
+            # The new rows, queued: a row without a transform moves no flag. Whatever else this
+            # batch changed (a verdict, a lost reference) is posted once the new ones are processed.
+            self.post_rows(only=new)
             todo = [r for r in new if p.needs_detection(r)]
             if todo:
                 self._process(todo)
