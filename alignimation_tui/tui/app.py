@@ -47,7 +47,7 @@ from .widgets.graphics import cell_pixels, choose_graphics, padded, preview_widg
 from .widgets.graphics import prepare as prepare_graphics
 from .widgets.halfblock import halfblock_lines
 from .widgets.series import SeriesPlot
-from .table_view import FittedWidth, mark_sort_column, move_to_row, visible_columns
+from .table_view import FittedWidth, FrameTable, mark_sort_column, move_to_row, visible_columns
 from .terminal import CollectorPause, hangup_tolerant
 from .widgets.statusbar import StatusBar
 
@@ -140,7 +140,7 @@ class AlignimationApp(KeysPanel, App):
         yield Header()
         with Container(id="main"):
             with Vertical(id="table-pane"):
-                table = DataTable(id="frames", cursor_type="row", zebra_stripes=True)
+                table = FrameTable(id="frames", cursor_type="row", zebra_stripes=True)
                 for key, label, width in COLUMNS:
                     fitted = self.fitted[key].width if key in self.fitted else width
                     table.add_column(label, key=key, width=self.flag_width.width if key == "flag" else fitted)

@@ -138,3 +138,27 @@ def test_chunks_grow_when_the_bookkeeping_outweighs_detection():
     assert 1.5 <= BOOKKEEPING_SHARE * (size + 1) * 0.1
     assert next_chunk(30.0, 0.8, CHUNK) == MAX_CHUNK, "rows still turn aligned every so often"
     assert next_chunk(0.5, 0.0, 0) == CHUNK  # nothing detected (all failed, or cancelled)
+
+
+async def test_the_table_measures_no_cell(library, config, monkeypatch):  # noqa: F811
+    """Every column has a width (fixed, or fitted to its widest cell), so the table measures no cell:
+    not every cell of every new row (1 s of a 10,000-photo open), nor an updated one."""
+    from textual.widgets import _data_table
+
+    measured: list[int] = []
+    real = _data_table.measure
+    monkeypatch.setattr(_data_table, "measure", lambda *a, **k: measured.append(1) or real(*a, **k))
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the library")
+        measured.clear()  # the headers, measured as the columns were added
+        new = astronaut_photo(library / "day999.jpg", N + 5, (3, 1.0, 10, 5))
+        app.driver.submit(PhotoReady(new))
+        await until(pilot, lambda: settled(app) and len(app.rows) == N + 1, "the new photo")
+        await pilot.pause(0.1)  # the table's idle pass
+        assert not measured, f"{len(measured)} cells of new rows measured"
+        app.action_verdict("accepted")  # one cell updated, the selected row's verdict
+        await until(pilot, lambda: settled(app) and not app._verdicts, "the verdict applied")
+        await pilot.pause(0.1)
+        assert not measured, f"{len(measured)} cells measured for updated cells"
+        await pilot.press("q")
