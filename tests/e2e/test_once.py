@@ -58,7 +58,7 @@ def test_once_end_to_end(folder, tmp_path, capsys, count_detections):
     assert "identity matching is off" not in err  # the face descriptor ships with the install
     # where the time went, in one plain line: each stage the run met, named with its seconds
     line = next(ln for ln in err.splitlines() if ln.startswith("time: "))
-    assert re.search(r"since the process started — start [\d.]+, .*models [\d.]+, .*detection [\d.]+, "
+    assert re.search(r"since the process started — start [\d.]+, .*detection [\d.]+, "
                      r"landmarks [\d.]+, identity [\d.]+, .*render [\d.]+$", line), line
     assert all(r["identity_distance"] < 0.6 for r in rows if r["status"] == "aligned")  # one person
 
