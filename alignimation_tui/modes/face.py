@@ -364,13 +364,23 @@ class FaceMode(Mode):
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
 
     # framing ------------------------------------------------------------------------------------
+    @staticmethod
+    def _eyes_on_canvas(r: FrameResult) -> np.ndarray:
+        """Where ``r``'s registration puts its eyes, kept with the transform and subject objects it
+        came from (the framing asks for every kept frame's after each new photo)."""
+        kept = r.extra.get("eyes_on_canvas")
+        if kept is not None and kept[0] is r.transform and kept[1] is r.subject:
+            return kept[2]
+        eyes = reg.apply(np.asarray(r.transform.matrix, np.float64), np.asarray(r.subject.face.landmarks[:2]))
+        r.extra["eyes_on_canvas"] = (r.transform, r.subject, eyes)
+        return eyes
+
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas:
         """The eyes on the canvas: the median over the kept frames of where their registration puts
         each frame's own eyes (the reference's eyes when none is kept yet). Not the reference's eyes
         alone: a reference whose eyes sit wide or narrow for its face (a smile, a slight turn) would
         otherwise set every frame's eye distance off by as much (+6 % on faces_jerry)."""
-        eyes = [reg.apply(np.asarray(r.transform.matrix, np.float64), np.asarray(r.subject.face.landmarks[:2]))
-                for r in kept if isinstance(r.subject, Subject) and r.transform is not None]
+        eyes = [self._eyes_on_canvas(r) for r in kept if isinstance(r.subject, Subject) and r.transform is not None]
         if eyes:
             left, right = np.median(np.stack(eyes), axis=0)
         else:
