@@ -311,13 +311,9 @@ class CvFaceNet:
         return cls(CvNet(dlib_graph(read_dat(path)), ("out",)))
 
     def embed(self, chips: np.ndarray, batch: int = 32) -> np.ndarray:
-        from .dlib_dat import CHIP_SIZE
+        from .dlib_dat import as_chips
 
-        chips = np.asarray(chips)
-        if chips.ndim == 3:
-            chips = chips[None]
-        if chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"chips must be (N,150,150,3), got {chips.shape}")
+        chips = as_chips(chips)
         out = [self.net.run(chips[i:i + batch].transpose(0, 3, 1, 2).astype(np.float32))[0]
                for i in range(0, len(chips), batch)]
         return np.concatenate(out) if out else np.zeros((0, 128), np.float32)

@@ -224,6 +224,16 @@ BLOCKS = [(32, 32, False)] * 3 + [(32, 64, True)] + [(64, 64, False)] * 3 + \
 # --------------------------------------------------------------------------------------------
 # chips
 
+def as_chips(chips) -> np.ndarray:
+    """(N, 150, 150, 3) uint8 RGB chips (one chip becomes a batch of one); ValueError otherwise."""
+    chips = np.asarray(chips)
+    if chips.ndim == 3:
+        chips = chips[None]
+    if chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
+        raise ValueError(f"chips must be (N,150,150,3), got {chips.shape}")
+    return chips
+
+
 def _similarity(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted least-squares similarity transform src->dst (rotation, scale, shift), 2x3."""
     w = w / w.sum()

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dlib_dat import (CHIP_SIZE, CHIP_TEMPLATE, DAT_NAME, POINT_WEIGHTS, BLOCKS, default_dat_path,  # noqa: F401
-                       face_chip, read_dat)
+from .dlib_dat import (CHIP_SIZE, CHIP_TEMPLATE, DAT_NAME, POINT_WEIGHTS, BLOCKS, as_chips,  # noqa: F401
+                       default_dat_path, face_chip, read_dat)
 # --------------------------------------------------------------------------------------------
 # the network
 
@@ -102,11 +102,7 @@ class DlibFaceNet(nn.Module):
     @torch.inference_mode()
     def embed(self, chips: np.ndarray, batch: int = 32) -> np.ndarray:
         """(N,150,150,3) uint8 RGB chips -> (N,128) float32 descriptors."""
-        chips = np.asarray(chips)
-        if chips.ndim == 3:
-            chips = chips[None]
-        if chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"chips must be (N,150,150,3), got {chips.shape}")
+        chips = as_chips(chips)
         dev = self.mean.device
         out = []
         for i in range(0, len(chips), batch):
