@@ -246,8 +246,8 @@ def _map_back(points: np.ndarray, matrices: np.ndarray, mirrored: np.ndarray) ->
 
 
 def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: LandmarkSettings) -> list[np.ndarray]:
-    """The second pass. images: one (3, H, W) float tensor (0..255) per photo, in the pixels the
-    landmarks are in; landmarks: (n_i, 5, 2) per photo. Returns refined (n_i, 5, 2) per photo. Faces
+    """The second pass. images: one (3, H, W) float tensor (0..255) per photo for torch's O-Net, or
+    with OpenCV's (``cv_nets``) one (H, W, 3) array, in the pixels the landmarks are in; landmarks: (n_i, 5, 2) per photo. Returns refined (n_i, 5, 2) per photo. Faces
     where O-Net no longer sees a face in the canonical crop (probability < 0.5 on every variant)
     keep their landmarks, and so do faces whose eyes would move more than ``max_shift``."""
     variants = settings.variants()
