@@ -75,6 +75,7 @@ class Pipeline:
         """``look=False`` (``--render-only``): ``mode = "auto"`` takes the stored choice and, where
         there is none, face mode, without looking at any photo (nothing is computed)."""
         self.folder = Path(folder)
+        self._folder_text = os.fspath(self.folder)  # (``local_path`` compares strings: no Path per photo)
         self.config = config
         self.store = store or Store(self.folder, config.store.cache_dir, config.store.data_dir)
         # Chosen when a model is first needed (importing torch takes seconds; a re-render needs
@@ -255,10 +256,11 @@ class Pipeline:
     def local_path(self, path: Path) -> Path:
         """``path`` spelt as the scan spells the folder's photos: the watcher reports absolute paths
         (``/home/me/photos/a.jpg``) for a folder opened as ``photos``; one photo, one spelling."""
-        path = Path(path)
-        if path.parent != self.folder and os.path.abspath(path.parent) == os.path.abspath(self.folder):
-            return self.folder / path.name
-        return path
+        text = os.fspath(path)
+        parent = os.path.dirname(text)
+        if parent != self._folder_text and os.path.abspath(parent) == os.path.abspath(self._folder_text):
+            return self.folder / os.path.basename(text)
+        return path if isinstance(path, Path) else Path(text)  # (the scan's own paths: no new object)
 
     def path_changed(self, path: Path) -> "PathChange":
         """The file at ``path`` was written (a new photo, or one overwritten, moved over or

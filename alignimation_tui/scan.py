@@ -90,8 +90,10 @@ def list_photos(folder: Path, exclude: set[Path] = frozenset()) -> list[Path]:
             # A file that is not a link is where the folder really is (one realpath, not one per photo).
             real = os.path.realpath(entry.path) if link else os.path.join(real_folder, entry.name)
             if real not in excluded:
-                found.append(Path(entry.path))
-    return sorted(found)
+                found.append((os.path.normcase(entry.name), entry.path))
+    # In name order, as Paths in one folder compare; sorted as strings (comparing 10,000 Paths took 0.15 s)
+    found.sort(key=lambda item: item[0])
+    return [Path(path) for _, path in found]
 
 
 def link_problem(path: Path, folder: Path, follow_outside: bool) -> str | None:
