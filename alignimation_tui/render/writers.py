@@ -151,6 +151,8 @@ class _Ffmpeg:
         else:
             what = f"ffmpeg failed (exit status {code})"
         last = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[-1]) if lines else ""  # "[out#0/mp4 @ 0x...] "
+        if "no space left on device" in last.lower():  # the reason first, in the words every other write uses
+            return "no space left on device (ffmpeg could not finish the file)"
         return f"{what}: {last}" if last else what
 
     def finish(self) -> Path:

@@ -155,7 +155,7 @@ def test_a_full_output_disk_keeps_last_weeks_file(folder, decided, tmp_path, suf
                            holding=last_week, size=size)
     assert seen.rc == 1, f"exit status {seen.rc}, not the render's failure: {seen.err}"
     assert seen.line.startswith(f"{TOOL}: cannot render: cannot write {out}: ")
-    assert "no space left on device" in seen.line.lower(), seen.line
+    assert seen.line.startswith(f"{TOOL}: cannot render: cannot write {out}: no space left on device"), seen.line
     assert seen.line.endswith(f"the previous week{suffix} is untouched"), seen.line
     assert seen.left == before, f"the disk holds {sorted(seen.left)}: a partial file left, or last week's changed"
     assert decisions_file(folder).read_bytes() == decided
