@@ -205,6 +205,17 @@ class FrameResult:
     def doubts(self) -> str | None:
         """Every reason to look at this kept frame again ("" parts left out), or None."""
         return "; ".join(d for d in (self.identity_doubt, self.unsure_reason) if d) or None
+
+    def of_fit(self, name: str, measure):
+        """``measure(self)``, kept in ``extra`` with the transform and subject objects it was
+        measured from (both frozen): after one new photo among thousands, the others' fits are the
+        same objects and what is measured from them is not measured again."""
+        kept = self.extra.get(name)
+        if kept is not None and kept[0] is self.transform and kept[1] is self.subject:
+            return kept[2]
+        value = measure(self)
+        self.extra[name] = (self.transform, self.subject, value)
+        return value
     picture: PictureBox | None = None  # the photo without its flat borders (borders.py); None: not found yet
 
 

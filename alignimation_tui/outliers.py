@@ -183,22 +183,11 @@ def judged(results: list[FrameResult]) -> list[FrameResult]:
             and r.status in (FrameStatus.ALIGNED, FrameStatus.OUTLIER)]
 
 
-def _kept_signals(r: FrameResult) -> FitSignals | None:
-    """``signals_of(r)``, kept with the transform and subject objects it was measured from: after
-    one new photo among thousands, the others' fits are the same objects and are not measured again."""
-    kept = r.extra.get("fit_signals")
-    if kept is not None and kept[0] is r.transform and kept[1] is r.subject:
-        return kept[2]
-    signals = signals_of(r)
-    r.extra["fit_signals"] = (r.transform, r.subject, signals)
-    return signals
-
-
 def apply_outliers(results: list[FrameResult], reference: str | None) -> None:
     """Mark the implausible fits ``outlier`` with their reason, the doubtful ones ``unsure_reason``;
     the others (back) to ``aligned``. Idempotent; run after registration, before the selection."""
     series = judged(results)
-    signals = [s for s in map(_kept_signals, series) if s is not None]
+    signals = [s for s in (r.of_fit("fit_signals", signals_of) for r in series) if s is not None]
     verdicts = judge(signals, frozenset({reference}) if reference else frozenset())
     for r in series:
         left_out, why = verdicts.get(r.frame.hash, (False, None))

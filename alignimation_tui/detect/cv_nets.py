@@ -93,10 +93,10 @@ def read_state_dict(path: Path) -> dict[str, np.ndarray]:
 # the graphs
 
 
-def _conv(g: Graph, x: str, sd: dict, name: str, stride: int = 1, pad: int = 0) -> str:
+def _conv(g: Graph, x: str, sd: dict, name: str, out: str | None = None) -> str:
     w, b = sd[f"{name}.weight"], sd[f"{name}.bias"]
-    return g.node("Conv", x, g.weight(f"{name}.w", w), g.weight(f"{name}.b", b),
-                  kernel_shape=list(w.shape[2:]), strides=[stride, stride], pads=[pad] * 4)
+    return g.node("Conv", x, g.weight(f"{name}.w", w), g.weight(f"{name}.b", b), name=out,
+                  kernel_shape=list(w.shape[2:]), strides=[1, 1], pads=[0] * 4)
 
 
 def _prelu(g: Graph, x: str, sd: dict, name: str, spatial: bool = True) -> str:
@@ -104,13 +104,25 @@ def _prelu(g: Graph, x: str, sd: dict, name: str, spatial: bool = True) -> str:
     return g.node("PRelu", x, g.weight(f"{name}.slope", slope.reshape(-1, 1, 1) if spatial else slope))
 
 
-def _pool(g: Graph, x: str, k: int, s: int) -> str:
-    return g.node("MaxPool", x, kernel_shape=[k, k], strides=[s, s], ceil_mode=1)
-
-
-def _dense(g: Graph, x: str, sd: dict, name: str, weight: np.ndarray | None = None) -> str:
+def _dense(g: Graph, x: str, sd: dict, name: str, weight: np.ndarray | None = None, out: str | None = None) -> str:
     w = sd[f"{name}.weight"] if weight is None else weight
-    return g.node("Gemm", x, g.weight(f"{name}.w", w), g.weight(f"{name}.b", sd[f"{name}.bias"]), transB=1)
+    return g.node("Gemm", x, g.weight(f"{name}.w", w), g.weight(f"{name}.b", sd[f"{name}.bias"]), name=out, transB=1)
+
+
+def _trunk(g: Graph, x: str, sd: dict, pools: list) -> str:
+    """facenet's convolutions ``conv1``, ``conv2``, ... each with its PReLU, then the max pooling
+    (kernel, stride; ceil mode) given for it, or none."""
+    for k, pool in enumerate(pools, 1):
+        x = _prelu(g, _conv(g, x, sd, f"conv{k}"), sd, f"prelu{k}")
+        if pool is not None:
+            x = g.node("MaxPool", x, kernel_shape=[pool[0]] * 2, strides=[pool[1]] * 2, ceil_mode=1)
+    return x
+
+
+def _flat_dense(g: Graph, x: str, sd: dict, dense: str, prelu: str, channels: int) -> str:
+    """Flatten the 3x3 feature map and the dense layer after it, with its PReLU (``_unpermuted``)."""
+    x = g.node("Flatten", x, axis=1)
+    return _prelu(g, _dense(g, x, sd, dense, _unpermuted(sd[f"{dense}.weight"], channels, 3, 3)), sd, prelu, False)
 
 
 def _unpermuted(w: np.ndarray, c: int, h: int, wd: int) -> np.ndarray:
@@ -123,15 +135,9 @@ def _unpermuted(w: np.ndarray, c: int, h: int, wd: int) -> np.ndarray:
 
 def pnet_graph(sd: dict) -> bytes:
     g = Graph("pnet")
-    x = g.input("x", ("n", 3, "h", "w"))
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv1"), sd, "prelu1"), 2, 2)
-    x = _prelu(g, _conv(g, x, sd, "conv2"), sd, "prelu2")
-    x = _prelu(g, _conv(g, x, sd, "conv3"), sd, "prelu3")
-    g.node("Conv", x, g.weight("c42.w", sd["conv4_2.weight"]), g.weight("c42.b", sd["conv4_2.bias"]),
-           kernel_shape=[1, 1], name="reg")
-    p = g.node("Conv", x, g.weight("c41.w", sd["conv4_1.weight"]), g.weight("c41.b", sd["conv4_1.bias"]),
-               kernel_shape=[1, 1])
-    g.node("Softmax", p, axis=1, name="prob")
+    x = _trunk(g, g.input("x", ("n", 3, "h", "w")), sd, [(2, 2), None, None])
+    _conv(g, x, sd, "conv4_2", out="reg")
+    g.node("Softmax", _conv(g, x, sd, "conv4_1"), axis=1, name="prob")
     g.output("reg", ("n", 4, "oh", "ow"))
     g.output("prob", ("n", 2, "oh", "ow"))
     return g.to_bytes()
@@ -139,14 +145,9 @@ def pnet_graph(sd: dict) -> bytes:
 
 def rnet_graph(sd: dict) -> bytes:
     g = Graph("rnet")
-    x = g.input("x", ("n", 3, 24, 24))
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv1"), sd, "prelu1"), 3, 2)
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv2"), sd, "prelu2"), 3, 2)
-    x = _prelu(g, _conv(g, x, sd, "conv3"), sd, "prelu3")
-    x = g.node("Flatten", x, axis=1)
-    x = _prelu(g, _dense(g, x, sd, "dense4", _unpermuted(sd["dense4.weight"], 64, 3, 3)), sd, "prelu4", False)
-    g.node("Gemm", x, g.weight("d52.w", sd["dense5_2.weight"]), g.weight("d52.b", sd["dense5_2.bias"]),
-           transB=1, name="reg")
+    x = _trunk(g, g.input("x", ("n", 3, 24, 24)), sd, [(3, 2), (3, 2), None])
+    x = _flat_dense(g, x, sd, "dense4", "prelu4", 64)
+    _dense(g, x, sd, "dense5_2", out="reg")
     g.node("Softmax", _dense(g, x, sd, "dense5_1"), axis=1, name="prob")
     g.output("reg", ("n", 4))
     g.output("prob", ("n", 2))
@@ -155,16 +156,10 @@ def rnet_graph(sd: dict) -> bytes:
 
 def onet_graph(sd: dict) -> bytes:
     g = Graph("onet")
-    x = g.input("x", ("n", 3, 48, 48))
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv1"), sd, "prelu1"), 3, 2)
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv2"), sd, "prelu2"), 3, 2)
-    x = _pool(g, _prelu(g, _conv(g, x, sd, "conv3"), sd, "prelu3"), 2, 2)
-    x = _prelu(g, _conv(g, x, sd, "conv4"), sd, "prelu4")
-    x = g.node("Flatten", x, axis=1)
-    x = _prelu(g, _dense(g, x, sd, "dense5", _unpermuted(sd["dense5.weight"], 128, 3, 3)), sd, "prelu5", False)
-    for src, name in (("dense6_2", "reg"), ("dense6_3", "points")):
-        g.node("Gemm", x, g.weight(f"{src}.w", sd[f"{src}.weight"]), g.weight(f"{src}.b", sd[f"{src}.bias"]),
-               transB=1, name=name)
+    x = _trunk(g, g.input("x", ("n", 3, 48, 48)), sd, [(3, 2), (3, 2), (2, 2), None])
+    x = _flat_dense(g, x, sd, "dense5", "prelu5", 128)
+    _dense(g, x, sd, "dense6_2", out="reg")
+    _dense(g, x, sd, "dense6_3", out="points")
     g.node("Softmax", _dense(g, x, sd, "dense6_1"), axis=1, name="prob")
     g.output("reg", ("n", 4))
     g.output("points", ("n", 10))

@@ -87,7 +87,9 @@ class FaceDetector:
     @property
     def on_opencv(self) -> bool:
         """The CPU's detector (``cv_nets``, ``mtcnn_cpu``: numpy and OpenCV, no torch), else torch's."""
-        return not hasattr(self.mtcnn.pnet, "parameters")
+        from .cv_nets import CvMtcnn  # (no torch there)
+
+        return isinstance(self.mtcnn, CvMtcnn)
 
     def detect(self, photos: list[Decoded]) -> list[FaceDetection]:
         results: list[FaceDetection | None] = [None] * len(photos)

@@ -332,7 +332,9 @@ def second_pass(onet, photos: list, detections: list[FaceDetection], settings: L
 
 def is_cv_net(net) -> bool:
     """Whether ``net`` is OpenCV's (``cv_nets.CvNet``: numpy in and out) rather than a torch module."""
-    return hasattr(net, "run") and hasattr(net, "outputs")
+    from .cv_nets import CvNet  # (no torch there)
+
+    return isinstance(net, CvNet)
 
 
 def _second_pass(onet, photos: list, detections: list[FaceDetection], settings: LandmarkSettings,

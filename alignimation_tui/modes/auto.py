@@ -41,6 +41,11 @@ class ModeChoice:
         return {"mode": self.mode, "reason": self.reason}
 
 
+def face_height(eyes: np.ndarray, mouth: np.ndarray) -> float:
+    """A face's height, as both rules measure it: three eye-to-mouth distances."""
+    return 3.0 * float(np.linalg.norm(np.asarray(eyes, np.float64) - np.asarray(mouth, np.float64)))
+
+
 def shows_body(poses, image_height: int) -> bool:
     """Whether any of ``poses`` (``detect.blazepose.Pose``) is a body in view down to the hips."""
     from ..detect.blazepose import POINT_NAMES
@@ -49,9 +54,8 @@ def shows_body(poses, image_height: int) -> bool:
         pts = pose.points
         at = lambda name: pts[POINT_NAMES.index(name)]  # noqa: E731
         hips_in = all(at(h)[4] >= 0 and 0 <= at(h)[1] <= image_height for h in ("left_hip", "right_hip"))
-        eyes = (at("left_eye")[:2] + at("right_eye")[:2]) / 2
-        mouth = (at("mouth_left")[:2] + at("mouth_right")[:2]) / 2
-        face = 3.0 * float(np.linalg.norm(eyes - mouth))
+        face = face_height((at("left_eye")[:2] + at("right_eye")[:2]) / 2,
+                           (at("mouth_left")[:2] + at("mouth_right")[:2]) / 2)
         rows = np.nonzero((pose.mask >= 0.5).any(1))[0]
         if not hips_in or face <= 0 or len(rows) == 0:
             continue
@@ -77,8 +81,7 @@ def too_close_for_a_body(faces, image_height: int) -> bool:
         if face.prob < CLOSE_UP_MIN_PROB:  # a doubtful face (a poster, a pattern) decides nothing
             continue
         pts = np.asarray(face.landmarks, np.float64)
-        eyes, mouth = pts[:2].mean(0), pts[3:5].mean(0)
-        if image_height < CLOSE_UP_MARGIN * BODY_HEIGHTS * 3.0 * float(np.linalg.norm(eyes - mouth)):
+        if image_height < CLOSE_UP_MARGIN * BODY_HEIGHTS * face_height(pts[:2].mean(0), pts[3:5].mean(0)):
             return True
     return False
 

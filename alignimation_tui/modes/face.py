@@ -335,7 +335,7 @@ class FaceMode(Mode):
             self._choices = chosen = {h: v for h, v in chosen.items() if h in usable}
         for h, r in usable.items():
             det = dets[h]
-            token = (id(r.detection), by_identity if by_identity is not None and h in embeddings else by_position)
+            token = by_identity if by_identity is not None and h in embeddings else by_position
             known = chosen.get(h)
             if known is not None and known[0] == token and known[2] is r.detection:
                 subject = known[1]
@@ -366,21 +366,16 @@ class FaceMode(Mode):
     # framing ------------------------------------------------------------------------------------
     @staticmethod
     def _eyes_on_canvas(r: FrameResult) -> np.ndarray:
-        """Where ``r``'s registration puts its eyes, kept with the transform and subject objects it
-        came from (the framing asks for every kept frame's after each new photo)."""
-        kept = r.extra.get("eyes_on_canvas")
-        if kept is not None and kept[0] is r.transform and kept[1] is r.subject:
-            return kept[2]
-        eyes = reg.apply(np.asarray(r.transform.matrix, np.float64), np.asarray(r.subject.face.landmarks[:2]))
-        r.extra["eyes_on_canvas"] = (r.transform, r.subject, eyes)
-        return eyes
+        """Where ``r``'s registration puts its eyes."""
+        return reg.apply(np.asarray(r.transform.matrix, np.float64), np.asarray(r.subject.face.landmarks[:2]))
 
     def subject_on_canvas(self, ref: Reference, kept: list[FrameResult]) -> SubjectOnCanvas:
         """The eyes on the canvas: the median over the kept frames of where their registration puts
         each frame's own eyes (the reference's eyes when none is kept yet). Not the reference's eyes
         alone: a reference whose eyes sit wide or narrow for its face (a smile, a slight turn) would
         otherwise set every frame's eye distance off by as much (+6 % on faces_jerry)."""
-        eyes = [self._eyes_on_canvas(r) for r in kept if isinstance(r.subject, Subject) and r.transform is not None]
+        eyes = [r.of_fit("eyes_on_canvas", self._eyes_on_canvas) for r in kept
+                if isinstance(r.subject, Subject) and r.transform is not None]
         if eyes:
             left, right = np.median(np.stack(eyes), axis=0)
         else:

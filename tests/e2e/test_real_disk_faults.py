@@ -187,31 +187,20 @@ def test_a_read_only_output_folder(folder, decided, tmp_path):
 # the cache -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("warm", [False, True], ids=["new-cache", "warm-cache"])
-def test_a_full_cache_disk(folder, decided, tmp_path, warm):
+@pytest.mark.parametrize("fault,reason,advice", [
+    ("full", "no space left on device", "free some space there"),
+    ("read-only", "read-only file system", "make it writable"),
+])
+def test_a_cache_disk_that_cannot_be_written(folder, decided, tmp_path, warm, fault, reason, advice):
     cache_home = Path(os.environ["XDG_CACHE_HOME"])  # warm: what the first run stored
     disk = tmp_path / "cache-disk"
     out = tmp_path / "out" / "week.mp4"
     seen = on_a_small_disk(tmp_path, disk, once(folder, "--out", str(out)), holding=cache_home if warm else None,
-                           full=True, env={"XDG_CACHE_HOME": str(disk)})
+                           full=fault == "full", read_only=fault == "read-only", env={"XDG_CACHE_HOME": str(disk)})
     assert seen.rc == 2, seen.err
     assert seen.line.startswith(f"{TOOL}: error: cannot "), seen.line
-    assert f"{disk}/{TOOL}/folders/{folder_key(folder)}: no space left on device; " in seen.line, seen.line
-    assert seen.line.endswith("free some space there, or choose another folder with store.cache_dir"), seen.line
-    assert not out.parent.exists() or not any(out.parent.iterdir())
-    assert decisions_file(folder).read_bytes() == decided
-
-
-@pytest.mark.parametrize("warm", [False, True], ids=["new-cache", "warm-cache"])
-def test_a_read_only_cache_folder(folder, decided, tmp_path, warm):
-    cache_home = Path(os.environ["XDG_CACHE_HOME"])
-    disk = tmp_path / "cache-disk"
-    out = tmp_path / "out" / "week.mp4"
-    seen = on_a_small_disk(tmp_path, disk, once(folder, "--out", str(out)), holding=cache_home if warm else None,
-                           read_only=True, env={"XDG_CACHE_HOME": str(disk)})
-    assert seen.rc == 2, seen.err
-    assert seen.line.startswith(f"{TOOL}: error: cannot "), seen.line
-    assert f"{disk}/{TOOL}/folders/{folder_key(folder)}: read-only file system; " in seen.line, seen.line
-    assert seen.line.endswith("make it writable, or choose another folder with store.cache_dir"), seen.line
+    assert f"{disk}/{TOOL}/folders/{folder_key(folder)}: {reason}; " in seen.line, seen.line
+    assert seen.line.endswith(f"{advice}, or choose another folder with store.cache_dir"), seen.line
     assert not out.parent.exists() or not any(out.parent.iterdir())
     assert decisions_file(folder).read_bytes() == decided
 
