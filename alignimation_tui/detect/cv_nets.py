@@ -7,8 +7,8 @@ memory. Outputs agree with the torch modules to ~1e-6 (a test checks them); Open
 networks 1.5-4x faster than torch here and is imported by every run anyway, where torch's import
 alone costs 1.2-1.5 s.
 
-A ``cv2.dnn.Net`` must not run on two threads at once: each thread that runs a network gets its own
-copy, read from the same bytes (a few milliseconds).
+A ``cv2.dnn.Net`` must not run on two threads at once: a thread that finds every copy busy builds
+another from the same bytes, kept for later calls (``CvNet``).
 """
 from __future__ import annotations
 
@@ -234,28 +234,40 @@ def dlib_graph(layers: list[dict], size: int = 150) -> bytes:
 
 
 class CvNet:
-    """One network's ONNX bytes and its output names; ``run`` gives this thread's own
-    ``cv2.dnn.Net`` the input and returns the outputs in order."""
+    """One network's ONNX bytes and its output names; ``run`` gives the input to a ``cv2.dnn.Net``
+    no other thread is running and returns the outputs in order. The nets are kept for the next
+    call, on whichever thread it comes: one per thread that ran at the same time, each built once
+    (dlib's descriptor takes ~40 ms to build; a net built on a thread that loaded the weights and
+    then ended is used by the next thread that asks)."""
 
     def __init__(self, model: bytes, outputs: tuple[str, ...]):
         self.model = model
         self.outputs = outputs
-        self._local = threading.local()
-        self.net()  # a graph OpenCV cannot read fails here, at load time
+        self._idle: list = [self._build()]  # a graph OpenCV cannot read fails here, at load time
+        self._lock = threading.Lock()
 
-    def net(self):
-        net = getattr(self._local, "net", None)
-        if net is None:
-            import cv2
+    def _build(self):
+        import cv2
 
-            net = self._local.net = cv2.dnn.readNetFromONNX(np.frombuffer(self.model, np.uint8))
-        return net
+        return cv2.dnn.readNetFromONNX(np.frombuffer(self.model, np.uint8))
+
+    @property
+    def built(self) -> int:
+        """How many nets are idle (built and not running): for tests."""
+        return len(self._idle)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        net = self.net()
-        net.setInput(np.ascontiguousarray(x, np.float32))
-        # copies: OpenCV may hand out its own output buffers, which the next forward overwrites
-        return tuple(np.array(o) for o in net.forward(list(self.outputs)))
+        with self._lock:
+            net = self._idle.pop() if self._idle else None
+        if net is None:
+            net = self._build()
+        try:
+            net.setInput(np.ascontiguousarray(x, np.float32))
+            # copies: OpenCV may hand out its own output buffers, which the next forward overwrites
+            return tuple(np.array(o) for o in net.forward(list(self.outputs)))
+        finally:
+            with self._lock:
+                self._idle.append(net)
 
 
 @contextmanager

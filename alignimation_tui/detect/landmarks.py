@@ -223,14 +223,14 @@ def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
     """(N, A, 5, 2) estimates (NaN = a variant that saw no face) -> (N, 5, 2): per landmark, the
     mean of the estimates within max(2 x their median distance, 2 % of the IOD) of the median
     (outliers dropped). NaN where no variant gave an estimate."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN faces stay NaN
-        med = np.nanmedian(estimates, axis=1, keepdims=True)
-        d = np.linalg.norm(estimates - med, axis=-1)  # (N, A, 5)
-        limit = np.maximum(2.0 * np.nanmedian(d, axis=1, keepdims=True), 0.02 * iod[:, None, None])
-    keep = (d <= limit)[..., None]  # NaN compares False
+    # A landmark no variant saw is 0 while measuring (so numpy has no all-NaN slice to warn of:
+    # ``warnings.catch_warnings`` is not thread-safe, and the pass runs on several threads).
+    seen = np.isfinite(estimates).all(-1)  # (N, A, 5)
+    safe = np.where(seen.any(1)[:, None, :, None], estimates, 0.0)
+    med = np.nanmedian(safe, axis=1, keepdims=True)
+    d = np.linalg.norm(safe - med, axis=-1)  # (N, A, 5)
+    limit = np.maximum(2.0 * np.nanmedian(d, axis=1, keepdims=True), 0.02 * iod[:, None, None])
+    keep = ((d <= limit) & seen)[..., None]  # NaN compares False
     total = np.where(keep, np.nan_to_num(estimates), 0.0).sum(1)
     count = keep.sum(1)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)

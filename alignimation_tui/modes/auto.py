@@ -13,6 +13,8 @@ overrides it). An empty folder is face mode until it has photos (the choice is n
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,23 +97,33 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | 
 
     model, looked, bodies = None, 0, 0
     picked = sample(paths)
-    for path in picked:
-        if 2 * bodies > len(picked) or 2 * (looked - bodies) >= len(picked):
-            break  # the majority is decided: the rest cannot change it
-        try:
-            photo = open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)
-        except (PhotoError, OSError) as exc:
-            log.info("auto mode: skipped %s: %s", path.name, exc)
-            continue
-        rgb = photo.array()
-        looked += 1
-        if find_faces is not None and too_close_for_a_body(find_faces(photo).faces, photo.height):
-            continue  # (faces and height in the photo's own upright pixels)
-        if model is None:
-            from ..detect.blazepose import BlazePose
+    decode = lambda path: open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)  # noqa: E731
+    # The photos are decoded on two threads ahead of the models (which hold one core): at once
+    # those any majority needs, then, once fewer than two are ahead, the next.
+    pool = ThreadPoolExecutor(2, thread_name_prefix="auto mode")
+    decoding = deque(pool.submit(decode, path) for path in picked[:len(picked) // 2 + 1])
+    try:
+        for k, path in enumerate(picked):
+            if 2 * bodies > len(picked) or 2 * (looked - bodies) >= len(picked):
+                break  # the majority is decided: the rest cannot change it
+            if len(decoding) < 2 and k + len(decoding) < len(picked):
+                decoding.append(pool.submit(decode, picked[k + len(decoding)]))
+            try:
+                photo = decoding.popleft().result()
+            except (PhotoError, OSError) as exc:
+                log.info("auto mode: skipped %s: %s", path.name, exc)
+                continue
+            rgb = photo.array()
+            looked += 1
+            if find_faces is not None and too_close_for_a_body(find_faces(photo).faces, photo.height):
+                continue  # (faces and height in the photo's own upright pixels)
+            if model is None:
+                from ..detect.blazepose import BlazePose
 
-            model = BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
-        bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
+                model = BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
+            bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     if not looked:
         return None
     if bodies * 2 > looked:
@@ -120,11 +132,14 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | 
                       else f"none of {looked} sampled photos shows a whole body")
 
 
-def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice:
-    """The folder's mode: the one kept in ``store``, else decided now (and kept)."""
+def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None, deciding=None) -> ModeChoice:
+    """The folder's mode: the one kept in ``store``, else decided now (and kept). ``deciding``:
+    called first when there are photos to decide from (a new folder: its photos will be detected)."""
     kept = store.get_json(STORE_KEY)
     if isinstance(kept, dict) and kept.get("mode") in ("face", "body"):
         return ModeChoice(kept["mode"], str(kept.get("reason", "")))
+    if paths and deciding is not None:
+        deciding()
     choice = decide(paths, max_pixels, find_faces)
     if choice is None:
         return ModeChoice("face", "no photos yet")

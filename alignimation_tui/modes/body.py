@@ -23,7 +23,7 @@ from ..detect.face import torch_threads
 from ..detect.identity import closest_face, prototypes
 from ..domain import BodyDetection, BodySubject, FrameResult, FrameStatus, Transform
 from ..framing import SubjectOnCanvas
-from ..models import dlib_weights_path, load_face_embedder, preload
+from ..models import dlib_weights_path, face_embedder_loading, preload
 from ..photos import open_photo
 from ..render import RenderItem
 from ..fingerprint import fingerprint
@@ -190,7 +190,8 @@ class BodyMode(Mode):
     # detect -------------------------------------------------------------------------------------
     def detector(self) -> body_mod.BodyDetector:
         if self._detector is None:
-            describer = (lambda: load_face_embedder("cpu")) if self.identity_on else None  # small: the CPU is enough
+            # small: the CPU is enough; loaded once per process (auto mode may have started it)
+            describer = (lambda: face_embedder_loading("cpu").result()) if self.identity_on else None
             self._detector = body_mod.BodyDetector(self.settings.mask_size, describer=describer)
         return self._detector
 

@@ -9,20 +9,23 @@ second pass's landmarks of every face), ``embed:{hash}:{embed_fp}`` (``.npy``),
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import borders, colour, curate
 from .. import register as reg
 from ..detect import face as face_mod
+from ..detect.face import side_by_side, side_by_side_workers
 from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_position, closest_face, prototypes
 from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
-from ..models import FACE_EMBEDDER, dlib_weights_path, load_face_detector, load_face_embedder
+from ..models import FACE_EMBEDDER, dlib_weights_path, face_embedder_loading, load_face_detector, load_face_embedder
 from ..photos import open_photo
 from ..fingerprint import fingerprint
 from .base import Mode, ModeContext, Progress, Reference
@@ -31,6 +34,27 @@ AUTO_REFERENCE_KEY = "reference:auto:0"
 # Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
 # (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
 DETECT_DECODE_SLACK = 0.05
+
+
+@dataclass
+class _Measures:
+    """What ``FaceMode._measures`` measured on a decoded photo (None: stored already)."""
+    quality: FrameQuality | None
+    picture: borders.PictureBox | None
+    colour: list  # (face box, colour means) per face
+
+
+@dataclass
+class _Found:
+    """What ``FaceMode._find`` found for one batch, not yet stored: per photo that lacked its
+    detection (``items``), MTCNN's detection, whether it is new (else it was stored), the second
+    pass's landmarks; per photo of the batch, its faces' descriptors and its measures."""
+    items: list
+    fresh: list[bool]
+    raws: list[FaceDetection]
+    refined: list
+    vectors: list | None
+    measures: list[_Measures]
 
 
 class FaceMode(Mode):
@@ -45,6 +69,7 @@ class FaceMode(Mode):
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
         self._embedder_loading: Future | None = None  # started by ``warm_up``, taken by ``embedder``
+        self._embedder_lock = threading.Lock()
         self._identity_on: bool | None = None
         self._choices: dict[str, tuple] = {}  # hash -> (what the choice was made from, Subject | None, detection)
         self._embeddings_of: tuple[str, dict[str, np.ndarray]] | None = None  # (embed_fp, hash -> stored)
@@ -169,11 +194,12 @@ class FaceMode(Mode):
         return self._detector
 
     def embedder(self) -> face_mod.FaceEmbedder | None:
-        if not self._embedder_checked:
-            self._embedder_checked = True
-            loading, self._embedder_loading = self._embedder_loading, None
-            model = loading.result() if loading is not None else load_face_embedder(self.ctx.device)
-            self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
+        with self._embedder_lock:  # asked by the workers side by side: loaded once
+            if not self._embedder_checked:
+                loading, self._embedder_loading = self._embedder_loading, None
+                model = loading.result() if loading is not None else load_face_embedder(self.ctx.device)
+                self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
+                self._embedder_checked = True
         return self._embedder
 
     @property
@@ -184,12 +210,11 @@ class FaceMode(Mode):
         return ("alignimation_tui.detect.mtcnn_batch",)
 
     def warm_up(self) -> None:
-        """The descriptor loads on a thread of its own (reading and parsing 22 MB, mostly outside
-        the interpreter lock) while the detector loads and the first photos are detected."""
+        """The descriptor loads on a thread of its own (``models.face_embedder_loading``: reading and
+        parsing 22 MB, mostly outside the interpreter lock) while the detector loads and the first
+        photos are detected."""
         if not self._embedder_checked and self._embedder_loading is None and self.identity_on:
-            pool = ThreadPoolExecutor(1, thread_name_prefix="load descriptor")
-            self._embedder_loading = pool.submit(load_face_embedder, self.ctx.device)
-            pool.shutdown(wait=False)
+            self._embedder_loading = face_embedder_loading(self.ctx.device)
         self.detector()
 
     def status_text(self, device: str) -> str:
@@ -203,82 +228,138 @@ class FaceMode(Mode):
 
     # detect -------------------------------------------------------------------------------------
     def detect(self, todo: list[FrameResult], progress: Progress, cancel: threading.Event | None) -> int:
-        """Detect faces (and embeddings when identity matching is on)."""
+        """Detect faces (and embeddings when identity matching is on). Each batch's work (MTCNN,
+        the second pass, the descriptor, the measures) is done by ``_find``, on worker threads side
+        by side on a CPU (``side_by_side``); what it found is stored and set by ``_keep``, on this
+        thread, batch after batch in order."""
         p = self.ctx
         d = p.config.detect
         with p.timed("models"):
             detector = self.detector()
-        identity_on = self.identity_on
-        batch_size = detector.per_call
+        workers = side_by_side_workers(detector)
 
         def decode(r: FrameResult):
             with p.timed("decode"):
                 return open_photo(r.frame.path, max_side=d.size, max_pixels=p.config.scan.max_pixels,
                                   slack=DETECT_DECODE_SLACK)
 
-        def flush(batch: list[tuple[FrameResult, object]]) -> None:
-            need = [(r, ph) for r, ph in batch if r.detection is None and r.frame.hash not in self._raw_pending]
-            with p.timed("detect"):
-                found = detector.detect([ph for _, ph in need]) if need else []
-            raws = {r.frame.hash: det for (r, _), det in zip(need, found)}
-            self._second_pass([(r, ph) for r, ph in batch if r.detection is None], raws)
-            embedder = None
-            if identity_on:  # asked for here: the first batch's detection hides its loading (``warm_up``)
-                with p.timed("models"):
-                    embedder = self.embedder()
-            if embedder is not None:  # every face of the batch in one call (one batch on a GPU)
-                with p.timed("embed"):
-                    vectors = embedder.embed_many([(ph, r.detection) for r, ph in batch])
-            for k, (r, ph) in enumerate(batch):
-                self.measure_decoded(r, ph)
-                if embedder is not None:
-                    p.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", vectors[k])
-                r.status, r.error = FrameStatus.QUEUED, None
-                progress(r)
+        def pending_of(batch: list) -> dict[str, FaceDetection]:
+            """The stored MTCNN detections of ``batch`` that lack only the second pass (taken here,
+            on this thread)."""
+            return {r.frame.hash: self._raw_pending.pop(r.frame.hash) for r, _ in batch
+                    if r.detection is None and r.frame.hash in self._raw_pending}
 
-        return p.decode_in_batches(todo, decode, batch_size, flush, progress, cancel)
+        if workers <= 1:
+            def flush(batch: list[tuple[FrameResult, object]]) -> None:
+                self._keep(batch, self._find(batch, pending_of(batch)), progress)
 
-    def measure_decoded(self, r: FrameResult, photo) -> None:
-        """What is measured on the picture detection decoded, when not stored yet: the quality
-        (sharpness, hash) and the photo's flat borders (``borders``), each under its own key."""
+            return p.decode_in_batches(todo, decode, detector.per_call, flush, progress, cancel)
+
+        with side_by_side(workers) as pool, p.timed("faces"):
+            waiting: deque = deque()
+
+            def flush(batch: list[tuple[FrameResult, object]]) -> None:
+                waiting.append((batch, pool.submit(self._find, batch, pending_of(batch))))
+                while waiting and (len(waiting) > workers or waiting[0][1].done()):
+                    done, found = waiting.popleft()
+                    self._keep(done, found.result(), progress)
+
+            try:
+                decoded = p.decode_in_batches(todo, decode, detector.per_call, flush, progress, cancel,
+                                              ahead=detector.per_call * (workers + 2))
+            except BaseException:
+                for _, found in waiting:
+                    found.cancel()
+                raise
+            while waiting:  # what the workers found is kept, also when cancelled (it is done or nearly)
+                done, found = waiting.popleft()
+                self._keep(done, found.result(), progress)
+            return decoded
+
+    def _find(self, batch: list[tuple[FrameResult, object]], pending: dict[str, FaceDetection]) -> "_Found":
+        """One batch's work, on any thread: nothing is stored and no result is changed here.
+        ``pending``: the stored MTCNN detections that lack only the second pass."""
         p = self.ctx
-        if r.quality is None:
-            with p.timed("quality"):
-                r.quality = curate.frame_quality(photo, r.detection.boxes)
-            p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
-        if r.picture is None:
-            with p.timed("borders"):
-                r.picture = borders.find_picture(photo)
-            p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
-        if (p.config.render.match_colour != "off"
-                and max(photo.image.size) >= min(colour.STATS_SIDE, max(photo.width, photo.height))):
-            # Each face's colour means while the photo is decoded: the render's colour match then
-            # reads the chosen face's instead of decoding every photo once more (pipeline.colour_means).
-            with p.timed("colour"):
-                for face in r.detection.faces:
-                    means = colour.region_means(photo.image, face.box, photo.scale_xy)
-                    p.store.put_json(colour.means_key(r.frame.hash, face.box), {"means": means})
-
-    def _second_pass(self, batch: list[tuple[FrameResult, object]], fresh: dict[str, FaceDetection]) -> None:
-        """Refine the landmarks of ``batch`` while the photos are decoded, and store them apart from
-        MTCNN's detection. ``fresh``: the detections MTCNN has just made (the others are stored);
-        they are stored here, just before their landmarks, and ``r.detection`` is set only after
-        both: an interrupted run counts only what is stored."""
-        p = self.ctx
-        raws = [fresh.get(r.frame.hash) or self._raw_pending.pop(r.frame.hash) for r, _ in batch]
+        items = [(r, ph) for r, ph in batch if r.detection is None]
+        need = [(r, ph) for r, ph in items if r.frame.hash not in pending]
+        detector = self.detector()
+        with p.timed("detect"):
+            found = detector.detect([ph for _, ph in need]) if need else []
+        fresh = {r.frame.hash: det for (r, _), det in zip(need, found)}
+        raws = [fresh.get(r.frame.hash) or pending[r.frame.hash] for r, _ in items]
         settings = self.landmark_settings
-        refined = [None] * len(batch)
-        if settings.rounds > 0 and batch:
-            detector = self.detector()
+        refined = [None] * len(items)
+        if settings.rounds > 0 and items:
             with p.timed("landmarks"), detector.threads_per_worker() if detector.workers > 1 else nullcontext():
-                refined = landmarks_mod.second_pass(detector.mtcnn.onet, [ph for _, ph in batch], raws,
+                refined = landmarks_mod.second_pass(detector.mtcnn.onet, [ph for _, ph in items], raws,
                                                     settings, p.device, workers=detector.workers)
-        for (r, _), raw, lm in zip(batch, raws, refined):
-            if r.frame.hash in fresh:
+        detections = {r.frame.hash: landmarks_mod.with_landmarks(raw, lm)
+                      for (r, _), raw, lm in zip(items, raws, refined)}
+        seen = [(ph, detections.get(r.frame.hash, r.detection)) for r, ph in batch]
+        embedder = None
+        if self.identity_on:  # asked for here: the first batch's detection hides its loading (``warm_up``)
+            with p.timed("models"):
+                embedder = self.embedder()
+        vectors = None
+        if embedder is not None:  # every face of the batch in one call (one batch on a GPU)
+            with p.timed("embed"):
+                vectors = embedder.embed_many(seen)
+        measures = [self._measures(r, ph, det) for (r, _), (ph, det) in zip(batch, seen)]
+        return _Found(items, [r.frame.hash in fresh for r, _ in items], raws, refined, vectors, measures)
+
+    def _keep(self, batch: list[tuple[FrameResult, object]], found: "_Found", progress: Progress) -> None:
+        """Store what ``_find`` found for ``batch`` and set it on the results, in the order an
+        interrupted run relies on: a photo's detection is stored just before its landmarks, and
+        ``r.detection`` is set only after both, so a run counts only what is stored."""
+        p = self.ctx
+        for (r, _), fresh, raw, lm in zip(found.items, found.fresh, found.raws, found.refined):
+            if fresh:
                 p.store.put_json(f"faces:{r.frame.hash}:{self.detect_fp}", raw.to_json())
             if lm is not None and raw.faces:
                 p.store.put_array(f"landmarks:{r.frame.hash}:{self.landmarks_fp}", lm)
             r.detection = landmarks_mod.with_landmarks(raw, lm)
+        for k, (r, _) in enumerate(batch):
+            self._keep_measures(r, found.measures[k])
+            if found.vectors is not None:
+                p.store.put_array(f"embed:{r.frame.hash}:{self.embed_fp}", found.vectors[k])
+            r.status, r.error = FrameStatus.QUEUED, None
+            progress(r)
+
+    def _measures(self, r: FrameResult, photo, detection: FaceDetection) -> "_Measures":
+        """What is measured on the picture detection decoded, when not stored yet: the quality
+        (sharpness, hash), the photo's flat borders (``borders``) and each face's colour means
+        (the render's colour match then reads the chosen face's instead of decoding every photo
+        once more: pipeline.colour_means)."""
+        p = self.ctx
+        quality = picture = None
+        if r.quality is None:
+            with p.timed("quality"):
+                quality = curate.frame_quality(photo, detection.boxes)
+        if r.picture is None:
+            with p.timed("borders"):
+                picture = borders.find_picture(photo)
+        means = []
+        if (p.config.render.match_colour != "off"
+                and max(photo.image.size) >= min(colour.STATS_SIDE, max(photo.width, photo.height))):
+            with p.timed("colour"):
+                means = [(face.box, colour.region_means(photo.image, face.box, photo.scale_xy))
+                         for face in detection.faces]
+        return _Measures(quality, picture, means)
+
+    def _keep_measures(self, r: FrameResult, measured: "_Measures") -> None:
+        p = self.ctx
+        if measured.quality is not None:
+            r.quality = measured.quality
+            p.store.put_json(self._quality_key(r.frame.hash), r.quality.to_json())
+        if measured.picture is not None:
+            r.picture = measured.picture
+            p.store.put_json(self._picture_key(r.frame.hash), r.picture.to_json())
+        for box, means in measured.colour:
+            p.store.put_json(colour.means_key(r.frame.hash, box), {"means": means})
+
+    def measure_decoded(self, r: FrameResult, photo) -> None:
+        """``_measures`` of ``r.detection`` on ``photo``, stored and set on ``r``."""
+        self._keep_measures(r, self._measures(r, photo, r.detection))
 
     # select -------------------------------------------------------------------------------------
     def _faces_kept(self, det: FaceDetection) -> FaceDetection:
