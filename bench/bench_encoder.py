@@ -29,13 +29,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from alignimation_tui.render.writers import x264_params  # noqa: E402  (after the path above)
+from alignimation_tui.render.writers import CUT_LOOKAHEAD, x264_params  # noqa: E402  (after the path above)
 
 SAMPLES = HERE.parent.parent / "shared" / "samples"
 # (label, preset, extra x264 params), after ours: what the render chooses for the frames (its
 # ``PRESET_TUNING``, and B-frames where ``writers.b_frames_pay`` finds they pay), the first row.
 CANDIDATES = [("ours with B-frames", "veryfast", x264_params("veryfast", b_frames=True)),
               ("ours without B-frames", "veryfast", x264_params("veryfast", b_frames=False)),
+              ("ours without B-frames, x264's look-ahead", "veryfast",
+               x264_params("veryfast", b_frames=False).replace(":" + CUT_LOOKAHEAD, "")),
               ("veryfast", "veryfast", None),
               ("veryfast me=dia subme=1 no 8x8 inter", "veryfast", "me=dia:subme=1:partitions=i8x8,i4x4"),
               ("superfast", "superfast", None),

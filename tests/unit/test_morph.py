@@ -254,4 +254,4 @@ def test_in_betweens_get_x264s_sharper_mode_decision_on_a_fast_preset():
 
     assert "subme=6:trellis=1" in x264_params("veryfast", in_betweens=True)
     assert "subme" not in x264_params("veryfast") and "subme" not in x264_params("medium", in_betweens=True)
-    assert x264_params("veryfast", b_frames=False, in_betweens=True).endswith("bframes=0")
+    assert "bframes=0" in x264_params("veryfast", b_frames=False, in_betweens=True)

@@ -360,15 +360,16 @@ def scene(seed: int, size=(320, 240)) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8))
 
 
-@pytest.mark.parametrize("photos, crossfade, b_frames", [
-    ("cuts", 0, b"bframes=0"),  # each photo another picture: x264 codes them as the scene cuts they are
-    ("cuts", 2, b"bframes=0"),
-    ("cuts", 3, b"bframes=3"),  # a blend of 3 frames or more: what a B-frame predicts
-    ("alike", 0, b"bframes=3"),  # the same spot each time: B-frames pay
+@pytest.mark.parametrize("photos, crossfade, b_frames, look_ahead", [
+    # each photo another picture: x264 codes them as the scene cuts they are, looking 3 frames ahead
+    ("cuts", 0, b"bframes=0", b"rc_lookahead=3"),
+    ("cuts", 2, b"bframes=0", b"rc_lookahead=3"),
+    ("cuts", 3, b"bframes=3", b"rc_lookahead=10"),  # a blend of 3 frames or more: what a B-frame predicts
+    ("alike", 0, b"bframes=3", b"rc_lookahead=10"),  # the same spot each time: B-frames pay
 ])
-def test_an_mp4_has_b_frames_where_they_pay(tmp_path, photos, crossfade, b_frames):
-    """The render looks at its first photos to choose x264's B-frames; the photos it held back to
-    look at still come out in order, each once."""
+def test_an_mp4_has_b_frames_where_they_pay(tmp_path, photos, crossfade, b_frames, look_ahead):
+    """The render looks at its first photos to choose x264's B-frames (and, without them, how far
+    it looks ahead); the photos it held back to look at still come out in order, each once."""
     items = []
     for i in range(10):
         path = tmp_path / f"p{i:02d}.jpg"
@@ -379,7 +380,7 @@ def test_an_mp4_has_b_frames_where_they_pay(tmp_path, photos, crossfade, b_frame
     out = tmp_path / "a.mp4"
     frames_dir = tmp_path / "frames"
     result = write_animation(items, CANVAS, out, RenderSettings(crossfade=crossfade), frames_dir=frames_dir)
-    assert b_frames in x264_options(out)
+    assert b_frames in x264_options(out) and look_ahead in x264_options(out)
     decoded = frames_of_mp4(out)
     assert len(decoded) == result.frames == 10 + 9 * crossfade
     composed = [np.asarray(Image.open(p).convert("RGB"), dtype=float) for p in sorted(frames_dir.glob("*.jpg"))]
