@@ -185,7 +185,11 @@ def load_face_detector(device: str, min_face_size: int, thresholds: list):
     if folder is None:
         raise ModelError(f"{FACE_DETECTOR.name}: facenet-pytorch, whose package holds the weights, is not "
                          "installed; install facenet-pytorch==2.5.3")
-    return _load_face_detector(folder, str(device), float(min_face_size), tuple(float(t) for t in thresholds))
+    with _detector_lock:  # two threads that ask at once (auto mode's look) load it once
+        return _load_face_detector(folder, str(device), float(min_face_size), tuple(float(t) for t in thresholds))
+
+
+_detector_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,37 +92,44 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | 
     on a decoded photo (``detect.face.FaceDetector.detect`` of one), asked first: a photo whose face
     is too big for a body (``too_close_for_a_body``) needs no pose model; a face folder then never
     loads it (0.1-0.3 s of a small folder's run)."""
+    from ..detect.face import side_by_side
     from ..photos import PhotoError, open_photo
 
     model, looked, bodies = None, 0, 0
     picked = sample(paths)
-    decode = lambda path: open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)  # noqa: E731
-    # The photos are decoded on two threads ahead of the models (which hold one core): at once
-    # those any majority needs, then, once fewer than two are ahead, the next.
-    pool = ThreadPoolExecutor(2, thread_name_prefix="auto mode")
-    decoding = deque(pool.submit(decode, path) for path in picked[:len(picked) // 2 + 1])
-    try:
-        for k, path in enumerate(picked):
-            if 2 * bodies > len(picked) or 2 * (looked - bodies) >= len(picked):
-                break  # the majority is decided: the rest cannot change it
-            if len(decoding) < 2 and k + len(decoding) < len(picked):
-                decoding.append(pool.submit(decode, picked[k + len(decoding)]))
-            try:
-                photo = decoding.popleft().result()
-            except (PhotoError, OSError) as exc:
-                log.info("auto mode: skipped %s: %s", path.name, exc)
-                continue
-            rgb = photo.array()
-            looked += 1
-            if find_faces is not None and too_close_for_a_body(find_faces(photo).faces, photo.height):
-                continue  # (faces and height in the photo's own upright pixels)
-            if model is None:
-                from ..detect.blazepose import BlazePose
 
-                model = BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
-            bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    def look(path: Path):
+        """The photo decoded, and MTCNN's faces in it (None without ``find_faces``)."""
+        photo = open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)
+        return photo, (find_faces(photo).faces if find_faces is not None else None)
+
+    # The photos are decoded and MTCNN looks at them on two threads side by side, ahead of the pose
+    # model: at once those any majority needs, then one by one while it is undecided.
+    with side_by_side(2) as pool:
+        ahead = deque(pool.submit(look, path) for path in picked[:len(picked) // 2 + 1])
+        try:
+            for path in picked:
+                if 2 * bodies > len(picked) or 2 * (looked - bodies) >= len(picked):
+                    break  # the majority is decided: the rest cannot change it
+                if not ahead:
+                    ahead.append(pool.submit(look, path))
+                try:
+                    photo, faces = ahead.popleft().result()
+                except (PhotoError, OSError) as exc:
+                    log.info("auto mode: skipped %s: %s", path.name, exc)
+                    continue
+                looked += 1
+                if faces is not None and too_close_for_a_body(faces, photo.height):
+                    continue  # (faces and height in the photo's own upright pixels)
+                if model is None:
+                    from ..detect.blazepose import BlazePose
+
+                    model = BlazePose(max_persons=2, second_pass=False)  # the pose's extent is enough here
+                rgb = photo.array()
+                bodies += shows_body(model.detect(rgb, (64, 64)), rgb.shape[0])
+        finally:
+            for rest in ahead:  # looked at no more
+                rest.cancel()
     if not looked:
         return None
     if bodies * 2 > looked:
