@@ -259,7 +259,7 @@ class FaceMode(Mode):
             waiting: deque = deque()
 
             def flush(batch: list[tuple[FrameResult, object]]) -> None:
-                waiting.append((batch, pool.submit(self._find, batch, pending_of(batch))))
+                waiting.append((batch, pool.submit(self._find, batch, pending_of(batch), "descriptor_wait")))
                 while waiting and (len(waiting) > workers or waiting[0][1].done()):
                     done, found = waiting.popleft()
                     self._keep(done, found.result(), progress)
@@ -276,9 +276,11 @@ class FaceMode(Mode):
                 self._keep(done, found.result(), progress)
             return decoded
 
-    def _find(self, batch: list[tuple[FrameResult, object]], pending: dict[str, FaceDetection]) -> "_Found":
+    def _find(self, batch: list[tuple[FrameResult, object]], pending: dict[str, FaceDetection],
+              loading: str = "models") -> "_Found":
         """One batch's work, on any thread: nothing is stored and no result is changed here.
-        ``pending``: the stored MTCNN detections that lack only the second pass."""
+        ``pending``: the stored MTCNN detections that lack only the second pass; ``loading``: the
+        stage the wait for the descriptor's loading counts in (on a worker, not the run's own)."""
         p = self.ctx
         items = [(r, ph) for r, ph in batch if r.detection is None]
         need = [(r, ph) for r, ph in items if r.frame.hash not in pending]
@@ -298,7 +300,7 @@ class FaceMode(Mode):
         seen = [(ph, detections.get(r.frame.hash, r.detection)) for r, ph in batch]
         embedder = None
         if self.identity_on:  # asked for here: the first batch's detection hides its loading (``warm_up``)
-            with p.timed("models"):
+            with p.timed(loading):
                 embedder = self.embedder()
         vectors = None
         if embedder is not None:  # every face of the batch in one call (one batch on a GPU)
