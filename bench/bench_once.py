@@ -19,7 +19,10 @@ JPEGs with EXIF dates and orientations (see synth_photos.py), written once and k
 
 Peak RSS is the process's peak after (b), which runs first (the baseline's 12 MP tensors would
 otherwise set it). Stage seconds come from ``Pipeline.stage_seconds``: decode is summed over the
-decode threads (it overlaps detection), decode_wait is how long detection waited for a photo.
+decode threads (it overlaps detection), decode_wait is how long detection waited for a photo;
+where the faces are found on worker threads side by side (a CPU), ``faces`` is the run's own time
+for them and detect, landmarks, embed, quality, borders and colour are the workers' busy time,
+summed over them; ``mode`` is auto mode's look at the folder.
 The last line is one JSON object.
 """
 from __future__ import annotations
@@ -40,7 +43,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from synth_photos import build_folder  # noqa: E402
 
-STAGES = ("scan", "decode", "decode_wait", "detect", "landmarks", "quality", "borders", "embed", "select", "register",
+STAGES = ("mode", "scan", "faces", "decode", "decode_wait", "detect", "landmarks", "quality", "borders", "embed",
+          "select", "register",
           "colour", "render")
 
 
