@@ -229,10 +229,10 @@ _embedders_lock = threading.Lock()
 
 def face_embedder_loading(device: str) -> Future:
     """``load_face_embedder(device)`` on a thread of its own, started once per process, device and
-    weights file (the first to ask starts it; later askers share it). Reading and parsing 22 MB
-    happens mostly outside the interpreter lock, beside whatever the run does meanwhile: ``mode =
-    "auto"`` starts it as it begins looking at a new folder (a single-threaded step), so it is
-    there by the time the first faces want it."""
+    weights file (the first to ask starts it; later askers share it): reading and parsing 22 MB
+    and building the network (~0.1 s) happen beside whatever the run does meanwhile. ``mode =
+    "auto"`` starts it as it begins looking at a new folder, so it is there by the time the first
+    faces want it."""
     key = (str(device), str(dlib_weights_path()))
     with _embedders_lock:
         loading = _embedders.get(key)

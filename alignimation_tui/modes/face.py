@@ -25,7 +25,7 @@ from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_position, closest_face, prototypes
 from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
-from ..models import FACE_EMBEDDER, dlib_weights_path, face_embedder_loading, load_face_detector, load_face_embedder
+from ..models import FACE_EMBEDDER, dlib_weights_path, face_embedder_loading, load_face_detector
 from ..photos import open_photo
 from ..fingerprint import fingerprint
 from .base import Mode, ModeContext, Progress, Reference
@@ -197,7 +197,7 @@ class FaceMode(Mode):
         with self._embedder_lock:  # asked by the workers side by side: loaded once
             if not self._embedder_checked:
                 loading, self._embedder_loading = self._embedder_loading, None
-                model = loading.result() if loading is not None else load_face_embedder(self.ctx.device)
+                model = (loading or face_embedder_loading(self.ctx.device)).result()
                 self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
                 self._embedder_checked = True
         return self._embedder
