@@ -10,6 +10,7 @@ body) is behind ``self.mode`` (see ``modes``); the framing (``framing``) is the 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import threading
 import time
@@ -33,8 +34,8 @@ from .modes.base import Mode, Reference
 from .nudge import Nudge, anchor_points, nudged
 from .photos import PhotoError, decode_ahead, open_photo
 from .render import OUTPUT_SUFFIXES, RenderItem, RenderResult, RenderSettings, write_animation
-from .scan import (link_problem, list_photos, photo_suffixes, read_frame, stat_matches, unreadable_format,
-                   unreadable_frame)
+from .scan import (link_problem, list_photo_files, list_photos, photo_suffixes, read_frame, stat_matches,
+                   unreadable_format, unreadable_frame)
 from .fingerprint import fingerprint
 from .decisions import DecisionChanges
 from .store import Store
@@ -55,6 +56,13 @@ class PathChange:
     removed: list[str]
     added: FrameResult | None
     reference_lost: bool
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None  # gone or unreadable: read_frame asks again and says why
 
 
 class OutputError(ValueError):
@@ -184,36 +192,42 @@ class Pipeline:
         self.unscanned: list[Path] = []
         with self.timed("scan"), self.store.read_ahead():
             real_folder = os.path.realpath(self.folder)
-            paths = [(path, self._stat_key(path, real_folder)) for path in list_photos(self.folder, exclude)]
+            paths = [(listed, self._stat_key(listed.path, real_folder, listed.link))
+                     for listed in list_photo_files(self.folder, exclude)]
             self.store.prefetch([key for _, key in paths])  # a few queries, not one per photo
-            records = [(path, key, self.store.get_json(key)) for path, key in paths]
+            records = [(listed, key, self.store.get_json(key)) for listed, key in paths]
             # and what the store knows of the photos whose hash the records give
             self.store.prefetch([key for _, _, record in records if isinstance(record, dict) and record.get("hash")
                                  for key in self.mode.stored_keys(str(record["hash"]))])
-            for path, stat_key, cached_stat in records:
-                if known_only and not stat_matches(path, cached_stat):
+            for (path, link), stat_key, cached_stat in records:
+                # One stat a photo that is not a link (a link is resolved and checked as before)
+                st = None if link else _stat_or_none(path)
+                if known_only and not stat_matches(path, cached_stat, st):
                     self.unscanned.append(path)
                     continue
-                self.add_path(path, cached_stat, fresh=True, stat_key=stat_key)
+                self.add_path(path, cached_stat, fresh=True, stat_key=stat_key, st=st, link=link)
         self.sort_results()
         return list(self.results.values())
 
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD,
-                 fresh: bool = False, stat_key: str | None = None) -> FrameResult | None:
+                 fresh: bool = False, stat_key: str | None = None, st: os.stat_result | None = None,
+                 link: bool | None = None) -> FrameResult | None:
         """Read one photo's frame and whatever the store knows of it; None if it vanished.
         ``cached_stat``: the stored stat record for ``path`` when the caller has read it already;
         ``fresh``: no result is at ``path`` yet (a scan sees each path once: looking through every
         result for each photo made opening 1000 cached frames quadratic); ``stat_key``: the key of
-        its stat record when the caller knows it (``_stat_key``)."""
+        its stat record when the caller knows it (``_stat_key``); ``st``, ``link``: its ``os.stat``
+        and whether it is a link, when the scan has just asked (``link=False``: not a link)."""
         path = self.local_path(path)
-        problem = link_problem(path, self.folder, self.config.scan.follow_symlinks) or unreadable_format(path)
+        problem = (None if link is False else link_problem(path, self.folder, self.config.scan.follow_symlinks)) \
+            or unreadable_format(path)
         if problem is not None:
             return self._unreadable(path, problem)
         stat_key = stat_key or self._stat_key(path)
         if cached_stat is _UNREAD:
             cached_stat = self.store.get_json(stat_key)
         try:
-            frame, record = read_frame(path, cached_stat)
+            frame, record = read_frame(path, cached_stat, st)
         except FileNotFoundError:
             log.info("skipped %s: gone before it could be read", path)
             return None
@@ -240,17 +254,24 @@ class Pipeline:
         return result
 
     @staticmethod
-    def _stat_key(path: Path, real_folder: str | None = None) -> str:
+    def _stat_key(path: Path, real_folder: str | None = None, link: bool | None = None) -> str:
         """The key of ``path``'s stat record: its real path. ``real_folder``: the real path of the
-        folder ``path`` is directly in, for a file that is not a link (no realpath per photo)."""
-        if real_folder is not None and not os.path.islink(path):
+        folder ``path`` is directly in, for a file that is not a link (no realpath per photo);
+        ``link``: whether it is one, when the caller knows."""
+        if real_folder is not None and (link is False or (link is None and not os.path.islink(path))):
             return f"stat:{os.path.join(real_folder, path.name)}"
         return f"stat:{os.path.realpath(path)}"
 
     def _forget_others_at(self, path: Path, keep: str) -> None:
-        for h, r in list(self.results.items()):
-            if r.frame.path == path and h != keep:
+        for h in self._hashes_at(path):
+            if h != keep:
                 del self.results[h]
+
+    def _hashes_at(self, path: Path) -> list[str]:
+        """The results whose photo is at ``path`` (names compared first: comparing 10,000 Paths
+        took 20 ms, twice for every photo that arrives)."""
+        name = path.name
+        return [h for h, r in self.results.items() if r.frame.name == name and r.frame.path == path]
 
     def _unreadable(self, path: Path, reason: str) -> FrameResult:
         frame = unreadable_frame(path)
@@ -276,7 +297,7 @@ class Pipeline:
         its transform with it, and the new content is a new result (from the store when its
         content is known, else to be detected). Gone meanwhile: as ``path_removed``."""
         path = self.local_path(path)
-        before = {h for h, r in self.results.items() if r.frame.path == path}
+        before = set(self._hashes_at(path))
         if not os.path.lexists(path):
             return self.path_removed(path)
         r = self.add_path(path)
@@ -290,7 +311,7 @@ class Pipeline:
         detected, aligned, the reference): it leaves the results, so the next render leaves it out;
         its verdict and cache stay (the same photo coming back is known again)."""
         path = self.local_path(path)
-        removed = [h for h, r in self.results.items() if r.frame.path == path]
+        removed = self._hashes_at(path)
         for h in removed:
             del self.results[h]
         return self._forgot(removed, None, "deleted")
@@ -312,6 +333,11 @@ class Pipeline:
         return self._reference_names.get(self.reference.hash, self.reference.hash[:12])
 
     def sort_results(self) -> None:
+        """The results in date order. Mostly they are already (a new photo is the latest): then
+        nothing is sorted (10,000 frames: 0.05 s a photo)."""
+        keys = [r.frame.sort_key for r in self.results.values()]
+        if all(map(operator.le, keys, keys[1:])):
+            return
         self.results = dict(sorted(self.results.items(), key=lambda kv: kv[1].frame.sort_key))
 
     def set_verdict(self, content_hash: str, verdict: Verdict) -> None:

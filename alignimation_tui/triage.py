@@ -5,13 +5,14 @@ tests can check it without a screen). No Textual here.
 """
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from .curate import is_blurry, subject_sharpness
-from .domain import FacingScores, FrameResult, FrameStatus, Verdict
+from .domain import FacingScores, FrameResult, FrameStatus, Verdict, kept_property
 from .names import printable
 
 FILTERS = ("all", "flagged", "rejected", "failed")
@@ -48,6 +49,16 @@ class FrameRow:
         """Cell values in column order (the table adds rows in this order)."""
         return {key: getattr(self, key) for key, _, _ in COLUMNS}
 
+    def cell_values(self) -> tuple[str, ...]:
+        """The values of ``cells``, in column order, in one call."""
+        return _cell_values(self)
+
+    @kept_property
+    def series_key(self) -> tuple:
+        """Its place in the residual series (date, then name): made once per row (the series is
+        put in order whenever rows change, 10,000 of them)."""
+        return self.sort_values[1:2] + (self.name,)
+
 
 # key, header, fixed width (None: as wide as the content). The most useful first: on a narrow
 # terminal the columns on the right are the ones scrolled out of view. The short columns come
@@ -59,6 +70,10 @@ COLUMNS = (("name", "photo", None), ("status", "status", 10), ("verdict", "verdi
            ("residual", "resid%", 7), ("sharpness", "sharp", 6), ("date", "date", 10), ("eye", "eye", 4),
            ("mouth", "mouth", 6), ("confidence", "conf", 5), ("identity", "ident", 5), ("flag", "flag", 30),
            ("side", "side", None))
+
+
+_cell_values = operator.attrgetter(*(key for key, _, _ in COLUMNS))
+_series_key = operator.attrgetter("series_key")
 
 
 def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
@@ -73,40 +88,38 @@ def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
     return cycle[(cycle.index(current) + 1) % len(cycle)]
 
 
-def _robust_outliers(values: dict[str, float], floor: float, high_only: bool) -> set[str]:
-    """Keys whose value is far from the median in units of the MAD; differences below ``floor``
-    never count (a tight set would otherwise flag a photo for a hair's difference)."""
+def _robust_outliers(keys: list[str], values: list[float], floor: float, high_only: bool) -> set[str]:
+    """The keys whose value is far from the median in units of the MAD; differences below ``floor``
+    never count (a tight set would otherwise flag a photo for a hair's difference). In one pass of
+    arrays (every frame's flags are made again whenever one photo arrives)."""
     if len(values) < 5:
         return set()
-    arr = np.array(list(values.values()), np.float64)
+    arr = np.array(values, np.float64)
     med = float(np.median(arr))
     mad = float(np.median(np.abs(arr - med))) * 1.4826
-    out = set()
-    for key, v in values.items():
-        d = v - med if high_only else abs(v - med)
-        if d > floor and (mad == 0 or d / mad > OUTLIER_Z):
-            out.add(key)
-    return out
+    d = arr - med if high_only else np.abs(arr - med)
+    far = d > floor
+    if mad != 0:
+        far &= d / mad > OUTLIER_Z
+    return {keys[k] for k in np.flatnonzero(far)}
 
 
 def outlier_flags(results: list[FrameResult], min_sharpness: float = 0.0) -> dict[str, str]:
     """hash -> reason for frames whose residual or facing scores are far from the rest, or whose
     face is blurrier than ``min_sharpness`` (``select.min_sharpness``)."""
     aligned = [r for r in results if r.transform is not None and r.subject is not None]
-    residual = _robust_outliers({r.frame.hash: r.transform.residual_pct for r in aligned},
+    residual = _robust_outliers([r.frame.hash for r in aligned], [r.transform.residual_pct for r in aligned],
                                 RESIDUAL_FLOOR_PCT, high_only=True)
-    faces = [r for r in aligned if _scores(r) is not None]  # body mode has no facing scores
-    eye = _robust_outliers({r.frame.hash: _scores(r).eye_ratio for r in faces}, RATIO_FLOOR, False)
-    mouth = _robust_outliers({r.frame.hash: _scores(r).mouth_ratio for r in faces}, RATIO_FLOOR, False)
+    faces = [(r.frame.hash, s) for r in aligned if (s := _scores(r)) is not None]  # body mode has no facing scores
+    keys = [h for h, _ in faces]
+    eye = _robust_outliers(keys, [s.eye_ratio for _, s in faces], RATIO_FLOOR, False)
+    mouth = _robust_outliers(keys, [s.mouth_ratio for _, s in faces], RATIO_FLOOR, False)
+    blurry = {r.frame.hash for r in aligned if is_blurry(r, min_sharpness)} if min_sharpness > 0 else set()
     flags = {}
-    for r in aligned:
-        h = r.frame.hash
-        why = [w for w, s in (("residual", residual), ("eyes", eye), ("mouth", mouth)) if h in s]
-        if is_blurry(r, min_sharpness):
-            why.append("blurry")
-        if why:
-            flags[h] = "⚑ " + ",".join(why)
-    return flags
+    for h in residual | eye | mouth | blurry:
+        why = [w for w, s in (("residual", residual), ("eyes", eye), ("mouth", mouth), ("blurry", blurry)) if h in s]
+        flags[h] = "⚑ " + ",".join(why)
+    return {r.frame.hash: flags[r.frame.hash] for r in aligned if r.frame.hash in flags}  # (in frame order)
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -223,10 +236,19 @@ class Series:
     top: float  # the value of a full bar
 
 
-def residual_series(rows: list[FrameRow], width: int, selected: str | None) -> Series:
+def residual_order(rows: list[FrameRow]) -> list[FrameRow]:
+    """The rows with a residual, in date order: what ``residual_series`` draws."""
+    return sorted((r for r in rows if r.residual_pct is not None), key=_series_key)
+
+
+def residual_series(rows: list[FrameRow], width: int, selected: str | None,
+                    ordered: list[FrameRow] | None = None) -> Series:
     """Bars for the residual of every aligned frame in date order, squeezed into ``width``
-    columns (a column shows the worst of the frames it covers, so an outlier is never hidden)."""
-    ordered = sorted((r for r in rows if r.residual_pct is not None), key=lambda r: r.sort_values[1:2] + (r.name,))
+    columns (a column shows the worst of the frames it covers, so an outlier is never hidden).
+    ``ordered``: ``residual_order(rows)`` when the caller has it (the cursor moves over 10,000
+    rows that did not change)."""
+    if ordered is None:
+        ordered = residual_order(rows)
     n = len(ordered)
     if n == 0 or width <= 0:
         return Series("", None, 0.0)

@@ -26,15 +26,21 @@ MIN_SEEDS = 3
 MAX_SEEDS = 1000  # the medoid of 1,000 spread seeds: 8 MB; of 10,000 photos' seeds, 95 GiB (N x N x 128)
 
 
+def identity_seeds(embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The photos the identity is made from: all of them, or beyond MAX_SEEDS the photos with the
+    smallest content hashes (single faces first): a random sample, spread over the years, that a
+    new photo changes only if its hash is among them (so the medoid, and every frame's identity
+    distance, stays put as photos arrive); O(MAX_SEEDS^2) whatever the folder."""
+    if len(embeddings) <= MAX_SEEDS:
+        return embeddings
+    singles = {h: e for h, e in embeddings.items() if len(e) == 1}
+    if len(singles) >= MIN_SEEDS:
+        embeddings = singles
+    return {h: embeddings[h] for h in sorted(embeddings)[:MAX_SEEDS]}
+
+
 def identity_embedding(embeddings: dict[str, np.ndarray], max_distance: float) -> np.ndarray | None:
-    if len(embeddings) > MAX_SEEDS:
-        # The photos with the smallest content hashes: a random sample, spread over the years, that
-        # a new photo changes only if its hash is among them (so the medoid, and every frame's
-        # identity distance, stays put as photos arrive); O(MAX_SEEDS^2) whatever the folder.
-        singles = {h: e for h, e in embeddings.items() if len(e) == 1}
-        if len(singles) >= MIN_SEEDS:
-            embeddings = singles
-        embeddings = {h: embeddings[h] for h in sorted(embeddings)[:MAX_SEEDS]}
+    embeddings = identity_seeds(embeddings)
     singles = [e[0] for e in embeddings.values() if len(e) == 1]
     seeds = singles if len(singles) >= MIN_SEEDS else [row for e in embeddings.values() for row in e]
     if not seeds:

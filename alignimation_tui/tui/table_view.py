@@ -4,10 +4,14 @@ What to sort by is ``triage.next_sort_column``."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import zip_longest
+from typing import Callable, Iterable
 
 from rich.cells import cell_len
+from rich.console import RenderableType
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets._data_table import DuplicateKey, Row, RowKey, RowRenderables, default_cell_formatter
 
 from ..triage import COLUMNS
 
@@ -84,10 +88,73 @@ class FrameTable(DataTable):
     on its next idle, to size the columns that size themselves and the rows of several lines; with
     neither, that pass (0.6-1.1 s over the 10,000 rows of a library's open) changes nothing and is
     left out. Should a column without a width appear, the table measures as before. (Cells are
-    updated with ``update_width=False``: the table measures none of them.)"""
+    updated with ``update_width=False``: the table measures none of them.)
+
+    Its cells hold the plain text of each value (what ``get_cell`` gives and sorts compare);
+    ``style_cell(column, text)`` makes the styled cell when a row is drawn, so only the rows in
+    view are ever styled (at 10,000 rows, making 120,000 styled cells up front was a third of the
+    table's fill). A plain string is never read as markup ("[brackets]" in a name stay as they are).
+    ``add_rows`` adds many rows as ``add_row`` adds one, with the cursor checked and the table
+    refreshed once, not once a row."""
+
+    def __init__(self, *args, style_cell: Callable[[str, str], RenderableType] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.style_cell = style_cell or (lambda column, text: Text(text, end=""))
 
     def _update_dimensions(self, new_rows) -> None:
         if any(column.auto_width for column in self.columns.values()):
             super()._update_dimensions(new_rows)
         else:
             super()._update_dimensions(())  # the scrollable size from the widths, as it would be
+
+    def add_rows(self, rows: Iterable[tuple[str, Iterable]]) -> list[RowKey]:  # type: ignore[override]
+        """Add ``(key, cells)`` rows at the bottom, one line each, in order: what ``add_row(*cells,
+        key=key)`` does for each (a duplicate key raises ``DuplicateKey`` before any row is added),
+        with the cursor validated, the first row highlighted and the table refreshed once."""
+        rows = [(RowKey(key), tuple(cells)) for key, cells in rows]
+        seen = set()
+        for key, cells in rows:
+            if key in self._row_locations or key in seen:
+                raise DuplicateKey(f"The row key {key!r} already exists.")
+            if len(cells) > len(self.ordered_columns):
+                raise ValueError("More values provided than there are columns.")
+            seen.add(key)
+        if not rows:
+            return []
+        was_empty = self.row_count == 0
+        column_keys = [column.key for column in self.ordered_columns]
+        index = self.row_count
+        locations, data, meta, new_rows = self._row_locations, self._data, self.rows, self._new_rows
+        for key, cells in rows:
+            locations[key] = index
+            index += 1
+            data[key] = dict(zip_longest(column_keys, cells)) if len(cells) < len(column_keys) \
+                else dict(zip(column_keys, cells))
+            meta[key] = Row(key, 1, None, False)
+            new_rows.add(key)
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate
+        if was_empty and len(self.columns) > 0 and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()
+        self._update_count += 1
+        self.check_idle()
+        return [key for key, _ in rows]
+
+    def _compute_row_renderables(self, row_index: int) -> RowRenderables:
+        if row_index == -1:
+            return super()._compute_row_renderables(row_index)
+        row_key = self._row_locations.get_key(row_index)
+        if row_key is None or row_key not in self.rows:
+            return RowRenderables(None, [])
+        values = self._data[row_key]
+        style = self.style_cell
+        cells = []
+        for column in self.ordered_columns:
+            value = values.get(column.key)
+            if value is None:
+                cells.append(Text("", end=""))
+            elif isinstance(value, str):
+                cells.append(style(column.key.value, value))
+            else:
+                cells.append(default_cell_formatter(value, wrap=False, height=1) or Text("", end=""))
+        return RowRenderables(None, cells)

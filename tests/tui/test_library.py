@@ -162,3 +162,100 @@ async def test_the_table_measures_no_cell(library, config, monkeypatch):  # noqa
         await pilot.pause(0.1)
         assert not measured, f"{len(measured)} cells measured for updated cells"
         await pilot.press("q")
+
+
+async def test_rows_added_at_once_are_as_rows_added_one_by_one():
+    """``FrameTable.add_rows`` leaves the table as ``add_row`` one row at a time does (the order, the
+    keys, the first row highlighted); a duplicate key adds none of the rows. The cells hold the plain
+    text and are styled as they are drawn, never read as markup."""
+    from textual.app import App
+    from textual.widgets import DataTable
+    from textual.widgets.data_table import DuplicateKey
+
+    from alignimation_tui.tui.app import table_cell
+    from alignimation_tui.tui.table_view import FrameTable
+
+    rows = [(f"h{i}", (f"[b]photo {i}[/b].jpg", "aligned" if i % 2 else "failed")) for i in range(5)]
+
+    class Tables(App):
+        highlighted: list[tuple[str, str]] = []
+
+        def compose(self):
+            for name in ("one", "many"):
+                table = FrameTable(id=name, cursor_type="row", style_cell=table_cell)
+                table.add_column("photo", key="name", width=20)
+                table.add_column("status", key="status", width=10)
+                yield table
+
+        def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+            self.highlighted.append((event.data_table.id, event.row_key.value))
+
+    app = Tables()
+    async with app.run_test(size=(80, 20)) as pilot:
+        one, many = app.query_one("#one", FrameTable), app.query_one("#many", FrameTable)
+        for key, cells in rows:
+            one.add_row(*cells, key=key)
+        assert [k.value for k in many.add_rows(rows)] == [key for key, _ in rows]
+        await pilot.pause()
+        for table in (one, many):
+            assert table.row_count == 5
+            assert [table.get_row_index(key) for key, _ in rows] == list(range(5))
+            assert table.get_cell("h3", "status") == "aligned"
+        assert ("one", "h0") in app.highlighted and ("many", "h0") in app.highlighted
+        with pytest.raises(DuplicateKey):
+            many.add_rows([("h9", ("new.jpg", "aligned")), ("h2", ("again.jpg", "aligned"))])
+        assert many.row_count == 5 and "h9" not in many.rows
+        shown = many._get_row_renderables(many.get_row_index("h1")).cells
+        assert shown[0].plain == "[b]photo 1[/b].jpg", "a name is shown as it is, not read as markup"
+        assert str(shown[1].style) == "green", "the status is styled as it is drawn"
+        await pilot.press("q")
+
+
+async def test_a_latest_photo_is_put_last_without_sorting_the_table(library, config, monkeypatch):  # noqa: F811
+    """A new photo that sorts after every row (the latest, in date order) is put at the bottom: the
+    table is not sorted again (10,000 rows a photo). One that sorts among them sorts the table."""
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the library")
+        sorts: list[str] = []
+        real_sort = type(app.table).sort
+        monkeypatch.setattr(type(app.table), "sort", lambda table, *a, **k: sorts.append(a) or real_sort(table, *a, **k))
+
+        def in_date_order() -> bool:
+            keys = [str(app.table.get_cell_at((i, app.table.get_column_index("date"))))
+                    for i in range(app.table.row_count)]
+            return keys == sorted(keys)
+
+        latest = astronaut_photo(library / "day999.jpg", N + 5, (3, 1.0, 10, 5))
+        app.driver.submit(PhotoReady(latest))
+        await until(pilot, lambda: settled(app) and len(app.rows) == N + 1, "the latest photo")
+        assert sorts == [], "the table was sorted again for a row that goes last"
+        assert in_date_order()
+        assert app.table.get_row_index(next(h for h, r in app.rows.items() if r.name == latest.name)) == N
+        middle = astronaut_photo(library / "day003b.jpg", 3, (2, 1.0, 5, 5))
+        app.driver.submit(PhotoReady(middle))
+        await until(pilot, lambda: settled(app) and len(app.rows) == N + 2, "the photo among them")
+        assert sorts, "a row that goes among the others sorts the table"
+        assert in_date_order()
+        await pilot.press("q")
+
+
+async def test_moving_the_cursor_does_not_put_the_plot_in_order_again(library, config, monkeypatch):  # noqa: F811
+    """The residual plot's date order is made when the rows change, not at every move of the cursor
+    (at 10,000 rows, 30 ms a key press)."""
+    from alignimation_tui.tui.widgets import series
+
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N, "the library")
+        ordered: list[int] = []
+        real = series.residual_order
+        monkeypatch.setattr(series, "residual_order", lambda rows: ordered.append(len(rows)) or real(rows))
+        plot = app.query_one("#series", series.SeriesPlot)
+        before = str(plot.content)
+        for _ in range(3):
+            await pilot.press("down")
+        await pilot.pause()
+        assert ordered == [], "the plot's order was made again for a move of the cursor"
+        assert str(plot.content) != before, "the plot marks the frame under the cursor"
+        await pilot.press("q")

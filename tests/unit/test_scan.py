@@ -100,3 +100,43 @@ def test_scan_keeps_stat_records_under_the_real_path(tmp_path, monkeypatch):
             assert p.unscanned == []
         finally:
             p.close()
+
+
+def test_the_listing_says_which_photos_are_links_and_a_scan_asks_each_file_once(tmp_path, monkeypatch):
+    """The folder's listing says which photos are links (it knows, for nothing); the scan of a
+    folder it has seen before then asks each photo that is not a link for its stat once, and no
+    more whether it is a link (four questions a photo before: 40,000 system calls for a library).
+    A link is still resolved and checked."""
+    from dataclasses import replace
+
+    from alignimation_tui.config import Config
+    from alignimation_tui.pipeline import Pipeline
+    from alignimation_tui.scan import list_photo_files
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 24), (40 * i, 80, 120)).save(folder / f"p{i}.jpg")
+    outside = tmp_path / "outside.jpg"
+    Image.new("RGB", (32, 24)).save(outside)
+    (folder / "z-link.jpg").symlink_to(outside)
+    assert [(p.name, link) for p, link in list_photo_files(folder)] == \
+        [("p0.jpg", False), ("p1.jpg", False), ("p2.jpg", False), ("p3.jpg", False), ("z-link.jpg", True)]
+
+    config = replace(Config(), mode="face")
+    config = replace(config, store=replace(config.store, cache_dir=str(tmp_path / "cache"),
+                                           data_dir=str(tmp_path / "data")))
+    Pipeline(folder, config).scan()  # the stat records stored
+    pipeline = Pipeline(folder, config)
+    asked: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: asked.append(f"stat {Path(p).name}") or real_stat(p, *a, **k))
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **k: asked.append(f"lstat {Path(p).name}") or real_lstat(p, *a, **k))
+    results = pipeline.scan(known_only=True)
+    monkeypatch.undo()
+    for i in range(4):
+        assert asked.count(f"stat p{i}.jpg") == 1 and f"lstat p{i}.jpg" not in asked, asked
+    assert {r.frame.path.name for r in results} == {f"p{i}.jpg" for i in range(4)}
+    assert [p.name for p in pipeline.unscanned] == ["z-link.jpg"]  # (nothing stored for it: read later)
+    link = pipeline.add_path(pipeline.unscanned[0])
+    assert link.status.value == "failed" and "outside the folder" in link.error
