@@ -134,8 +134,9 @@ class Pipeline:
             yield item
 
     def _descriptor_early(self) -> None:
-        """A new folder in auto mode: either mode describes faces (when the descriptor is
-        installed), so it starts loading beside the look at the folder, which runs on one core."""
+        """Auto mode's look at a new folder met a close-up: face mode, which describes every face
+        (when the descriptor is installed), is likely, so the descriptor starts loading beside the
+        rest of the look (body mode describes a face only when it sees one from the front)."""
         from .models import dlib_weights_path, face_embedder_loading
 
         if dlib_weights_path() is not None:

@@ -87,11 +87,12 @@ def too_close_for_a_body(faces, image_height: int) -> bool:
     return False
 
 
-def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | None:
+def decide(paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -> ModeChoice | None:
     """Look at a sample of ``paths``; None when there is no photo to look at. ``find_faces``: MTCNN
     on a decoded photo (``detect.face.FaceDetector.detect`` of one), asked first: a photo whose face
     is too big for a body (``too_close_for_a_body``) needs no pose model; a face folder then never
-    loads it (0.1-0.3 s of a small folder's run)."""
+    loads it (0.1-0.3 s of a small folder's run). ``close_up``: called once, at the first such
+    photo (the folder is likely to be face mode, whose every face is described)."""
     from ..detect.face import side_by_side
     from ..photos import PhotoError, open_photo
 
@@ -120,6 +121,9 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | 
                     continue
                 looked += 1
                 if faces is not None and too_close_for_a_body(faces, photo.height):
+                    if close_up is not None:
+                        close_up()
+                        close_up = None  # once
                     continue  # (faces and height in the photo's own upright pixels)
                 if model is None:
                     from ..detect.blazepose import BlazePose
@@ -138,15 +142,13 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None) -> ModeChoice | 
                       else f"none of {looked} sampled photos shows a whole body")
 
 
-def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None, deciding=None) -> ModeChoice:
-    """The folder's mode: the one kept in ``store``, else decided now (and kept). ``deciding``:
-    called first when there are photos to decide from (a new folder: its photos will be detected)."""
+def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -> ModeChoice:
+    """The folder's mode: the one kept in ``store``, else decided now (and kept). ``close_up``:
+    called when the look first meets a close-up (see ``decide``)."""
     kept = store.get_json(STORE_KEY)
     if isinstance(kept, dict) and kept.get("mode") in ("face", "body"):
         return ModeChoice(kept["mode"], str(kept.get("reason", "")))
-    if paths and deciding is not None:
-        deciding()
-    choice = decide(paths, max_pixels, find_faces)
+    choice = decide(paths, max_pixels, find_faces, close_up)
     if choice is None:
         return ModeChoice("face", "no photos yet")
     store.put_json(STORE_KEY, choice.to_json())

@@ -203,3 +203,23 @@ def test_time_line_names_the_side_by_side_faces():
     alone = headless.time_line(_Stages({"detect": 0.41, "landmarks": 0.5, "render": 0.5}), 0.2, 1.6)
     assert alone == ("time: 1.60 s since the process started — start 0.20, detection 0.41, landmarks 0.50, "
                      "render 0.50")
+
+
+@pytest.mark.parametrize("folder, starts", [("faces_jerry", True), ("body_standing", False)])
+def test_auto_mode_starts_the_descriptor_at_a_close_up(samples, tmp_path, monkeypatch, folder, starts):
+    """A new folder whose look meets a close-up (face mode likely: it describes every face) starts
+    loading the descriptor beside the rest of the look; whole bodies do not (body mode describes a
+    face only when it sees one from the front)."""
+    from alignimation_tui import models
+
+    monkeypatch.setattr(models, "_embedders", {})
+    copy = tmp_path / folder
+    copy.mkdir()
+    for path in sorted((samples / folder).iterdir())[:5]:
+        shutil.copy(path, copy / path.name)
+    p = Pipeline(copy, Config(device="cpu"))
+    try:
+        assert p.mode.name == ("face" if starts else "body")
+        assert bool(models._embedders) is starts
+    finally:
+        p.close()
