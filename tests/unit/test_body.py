@@ -419,3 +419,36 @@ def test_body_framing_centres_the_person_at_the_chosen_height(body_folder, tmp_p
         assert np.allclose(on_out, (540, 720), atol=1e-6) and ref.transform is not None
     finally:
         p.close()
+
+
+def test_colour_means_are_measured_beside_the_decode(samples, tmp_path):
+    """Body detection stores each person's colour means and the photo's neutral means, made on
+    the decode threads from the picture detection decoded: the same values as measured afresh."""
+    import shutil
+
+    from alignimation_tui import colour
+    from alignimation_tui.photos import open_photo
+
+    folder = tmp_path / "bodies"
+    folder.mkdir()
+    for path in sorted((samples / "body_standing").glob("*.JPG"))[:3]:
+        shutil.copy(path, folder / path.name)
+    p = Pipeline(folder, Config(mode="body", device="cpu"))
+    try:
+        results = p.scan()
+        p.detect()
+        b = p.mode.settings
+        for r in results:
+            assert r.detection.persons, r.frame.path.name
+            photo = open_photo(r.frame.path, max_side=b.detect_size, max_pixels=p.config.scan.max_pixels,
+                               resize_within=1.3)
+            small = photo.image.copy()
+            small.thumbnail((colour.STATS_SIDE, colour.STATS_SIDE), reducing_gap=2.0)
+            assert p.store.get_json(colour.neutral_key(r.frame.hash)) == {"means": colour.neutral_means(small)}
+            scale = (photo.scale_xy[0] * small.width / photo.image.width,
+                     photo.scale_xy[1] * small.height / photo.image.height)
+            for person in r.detection.persons:
+                stored = p.store.get_json(colour.means_key(r.frame.hash, person.box))["means"]
+                assert np.allclose(stored, colour.region_means(small, person.box, scale), rtol=1e-9)
+    finally:
+        p.close()
