@@ -127,8 +127,14 @@ class FaceDetection:
         return {"width": self.width, "height": self.height, "faces": [f.to_json() for f in self.faces]}
 
     @classmethod
-    def from_json(cls, d: dict) -> "FaceDetection":
-        return cls(int(d["width"]), int(d["height"]), tuple(Face.from_json(f) for f in d["faces"]))
+    def from_json(cls, d: dict, landmarks: list | None = None) -> "FaceDetection":
+        """``landmarks``: each face's landmarks instead of the stored ones ((x, y) pairs per face, one
+        list per face, as many as there are faces): the faces are made once, with them."""
+        if landmarks is None:
+            return cls(int(d["width"]), int(d["height"]), tuple(Face.from_json(f) for f in d["faces"]))
+        return cls(int(d["width"]), int(d["height"]),
+                   tuple(Face(tuple(map(float, f["box"])), float(f["prob"]), tuple(map(tuple, lm)))
+                         for f, lm in zip(d["faces"], landmarks, strict=True)))
 
     @property
     def boxes(self) -> tuple[Box, ...]:
@@ -201,7 +207,7 @@ class Transform:
 
     @classmethod
     def from_json(cls, d: dict) -> "Transform":
-        return cls(tuple(tuple(float(v) for v in r) for r in d["matrix"]),
+        return cls(tuple(tuple(map(float, r)) for r in d["matrix"]),
                    (int(d["canvas"][0]), int(d["canvas"][1])), float(d["residual_pct"]))
 
 

@@ -76,9 +76,11 @@ def signals_of(r: FrameResult) -> FitSignals | None:
     if r.transform is None or r.subject is None or getattr(r.subject, "box", None) is None:
         return None
     # Plain floats, not numpy: every frame's signals are measured again whenever one photo arrives.
-    (a, b, tx), (c, d, ty) = ((float(v) for v in row) for row in r.transform.matrix[:2])
+    (a, b, tx), (c, d, ty) = r.transform.matrix[:2]
+    a, b, tx, c, d, ty = float(a), float(b), float(tx), float(c), float(d), float(ty)
+    x0, y0, x1, y1 = r.subject.box
+    x0, y0, x1, y1 = float(x0), float(y0), float(x1), float(y1)
     scale = math.sqrt(abs(a * d - b * c))
-    x0, y0, x1, y1 = (float(v) for v in r.subject.box)
     mx, my = (x0 + x1) / 2, (y0 + y1) / 2
     cx, cy = a * mx + b * my + tx, c * mx + d * my + ty
     shape = None

@@ -17,6 +17,7 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -56,6 +57,28 @@ class PathChange:
     removed: list[str]
     added: FrameResult | None
     reference_lost: bool
+
+
+class _Listing(Sequence):
+    """The folder's photos (``list_photos``), listed when first asked for; an unreadable folder
+    has none (the scan says why)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._paths = folder, None
+
+    def _listed(self) -> list[Path]:
+        if self._paths is None:
+            try:
+                self._paths = list_photos(self.folder)
+            except OSError:
+                self._paths = []
+        return self._paths
+
+    def __len__(self) -> int:
+        return len(self._listed())
+
+    def __getitem__(self, index):
+        return self._listed()[index]
 
 
 def _stat_or_none(path: Path) -> os.stat_result | None:
@@ -101,10 +124,7 @@ class Pipeline:
         self.mode_choice: ModeChoice | None = None  # how ``mode = "auto"`` chose (None: chosen by the user)
         if config.mode == "auto":
             with self.timed("mode"):
-                try:
-                    photos = list_photos(self.folder)
-                except OSError:  # an unreadable folder: the scan says why; face mode meanwhile, not kept
-                    photos = []
+                photos = _Listing(self.folder)  # listed only if no choice is kept (a library: 0.1 s)
                 self.mode_choice = choose_mode(self.store, photos if look else [], config.scan.max_pixels,
                                                self._find_faces, self._descriptor_early)
             self.config = config = replace(config, mode=self.mode_choice.mode)

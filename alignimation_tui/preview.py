@@ -56,15 +56,23 @@ def frame_view(r: FrameResult, matrix: np.ndarray | None = None, subject_word: s
         matrix = r.transform.matrix
     pivot = anchor_points(subject)
     return FrameView(
-        hash=r.frame.hash, path=r.frame.path, name=r.frame.path.name, status=r.status.value, error=r.error,
+        hash=r.frame.hash, path=r.frame.path, name=r.frame.name, status=r.status.value, error=r.error,
         photo_size=(det.width, det.height) if det is not None else None,
-        matrix=None if matrix is None or r.transform is None else tuple(tuple(float(v) for v in row) for row in matrix),
+        matrix=None if matrix is None or r.transform is None else _plain(matrix, r.transform.matrix),
         canvas=tuple(r.transform.canvas) if r.transform is not None else None,
         residual_pct=r.transform.residual_pct if r.transform is not None else None, nudge=r.nudge,
         pivot=None if pivot is None else tuple(map(tuple, pivot.tolist())),
         boxes=tuple(det.boxes) if det is not None else (), chosen=subject.index if subject is not None else None,
         points=tuple(subject.points) if subject is not None else (), subject_word=subject_word,
         picture=r.picture.box if r.picture is not None else None)
+
+
+def _plain(matrix, registration: tuple) -> tuple:
+    """``matrix`` as tuples of plain floats; the transform's own matrix is that already (a
+    library's open makes 10,000 views)."""
+    if matrix is registration:
+        return registration
+    return tuple(tuple(float(v) for v in row) for row in matrix)
 
 
 def on_output(framing, registration) -> np.ndarray:

@@ -177,12 +177,12 @@ def frame_row(r: FrameResult, flag: str = "") -> FrameRow:
     status = r.status.value
     outlier, flag = flag, flag_text(r, flag)
     return FrameRow(
-        hash=r.frame.hash, name=printable(r.frame.path.name), date=r.frame.taken_at.strftime("%Y-%m-%d"),
+        hash=r.frame.hash, name=printable(r.frame.name), date=r.frame.taken_at.strftime("%Y-%m-%d"),
         status=status, verdict=r.verdict.value,
         eye=_num(s.eye_ratio if s else None, ".2f"), mouth=_num(s.mouth_ratio if s else None, ".2f"),
         confidence=_num(conf, ".3f"), residual=_num(resid, ".2f"), flag=flag,
         sharpness="" if sharp is None else f"{min(sharp, 99999):.0f}",
-        sort_values=(r.frame.path.name.lower(), r.frame.taken_at, status, r.verdict.value,
+        sort_values=(r.frame.name.lower(), r.frame.taken_at, status, r.verdict.value,
                      -1.0 if s is None else s.eye_ratio, -1.0 if s is None else s.mouth_ratio,
                      -1.0 if conf is None else conf, -1.0 if resid is None else resid, flag,
                      -1.0 if sharp is None else sharp),

@@ -24,7 +24,9 @@ NOSE_DEPTH_OVER_HALF_EYE_DISTANCE = 1.0
 def facing_scores(landmarks) -> FacingScores:
     # Plain floats, not numpy: the selection scores every photo's face again whenever one photo
     # arrives, and five 2-vectors cost more in numpy's per-call overhead than in arithmetic.
-    (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = ((float(x), float(y)) for x, y in landmarks)
+    (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = landmarks
+    lx, ly, rx, ry, nx, ny = float(lx), float(ly), float(rx), float(ry), float(nx), float(ny)
+    mlx, mly, mrx, mry = float(mlx), float(mly), float(mrx), float(mry)
     d_eyes = math.hypot(lx - nx, ly - ny), math.hypot(rx - nx, ry - ny)
     d_mouth = math.hypot(mlx - nx, mly - ny), math.hypot(mrx - nx, mry - ny)
     eye_ratio = min(d_eyes) / max(max(d_eyes), 1e-9)

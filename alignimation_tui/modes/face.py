@@ -131,13 +131,13 @@ class FaceMode(Mode):
         cached = self.ctx.store.get_json(f"faces:{content_hash}:{self.detect_fp}")
         if cached is None:
             return None
-        raw = FaceDetection.from_json(cached)
-        if self.landmark_settings.rounds == 0 or not raw.faces:
-            return raw
+        if self.landmark_settings.rounds == 0 or not cached.get("faces"):
+            return FaceDetection.from_json(cached)
         refined = self.ctx.store.get_array(f"landmarks:{content_hash}:{self.landmarks_fp}")
-        if refined is not None and len(refined) == len(raw.faces):
-            return landmarks_mod.with_landmarks(raw, refined)
-        self._raw_pending[content_hash] = raw
+        if refined is not None and len(refined) == len(cached["faces"]):
+            # as ``with_landmarks(FaceDetection.from_json(cached), refined)``, each face made once
+            return FaceDetection.from_json(cached, np.asarray(refined, np.float64).tolist())
+        self._raw_pending[content_hash] = FaceDetection.from_json(cached)
         return None
 
     def stored_keys(self, content_hash: str) -> list[str]:
