@@ -8,6 +8,7 @@ second pass's landmarks of every face), ``embed:{hash}:{embed_fp}`` (``.npy``),
 """
 from __future__ import annotations
 
+import operator
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -76,6 +77,7 @@ class FaceMode(Mode):
         self._kept: dict[str, tuple] = {}  # hash -> (detection, threshold, its faces kept): ``_kept_of``
         self._kept_vectors: dict[str, tuple] = {}  # hash -> (detection, stored, threshold, kept): ``_kept_embeddings``
         self._prototypes_of: tuple | None = None  # (what they were made from, the prototypes): ``_prototypes``
+        self._judged: dict[str, tuple] = {}  # hash -> (subject, verdict, settings; the status they gave): ``select``
         self._quality_fp: str | None = None
         self._picture_fp: str | None = None
         # Photos whose MTCNN detection is stored but not the second pass's landmarks (a changed
@@ -466,6 +468,9 @@ class FaceMode(Mode):
         if len(chosen) > 2 * len(usable) + 64:  # photos gone since: forget their choices
             self._choices = chosen = {h: v for h, v in chosen.items() if h in usable}
         f = cfg.facing
+        judged = self._judged
+        if len(judged) > 2 * len(usable) + 64:
+            self._judged = judged = {h: v for h, v in judged.items() if h in usable}
         for h, r in usable.items():
             token = by_identity if by_identity is not None and h in embeddings else by_position
             known = chosen.get(h)
@@ -488,12 +493,19 @@ class FaceMode(Mode):
                 r.status = FrameStatus.NO_SUBJECT
                 r.error = "no face found"
                 continue
-            r.subject, distance, scores = subject, subject.identity_distance, subject.scores
-            r.error = None
-            if self.judge_identity(r, distance):
+            r.subject = subject
+            # What the subject makes of the photo (another person? turned?), kept with what it
+            # depends on: the same subject, verdict and settings give the same status.
+            made_of = (subject, r.verdict, cfg.identity, f)
+            known = judged.get(h)
+            if known is not None and all(map(operator.is_, known[0], made_of)):
+                r.status, r.error, r.identity_doubt = known[1]
                 continue
-            turned = is_turned(scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
-            r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
+            r.error = None
+            if not self.judge_identity(r, subject.identity_distance):
+                turned = is_turned(subject.scores, f.max_yaw_deg, f.min_eye_ratio, f.min_mouth_ratio)
+                r.status = FrameStatus.TURNED if turned else FrameStatus.QUEUED
+            judged[h] = (made_of, (r.status, r.error, r.identity_doubt))
 
     # framing ------------------------------------------------------------------------------------
     @staticmethod

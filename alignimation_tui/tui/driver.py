@@ -279,29 +279,32 @@ class Driver:
         outlier flag changed. Making every row and view after every batch of 8 photos made a first
         open quadratic: at 3,000 photos 64 % of the time went there."""
         p = self.pipeline
-        results = list(p.results.values())
-        flags = outlier_flags(results, p.config.select.min_sharpness)
+        results = p.results
+        flags = outlier_flags(list(results.values()), p.config.select.min_sharpness)
         word = p.mode.subject_word
-        before, made = self._made, {}
-        posted, posted_views = {}, {}
+        made, posted, posted_views = self._made, self._posted, self._posted_views
+        if len(made) > len(results) or len(posted) > len(results) or len(posted_views) > len(results):
+            # results gone without a RowsRemoved: forget them (kept in place otherwise: 10,000 rows)
+            self._made = made = {h: v for h, v in made.items() if h in results}
+            self._posted = posted = {h: v for h, v in posted.items() if h in results}
+            self._posted_views = posted_views = {h: v for h, v in posted_views.items() if h in results}
         rows, views = [], []
-        for r in results:
-            h = r.frame.hash
-            now = (_inputs(r), flags.get(h, ""))
-            last = before.get(h)
-            if last is not None and last[1] == now[1] and h in self._posted and h in self._posted_views \
-                    and (all(map(is_, last[0], now[0])) or all(map(_same, last[0], now[0]))):
-                made[h] = now  # the current objects: the next pass compares by identity first
-                posted[h], posted_views[h] = self._posted[h], self._posted_views[h]
-                continue
-            made[h] = now
-            row, view = frame_row(r, now[1]), frame_view(r, None, word)
-            if self._posted.get(h) != row:
+        for h, r in results.items():
+            inputs, flag = _inputs(r), flags.get(h, "")
+            last = made.get(h)
+            if last is not None and last[1] == flag and h in posted and h in posted_views:
+                if all(map(is_, last[0], inputs)):
+                    continue  # the same objects: nothing to make, nothing to keep anew
+                if all(map(_same, last[0], inputs)):
+                    made[h] = (inputs, flag)  # the current objects: the next pass compares by identity first
+                    continue
+            made[h] = (inputs, flag)
+            row, view = frame_row(r, flag), frame_view(r, None, word)
+            if posted.get(h) != row:
                 rows.append(row)
-            if self._posted_views.get(h) != view:
+            if posted_views.get(h) != view:
                 views.append(view)
             posted[h], posted_views[h] = row, view
-        self._made, self._posted, self._posted_views = made, posted, posted_views
         return rows, views
 
     def _remake(self, results: list) -> tuple[list, list[FrameView]]:

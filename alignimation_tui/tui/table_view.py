@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import zip_longest
+from collections.abc import Sequence
 from typing import Callable, Iterable
 
 from rich.cells import cell_len
 from rich.console import RenderableType
 from rich.text import Text
+from textual.cache import LRUCache
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets._data_table import DuplicateKey, Row, RowKey, RowRenderables, default_cell_formatter
 
 from ..triage import COLUMNS
 
 SORT_MARKS = ("▲", "▼")  # in order, the worst first
+CELLS_DRAWN = 8192  # cells kept as drawn: a tall screen's rows, with and without the cursor, several times over
 
 
 def visible_columns(table: DataTable) -> list[str]:
@@ -82,6 +86,43 @@ class FittedWidth:
         return max(self.minimum, max(self._rows, default=0))
 
 
+class _OneLineRows(Sequence):
+    """A table's rows in screen order when every row is one line, each looked up when asked for:
+    the DataTable makes the list of all its rows, and of every line, again after each change to
+    any cell (10,000 rows: 20-40 ms each time the table is drawn after a change)."""
+
+    def __init__(self, table: DataTable):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table.rows)
+
+    def _key(self, index: int):
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(index)
+        return self.table._row_locations.get_key(index)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.table.rows[self._key(index)]
+
+
+class _OneLineOffsets(_OneLineRows):
+    """``DataTable._y_offsets`` when every row is one line: line y is row y's first line."""
+
+    def __getitem__(self, y):
+        if isinstance(y, slice):
+            return [self[i] for i in range(*y.indices(len(self)))]
+        return self._key(y), 0
+
+    def clear(self) -> None:  # (``DataTable.clear`` empties the cached list it expects)
+        pass
+
+
 class FrameTable(DataTable):
     """The frame table: a DataTable whose columns all have a width (fixed, or fitted by the app to
     their widest cell) and whose rows are one line. A DataTable measures every cell of every new row
@@ -95,11 +136,86 @@ class FrameTable(DataTable):
     view are ever styled (at 10,000 rows, making 120,000 styled cells up front was a third of the
     table's fill). A plain string is never read as markup ("[brackets]" in a name stay as they are).
     ``add_rows`` adds many rows as ``add_row`` adds one, with the cursor checked and the table
-    refreshed once, not once a row."""
+    refreshed once, not once a row. While every row is one line (always, here), the rows in screen
+    order and the table's lines are looked up as asked for (``_OneLineRows``), not listed anew
+    after every change."""
 
     def __init__(self, *args, style_cell: Callable[[str, str], RenderableType] | None = None, **kwargs):
+        # Cells as drawn, by what they are drawn from (see ``_render_cell``); made first: the
+        # DataTable clears its caches while it is made
+        self._cells_drawn: LRUCache[tuple, object] = LRUCache(CELLS_DRAWN)
         super().__init__(*args, **kwargs)
         self.style_cell = style_cell or (lambda column, text: Text(text, end=""))
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cells_drawn.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cells_drawn.clear()
+
+    def _render_cell(self, row_index: int, column_index: int, base_style, width: int, cursor: bool = False,
+                     hover: bool = False):
+        """A cell drawn, kept by what it is drawn from: its text, place, width, styles and the
+        cursor. The DataTable keeps its drawn cells only until any cell changes, and then draws
+        every cell in view again (Rich's rendering, 12 columns a row: tens of milliseconds a
+        change, several changes a second while photos arrive); unchanged cells are kept here."""
+        if row_index < 0 or column_index < 0 or self._tall_rows:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        value = self._data[row_key].get(column_key) if row_key in self._data else None
+        if not isinstance(value, str):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (row_key, column_key, row_index, column_index, value, width, base_style, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state, self.show_cursor, self.fixed_rows,
+               self.fixed_columns, self.cell_padding, self.cursor_foreground_priority,
+               self.cursor_background_priority)
+        drawn = self._cells_drawn.get(key)
+        if drawn is None:
+            drawn = self._cells_drawn[key] = super()._render_cell(row_index, column_index, base_style, width,
+                                                                  cursor, hover)
+        return drawn
+
+    _tall_rows = False  # a row of more than one line was added: the DataTable's own bookkeeping from then on
+
+    def add_row(self, *cells, height: int | None = 1, key: str | None = None, label=None) -> RowKey:
+        if height != 1 or label is not None:
+            self._tall_rows = True
+        return super().add_row(*cells, height=height, key=key, label=label)
+
+    @property
+    def ordered_rows(self) -> Sequence[Row]:
+        """The rows in screen order: looked up as asked for while every row is one line."""
+        if self._tall_rows:
+            return DataTable.ordered_rows.fget(self)
+        return _OneLineRows(self)
+
+    @property
+    def _y_offsets(self):
+        if self._tall_rows:
+            return DataTable._y_offsets.fget(self)
+        return _OneLineOffsets(self)
+
+    def _get_row_region(self, row_index: int) -> Region:
+        """As the DataTable's, without adding up the heights of every row above (one line each)."""
+        if self._tall_rows or not self.is_valid_row_index(row_index):
+            return super()._get_row_region(row_index)
+        width = sum(column.get_render_width(self) for column in self.columns.values()) + self._row_label_column_width
+        y = row_index + (self.header_height if self.show_header else 0)  # every row above is one line
+        return Region(0, y, max(self.size.width, width), 1)
+
+    def _get_cell_region(self, coordinate) -> Region:
+        """As the DataTable's, without adding up the heights of every row above (one line each)."""
+        if self._tall_rows or not self.is_valid_coordinate(coordinate):
+            return super()._get_cell_region(coordinate)
+        row_index, column_index = coordinate
+        x = sum(column.get_render_width(self) for column in self.ordered_columns[:column_index]) \
+            + self._row_label_column_width
+        column = self.columns[self._column_locations.get_key(column_index)]
+        y = row_index + (self.header_height if self.show_header else 0)
+        return Region(x, y, column.get_render_width(self), 1)
 
     def _update_dimensions(self, new_rows) -> None:
         if any(column.auto_width for column in self.columns.values()):

@@ -259,3 +259,92 @@ async def test_moving_the_cursor_does_not_put_the_plot_in_order_again(library, c
         assert ordered == [], "the plot's order was made again for a move of the cursor"
         assert str(plot.content) != before, "the plot marks the frame under the cursor"
         await pilot.press("q")
+
+
+def _tables_app(rows: int):
+    from textual.app import App
+
+    from alignimation_tui.tui.app import table_cell
+    from alignimation_tui.tui.table_view import FrameTable
+
+    class Table(App):
+        def compose(self):
+            table = FrameTable(id="t", cursor_type="row", zebra_stripes=True, style_cell=table_cell)
+            for key in ("name", "status", "date"):
+                table.add_column(key, key=key, width=12)
+            yield table
+
+        def on_mount(self) -> None:
+            self.query_one(FrameTable).add_rows(
+                (f"h{i:05d}", (f"p{i:05d}.jpg", "aligned", f"2020-{i % 12 + 1:02d}-01")) for i in range(rows))
+
+    return Table()
+
+
+class CountingRows(dict):
+    """A table's ``rows`` that counts the rows looked up."""
+
+    looked_up = 0
+
+    def __getitem__(self, key):
+        CountingRows.looked_up += 1
+        return super().__getitem__(key)
+
+
+async def test_a_change_to_one_cell_does_not_list_every_row_again():
+    """After a cell changes, drawing the table looks up the rows in view, not every row of the
+    table (the DataTable listed all its rows, and all its lines, after every change: at 10,000
+    rows, tens of milliseconds each time a photo's status changed). The table still draws and
+    moves as before."""
+    from textual.coordinate import Coordinate
+    from textual.widgets import DataTable
+
+    from alignimation_tui.tui.table_view import FrameTable
+
+    app = _tables_app(5_000)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FrameTable)
+        table.sort("date", key=lambda v: str(v))
+        await pilot.pause()
+        table.rows = CountingRows(table.rows)
+        CountingRows.looked_up = 0
+        table.update_cell("h00010", "status", "failed")
+        table.move_cursor(row=4_000)
+        await pilot.pause()
+        assert CountingRows.looked_up < 500, f"{CountingRows.looked_up} rows looked up for one change"
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        assert key == table._row_locations.get_key(4_000).value and table.cursor_row == 4_000
+        assert table._get_offsets(table.header_height + 4_000) == (table._row_locations.get_key(4_000), 0)
+        assert table.virtual_size.height == 5_000 + table.header_height
+        assert [row.key for row in table.ordered_rows[3_999:4_001]] == \
+            [table._row_locations.get_key(i) for i in (3_999, 4_000)]
+        for i in (0, 7, 4_000, 4_999):  # where the DataTable's own sums put them
+            assert table._get_row_region(i) == DataTable._get_row_region(table, i)
+            assert table._get_cell_region(Coordinate(i, 2)) == DataTable._get_cell_region(table, Coordinate(i, 2))
+        await pilot.press("q")
+
+
+async def test_a_change_to_one_cell_draws_that_cell_again_not_every_cell_in_view(monkeypatch):
+    """The cells in view are kept as drawn while what they are drawn from stays (their text, place,
+    width, styles, the cursor): a change to one cell draws that cell (and the header) again, not
+    every cell in view; the changed cell shows its new text."""
+    from textual.widgets import DataTable
+
+    from alignimation_tui.tui.table_view import FrameTable
+
+    app = _tables_app(200)
+    async with app.run_test(size=(60, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FrameTable)
+        drawn: list[tuple[int, int]] = []
+        real = DataTable._render_cell
+        monkeypatch.setattr(DataTable, "_render_cell",
+                            lambda self, r, c, *a, **k: drawn.append((r, c)) or real(self, r, c, *a, **k))
+        table.update_cell("h00003", "status", "failed")
+        await pilot.pause()
+        body = [cell for cell in drawn if cell[0] >= 0]
+        assert (3, 1) in body and len(body) <= 3, body
+        shown = "".join(segment.text for segment in table.render_line(table.header_height + 3))
+        assert "failed" in shown and "p00003.jpg" in shown
+        await pilot.press("q")
