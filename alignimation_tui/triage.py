@@ -220,7 +220,11 @@ def matches(row: FrameRow, which: str) -> bool:
 
 
 def status_counts(rows: list[FrameRow]) -> dict[str, int]:
-    counts = Counter(r.status for r in rows)
+    return counts_by_status(Counter(r.status for r in rows))
+
+
+def counts_by_status(counts: Counter) -> dict[str, int]:
+    """The rows per status (``counts``: status -> rows), in the statuses' order, those with none left out."""
     return {s.value: counts[s.value] for s in FrameStatus if counts.get(s.value)}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import Counter
 import logging
 import operator
 import signal
@@ -35,7 +36,8 @@ from ..models import freeze_long_lived, preload
 from ..pipeline import Pipeline
 from ..preview import FrameView, aligned_preview, detections_preview, on_output, onion_skin
 from ..statusline import status_parts
-from ..triage import COLUMNS, FILTERS, FrameRow, is_flagged, matches, next_sort_column, status_counts, with_nudge_mark
+from ..triage import (COLUMNS, FILTERS, FrameRow, counts_by_status, is_flagged, matches, next_sort_column,
+                      with_nudge_mark)
 from ..watch import FolderWatcher
 from .cells import NUMERIC, WORST_FIRST, FixedCell, FlagWidth, cell, fit_column, sort_key  # noqa: F401  (NUMERIC: for tests and plugins)
 from .commands import ActionCommands, SortCommands
@@ -130,7 +132,10 @@ class AlignimationApp(KeysPanel, App):
         self.render_note = ""
         self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
-        self._rows_version = 0  # changes whenever ``rows`` does (the plot's date order is kept until then)
+        # Changes whenever the plot's date order may (a row comes or goes, or its date or residual
+        # does): the order is kept until then. The rows per status are kept as rows change.
+        self._rows_version = 0
+        self._status_count: Counter[str] = Counter()
         self._table_sorted = False  # the table is in sort order (see ``_follow_in_order``)
         self._collector = CollectorPause()  # paused while the app opens (see terminal.CollectorPause)
         self.sub_title = str(self.folder)
@@ -311,6 +316,13 @@ class AlignimationApp(KeysPanel, App):
         for row in rows:
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
+            if old is None or old.status != row.status:
+                if old is not None:
+                    self._status_count[old.status] -= 1
+                self._status_count[row.status] += 1
+            if (old is None and row.residual_pct is not None) or (old is not None and (
+                    (old.residual_pct is None) != (row.residual_pct is None) or old.series_key != row.series_key)):
+                self._rows_version += 1  # the plot's date order may change (it shows rows with a residual)
             self.flag_width.set(row.hash, row.flag)
             for key, width in self.fitted.items():
                 width.set(row.hash, getattr(row, key))
@@ -328,8 +340,6 @@ class AlignimationApp(KeysPanel, App):
                     table.update_cell(row.hash, key, value)
                     if key == self.sort_column:
                         self._table_sorted = False  # (as before: sorted again when rows are added)
-        if rows:
-            self._rows_version += 1
         if added:
             self._add_rows(added.values())
         self._fit_columns()
@@ -377,7 +387,9 @@ class AlignimationApp(KeysPanel, App):
     def _remove_rows(self, hashes: list[str]) -> None:
         self._rows_version += 1
         for h in hashes:
-            self.rows.pop(h, None)
+            old = self.rows.pop(h, None)
+            if old is not None:
+                self._status_count[old.status] -= 1
             self.flag_width.drop(h)
             for width in self.fitted.values():
                 width.drop(h)
@@ -442,7 +454,7 @@ class AlignimationApp(KeysPanel, App):
         known = {} if s is None else {"busy": s.busy, "queue": s.queue, "models": s.models or f"{s.mode} · {s.device}",
                                       "reference": s.reference}
         self.query_one("#status-bar", StatusBar).show(status_parts(
-            status_counts(list(self.rows.values())), nudge_step=self.nudge_step, filter_name=self.filter,
+            counts_by_status(self._status_count), nudge_step=self.nudge_step, filter_name=self.filter,
             sort_column=self.sort_column, render_note=self.render_note, **known))
         self._update_empty_note()
 
@@ -463,7 +475,7 @@ class AlignimationApp(KeysPanel, App):
         h = self._selected_hash()
         row = self.rows.get(h) if h else None
         label = "" if row is None else f"{row.name} {row.residual}"
-        self.query_one("#series", SeriesPlot).plot(list(self.rows.values()), h, label, version=self._rows_version)
+        self.query_one("#series", SeriesPlot).plot(self.rows, h, label, version=self._rows_version)
 
     # selection and preview ------------------------------------------------------------------
     def _selected_hash(self) -> str | None:

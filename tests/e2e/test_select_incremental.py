@@ -32,10 +32,13 @@ def test_choices_and_signals_are_made_again_only_for_what_changed(samples, tmp_p
     monkeypatch.setattr(face_mode, "prototypes", lambda *a: examples.append(1) or real_prototypes(*a))
     monkeypatch.setattr(face_mode, "anchor_face", lambda *a: anchors.append(1) or real_anchor(*a))
     monkeypatch.setattr(pipeline.store, "get_array", lambda key: reads.append(key) or real_get(key))
+    turned, real_turned = [], face_mode.is_turned
+    monkeypatch.setattr(face_mode, "is_turned", lambda *a: turned.append(1) or real_turned(*a))
 
     pipeline.process([])  # nothing changed: nothing chosen or measured again, the same objects
     assert closest == [] and measured == []
     assert all(r.subject is chosen[h] for h, r in pipeline.results.items())
+    assert turned == [], "a photo's status was judged again from the same subject, verdict and settings"
     # The identity's examples are not made again from the same photos; every photo is chosen by
     # identity, so where faces usually are (the anchor) is not asked; whether a photo needs
     # detecting is answered from the descriptors read already, not from the store again.
@@ -47,5 +50,6 @@ def test_choices_and_signals_are_made_again_only_for_what_changed(samples, tmp_p
     pipeline.set_verdict(some, Verdict.ACCEPTED)
     pipeline.process([])
     assert len(closest) >= 10 and examples == [1]
+    assert 1 <= len(turned), "the accepted photo is judged again"
     again = [r.subject.face_index if r.subject else None for r in pipeline.results.values()]
     assert again == [s.face_index if s else None for s in chosen.values()]  # the same faces, chosen again

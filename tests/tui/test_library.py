@@ -241,8 +241,11 @@ async def test_a_latest_photo_is_put_last_without_sorting_the_table(library, con
 
 
 async def test_moving_the_cursor_does_not_put_the_plot_in_order_again(library, config, monkeypatch):  # noqa: F811
-    """The residual plot's date order is made when the rows change, not at every move of the cursor
-    (at 10,000 rows, 30 ms a key press)."""
+    """The residual plot's date order is made when it may change (rows come or go, a date or a
+    residual changes), not at every move of the cursor (at 10,000 rows, 30 ms a key press) nor for
+    a verdict; the rows per status are kept as rows change, not counted again."""
+    from collections import Counter
+
     from alignimation_tui.tui.widgets import series
 
     app = make_app(library, config, watch=False)
@@ -258,6 +261,11 @@ async def test_moving_the_cursor_does_not_put_the_plot_in_order_again(library, c
         await pilot.pause()
         assert ordered == [], "the plot's order was made again for a move of the cursor"
         assert str(plot.content) != before, "the plot marks the frame under the cursor"
+        app.action_verdict("rejected")  # a new verdict: the same dates and residuals, the same order
+        await until(pilot, lambda: settled(app) and not app._verdicts, "the verdict applied")
+        assert ordered == [], "the plot's order was made again for a verdict"
+        assert sum(app._status_count.values()) == N
+        assert dict(+app._status_count) == dict(Counter(r.status for r in app.rows.values()))
         await pilot.press("q")
 
 

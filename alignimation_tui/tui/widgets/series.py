@@ -10,15 +10,18 @@ from ...triage import FrameRow, residual_order, residual_series
 
 class SeriesPlot(Static):
     DEFAULT_CSS = "SeriesPlot { height: 2; padding: 0 1; }"
-    _ordered: tuple = (None, [])  # (the rows' version, their residuals in date order)
+    _ordered: tuple = (None, [])  # (the rows' version, the hashes of those with a residual, in date order)
 
-    def plot(self, rows: list[FrameRow], selected: str | None, selected_name: str = "", version=None) -> None:
-        """``version``: changes whenever ``rows`` do (None: unknown); the rows are put in date order
-        again only then, not for every move of the cursor (10,000 rows: 30 ms a key press)."""
+    def plot(self, rows: dict[str, FrameRow], selected: str | None, selected_name: str = "", version=None) -> None:
+        """``rows``: hash -> row; ``version``: changes whenever their date order may (a row comes or
+        goes, its date or whether it has a residual changes; None: unknown). They are put in date
+        order again only then: not for every move of the cursor, nor a new status or verdict
+        (10,000 rows: 30 ms a key press)."""
         label_width = 24
         if version is None or self._ordered[0] != version:
-            self._ordered = (version, residual_order(rows))
-        series = residual_series(rows, max(1, self.size.width - 2 - label_width), selected, self._ordered[1])
+            self._ordered = (version, [r.hash for r in residual_order(list(rows.values()))])
+        ordered = [rows[h] for h in self._ordered[1]]
+        series = residual_series(ordered, max(1, self.size.width - 2 - label_width), selected, ordered)
         if not series.bars:
             self.update(Text("residual over time: no aligned frame yet", style="dim"))
             return
