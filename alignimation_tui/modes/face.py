@@ -414,7 +414,10 @@ class FaceMode(Mode):
         if known is not None and known[0] is det and known[1] is stored and known[2] == threshold:
             return known[3]
         keep = [i for i, f in enumerate(det.faces) if f.prob >= threshold]
-        vectors = stored[keep] if len(stored) == len(det.faces) else stored[:0]
+        if len(stored) != len(det.faces):
+            vectors = stored[:0]
+        else:  # (all of them, mostly: the stored array itself, not a copy of each photo's descriptors)
+            vectors = stored if len(keep) == len(stored) else stored[keep]
         self._kept_vectors[h] = (det, stored, threshold, vectors)
         return vectors
 
