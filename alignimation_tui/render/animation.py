@@ -33,7 +33,8 @@ from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .staging import Staged, folder_locked, remove_abandoned
 from .timing import Timing, plan_timing
-from .writers import BLENDS_THAT_PAY, OUTPUT_SUFFIXES, WriteFailed, b_frames_pay, look_ahead_photos, open_writer
+from .writers import (BLENDS_THAT_PAY, OUTPUT_SUFFIXES, WriteFailed, b_frames_pay, find_ffmpeg_soon,
+                      look_ahead_photos, open_writer)
 
 OUTPUT_KEY = "render.output (or --out)"
 MORPH_KEY = "render.morph"
@@ -398,6 +399,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
             progress(len(items))
             return RenderResult(out, len(items), _frames_in_file(timing, out), layout.size, done, sidecar_path(out),
                                 layout.notices, unchanged=True)
+    if out.suffix.lower() in (".mp4", ".webp"):
+        find_ffmpeg_soon()  # beside the first frames composed
     morpher = Morpher(captions, settings.caption) if settings.morph else None
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()

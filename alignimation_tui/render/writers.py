@@ -81,6 +81,27 @@ class _SignalsHeld:
                 raise KeyboardInterrupt
 
 
+_lookup_lock = threading.Lock()
+_lookup: threading.Thread | None = None
+
+
+def find_ffmpeg_soon() -> None:
+    """Look ffmpeg up on a thread of its own, once: imageio-ffmpeg checks its binary by running it
+    (``ffmpeg -version``), which with its import took 25-45 ms that a render otherwise spent before
+    its first frame went out, instead of beside the frames it composes first."""
+    global _lookup
+    with _lookup_lock:
+        if _lookup is None:
+            _lookup = threading.Thread(target=_ffmpeg_exe, name="find ffmpeg", daemon=True)
+            _lookup.start()
+
+
+def _ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()  # (kept by imageio-ffmpeg once found)
+
+
 class _Ffmpeg:
     """ffmpeg (imageio-ffmpeg's binary) fed raw RGB frames on stdin. Started in its own session, so
     a Ctrl+C at the terminal reaches us, not ffmpeg: we decide what happens to the partial file. On
@@ -97,14 +118,15 @@ class _Ffmpeg:
         self._stderr = None
 
     def start(self) -> None:
-        import imageio_ffmpeg
-
+        lookup = _lookup
+        if lookup is not None:
+            lookup.join()  # (started by ``find_ffmpeg_soon``: a second look would run ffmpeg again)
         size, fps, codec, output_params = self.size, self.fps, self.codec, self.output_params
         rate = str(Fraction(fps).limit_denominator())
         block = self.macro_block_size
         padded = [-(-v // block) * block for v in size]  # rounded up, as imageio-ffmpeg does
         scale = ["-vf", f"scale={padded[0]}:{padded[1]}"] if list(size) != padded else []
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        exe = _ffmpeg_exe()
         with _SignalsHeld() as held:
             # Created by us first, so a folder we cannot write to says so as an OSError.
             self.partial = Staged.file(self.out)

@@ -584,3 +584,26 @@ def test_many_photos_gone_are_one_line_per_reason(tmp_path):
     items[0].path.unlink()
     with pytest.raises(RenderError, match=r"^no frames to render: 5 photos left out of this render: the file is gone"):
         write_animation(items, CANVAS, tmp_path / "y.gif", RenderSettings())
+
+
+def test_ffmpeg_is_looked_up_beside_the_first_frames(tmp_path, monkeypatch):
+    """imageio-ffmpeg checks its binary by running it once; the render has that done on a thread
+    of its own while it composes its first frames, and starts the encoder with what it found."""
+    import threading
+
+    import imageio_ffmpeg
+
+    from alignimation_tui.render import writers
+
+    asked = []
+    real = imageio_ffmpeg.get_ffmpeg_exe
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: asked.append(threading.current_thread().name) or real())
+    monkeypatch.setattr(writers, "_lookup", None)
+    items = []
+    for i in range(4):
+        path = tmp_path / f"p{i}.jpg"
+        scene(i).save(path, quality=90)
+        items.append(RenderItem(path, path.name, np.eye(3), hash=f"h{i}", taken_at=START + timedelta(weeks=i),
+                                size=CANVAS, info={"verdict": "auto", "status": "aligned"}))
+    write_animation(items, CANVAS, tmp_path / "a.mp4", RenderSettings())
+    assert asked[0] == "find ffmpeg" and len(frames_of_mp4(tmp_path / "a.mp4")) == 4
