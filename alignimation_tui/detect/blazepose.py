@@ -17,6 +17,7 @@ Coordinates are upright original pixels, continuous (a pixel's centre is at +0.5
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -139,15 +140,23 @@ def _outputs_by_shape(it) -> dict[tuple, int]:
     return {tuple(int(v) for v in d["shape"][1:]): d["index"] for d in it.get_output_details()}
 
 
+@functools.lru_cache(maxsize=4)
+def _models(model_dir: Path, threads: int) -> tuple:
+    """Both interpreters and the lock that guards them, loaded once per process and thread count:
+    ``mode = "auto"``'s look at a body folder and body mode's detection share them (allocating the
+    interpreters' tensors took 70-85 ms, each time)."""
+    return (_interpreter(model_dir / DETECTOR_FILE, threads), _interpreter(model_dir / LANDMARK_FILE, threads),
+            threading.Lock())
+
+
 class BlazePose:
-    """Both models, loaded once. Not safe to call from two threads at once (one interpreter each);
-    the lock makes it so."""
+    """Both models, loaded once per process (``_models``). An interpreter must not run on two
+    threads at once; the lock the instances that share it share makes it so."""
 
     def __init__(self, model_dir: Path = MODEL_DIR, threads: int | None = None, max_persons: int = 4,
                  second_pass: bool = True):
         threads = threads or max(1, min(4, os.cpu_count() or 1))
-        self.detector = _interpreter(model_dir / DETECTOR_FILE, threads)
-        self.landmarker = _interpreter(model_dir / LANDMARK_FILE, threads)
+        self.detector, self.landmarker, self._lock = _models(Path(model_dir), threads)
         self.anchors = ssd_anchors()
         d_out = _outputs_by_shape(self.detector)
         self._boxes, self._scores = d_out[(2254, 12)], d_out[(2254, 1)]
@@ -156,7 +165,6 @@ class BlazePose:
         self._d_in = self.detector.get_input_details()[0]["index"]
         self._l_in = self.landmarker.get_input_details()[0]["index"]
         self.max_persons, self.second_pass = max_persons, second_pass
-        self._lock = threading.Lock()
 
     # detection ------------------------------------------------------------------------------------
     def find_people(self, rgb: np.ndarray) -> list[tuple[float, np.ndarray]]:
