@@ -220,8 +220,8 @@ class FaceMode(Mode):
 
     def warm_up(self) -> None:
         """The descriptor loads on a thread of its own (``models.face_embedder_loading``: reading and
-        parsing 22 MB, mostly outside the interpreter lock) while the detector loads and the first
-        photos are detected."""
+        parsing 22 MB, building the network) while the detector loads and the first photos are
+        detected."""
         if not self._embedder_checked and self._embedder_loading is None and self.identity_on:
             self._embedder_loading = face_embedder_loading(self.ctx.device)
         self.detector()
