@@ -52,7 +52,9 @@ def side_by_side(workers: int):
     """A pool of ``workers`` threads, each running one batch's networks with its share of OpenCV's
     threads, for the block. OpenCV spreads a small network's layers over the cores poorly (two of
     its threads ran MTCNN 1.07x and the second pass 1.3x as fast as one, here); two batches on one
-    thread each ran 1.3-1.5x as fast as the batches one after the other on two. The interpreter hands
+    thread each ran 1.3-1.5x as fast as the batches one after the other on two, photos decoded (in
+    a whole run, beside decoding and storing, much less: 0.91-1.0x the time, for 30-70 MB of the
+    threads' own copies of the networks; see the README). The interpreter hands
     its lock over every 0.5 ms meanwhile (5 ms by default): a thread back from OpenCV would
     otherwise wait up to 5 ms for the other's numpy bookkeeping (that made the gain 0.9-1.3x)."""
     import sys
