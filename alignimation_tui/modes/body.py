@@ -250,6 +250,7 @@ class BodyMode(Mode):
                 p.store.put_json(colour.means_key(content_hash, person.box), {"means": means})
             p.store.put_json(colour.neutral_key(content_hash), {"means": neutral})
 
+    # select -------------------------------------------------------------------------------------
     def select(self) -> None:
         """Choose the subject in every photo: in the reference photo its most prominent person, in the
         others the person who best matches that one (position, size, mask overlap)."""
