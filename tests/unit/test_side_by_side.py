@@ -1,6 +1,7 @@
 """Face detection on worker threads side by side (a CPU: OpenCV's networks): the same faces,
 landmarks, descriptors and measures as one batch after the other, stored and reported in the same
-order; a network run by two threads at once; the time line that says so."""
+order (a cancel in the middle: test_throughput); a network run by two threads at once; the time
+line that says so."""
 from __future__ import annotations
 
 import shutil
@@ -155,38 +156,6 @@ def test_side_by_side_stores_what_one_thread_stores(samples, tmp_path, monkeypat
             if a[key] is not None:
                 np.testing.assert_allclose(a[key], b[key], rtol=0, atol=0.05 if key == "landmarks" else 1e-4)
         assert all(c is not None for c in a["colour"]) and len(a["colour"]) == len(b["colour"])
-
-
-def test_cancel_keeps_what_the_workers_found(tmp_path, monkeypatch):
-    """Cancelled after the first photo: the batches in the workers' hands are kept (stored and
-    reported), nothing more is started, and what is reported is what is stored."""
-    from PIL import Image
-
-    from conftest import astronaut
-
-    monkeypatch.setattr(face_mode, "side_by_side_workers", lambda detector: 2)
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    img = Image.fromarray(astronaut()).resize((256, 256))
-    for i in range(16):
-        img.rotate(i, fillcolor=(90, 90, 90)).save(folder / f"p{i:02d}.jpg")
-    p = Pipeline(folder, Config(device="cpu", mode="face"))
-    try:
-        results = p.scan()
-        cancel = threading.Event()
-        seen = []
-
-        def progress(r):
-            seen.append(r)
-            cancel.set()
-
-        p.detect(progress=progress, cancel=cancel)
-        assert 0 < len(seen) < len(results)
-        for r in results:
-            stored = p.mode.cached_detection(r.frame.hash) is not None
-            assert stored == (r in seen) == (r.detection is not None), r.frame.path.name
-    finally:
-        p.close()
 
 
 class _Stages:

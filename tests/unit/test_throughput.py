@@ -175,9 +175,15 @@ def test_decode_pool_stops_when_the_consumer_fails():
     assert decode_threads() == []
 
 
-def test_pipeline_detect_stops_on_cancel(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pipeline_detect_stops_on_cancel(tmp_path, monkeypatch, workers):
+    """Cancelled after the first photo, one batch after the other or side by side: the batches in
+    hand (the workers') are finished, kept and reported, nothing more is started, and what is
+    reported is what is stored."""
+    from alignimation_tui.modes import face as face_mode
     from alignimation_tui.pipeline import Pipeline
 
+    monkeypatch.setattr(face_mode, "side_by_side_workers", lambda detector: workers)
     folder = tmp_path / "photos"
     folder.mkdir()
     img = Image.fromarray(astronaut()).resize((256, 256))
@@ -197,6 +203,9 @@ def test_pipeline_detect_stops_on_cancel(tmp_path):
         assert 0 < len(seen) < len(results)  # the batch in hand is finished, then it stops
         assert all(r.status is FrameStatus.QUEUED for r in seen)
         assert sum(r.detection is None for r in results) >= len(results) - len(seen)
+        for r in results:
+            stored = pipeline.mode.cached_detection(r.frame.hash) is not None
+            assert stored == (r in seen) == (r.detection is not None), r.frame.path.name
         assert decode_threads() == []
         assert {"scan", "decode", "detect"} <= set(pipeline.stage_seconds)
     finally:
