@@ -11,7 +11,6 @@ from __future__ import annotations
 import operator
 import threading
 from collections import deque
-from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -69,7 +68,6 @@ class FaceMode(Mode):
         self._detector: face_mod.FaceDetector | None = None
         self._embedder: face_mod.FaceEmbedder | None = None
         self._embedder_checked = False
-        self._embedder_loading: Future | None = None  # started by ``warm_up``, taken by ``embedder``
         self._embedder_lock = threading.Lock()
         self._identity_on: bool | None = None
         self._choices: dict[str, tuple] = {}  # hash -> (what the choice was made from, Subject | None, detection)
@@ -205,8 +203,7 @@ class FaceMode(Mode):
     def embedder(self) -> face_mod.FaceEmbedder | None:
         with self._embedder_lock:  # asked by the workers side by side: loaded once
             if not self._embedder_checked:
-                loading, self._embedder_loading = self._embedder_loading, None
-                model = (loading or face_embedder_loading(self.ctx.device)).result()
+                model = face_embedder_loading(self.ctx.device).result()  # (started by ``warm_up``)
                 self._embedder = None if model is None else face_mod.FaceEmbedder(model, self.ctx.device)
                 self._embedder_checked = True
         return self._embedder
@@ -222,8 +219,8 @@ class FaceMode(Mode):
         """The descriptor loads on a thread of its own (``models.face_embedder_loading``: reading and
         parsing 22 MB, building the network) while the detector loads and the first photos are
         detected."""
-        if not self._embedder_checked and self._embedder_loading is None and self.identity_on:
-            self._embedder_loading = face_embedder_loading(self.ctx.device)
+        if not self._embedder_checked and self.identity_on:
+            face_embedder_loading(self.ctx.device)
         self.detector()
 
     def status_text(self, device: str) -> str:
