@@ -122,11 +122,14 @@ class Pipeline:
         self.stage_seconds: dict[str, float] = {}
         self._stage_lock = threading.Lock()
         self.mode_choice: ModeChoice | None = None  # how ``mode = "auto"`` chose (None: chosen by the user)
+        # What auto mode's look found (path -> the decoded photo, MTCNN's detection, OpenCV's thread
+        # count), until the first detection takes it (``looked_faces``).
+        self._looked: dict[Path, tuple] = {}
         if config.mode == "auto":
             with self.timed("mode"):
                 photos = _Listing(self.folder)  # listed only if no choice is kept (a library: 0.1 s)
                 self.mode_choice = choose_mode(self.store, photos if look else [], config.scan.max_pixels,
-                                               self._find_faces, self._descriptor_early)
+                                               self._find_faces, self._descriptor_early, self._looked_at)
             self.config = config = replace(config, mode=self.mode_choice.mode)
         self.mode: Mode = mode_for(self)
         self.last_render: RenderResult | None = None
@@ -171,6 +174,29 @@ class Pipeline:
         d = self.config.detect
         detector = FaceDetector(load_face_detector(self.device, d.min_face_size, d.thresholds), batch_size=1, workers=1)
         return detector.detect([photo])[0]
+
+    def _looked_at(self, path: Path, photo, detection) -> None:
+        """Keep what the look found in a photo, for face mode's detection of it (``looked_faces``):
+        only OpenCV's (a CPU's) detections, which are the same for the same pixels and threads;
+        a GPU's batches pad their photos differently."""
+        import cv2
+
+        if str(self.device).startswith("cpu"):  # (``models.load_face_detector``: OpenCV's networks there)
+            self._looked[path] = (photo, detection, cv2.getNumThreads())
+
+    def looked_faces(self, path: Path, photo):
+        """MTCNN's detection of ``photo`` (just decoded for detection) when auto mode's look made it
+        from the same pixels, with the same networks and OpenCV threads (a small photo: both decode
+        it whole), else None; given once. Face mode takes it instead of detecting the photo again."""
+        looked = self._looked.pop(path, None)
+        if looked is None:
+            return None
+        import cv2
+
+        from .detect.face import same_pixels
+
+        seen, detection, threads = looked
+        return detection if threads == cv2.getNumThreads() and same_pixels(seen, photo) else None
 
     # models, loaded on first use ---------------------------------------------------------------
     @property
@@ -432,7 +458,10 @@ class Pipeline:
         todo = [r for r in (results if results is not None else self.results.values()) if self.needs_detection(r)]
         if not todo:
             return 0
-        return self.mode.detect(todo, progress, cancel)
+        try:
+            return self.mode.detect(todo, progress, cancel)
+        finally:
+            self._looked.clear()  # (the look's photos are the first a folder detects)
 
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,

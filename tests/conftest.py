@@ -72,11 +72,14 @@ def save_with_date(img: Image.Image, path: Path, when: datetime | None = None, o
 @pytest.fixture
 def count_detections(monkeypatch):
     """Counts the photos each MTCNN pass gets (every pass goes through detect_chunk), to show
-    cached work is not redone."""
+    cached work is not redone. A photo whose detection face mode takes from auto mode's look
+    (``Pipeline.looked_faces``) counts as detected then, in a pass of one."""
     from alignimation_tui.detect.face import FaceDetector
+    from alignimation_tui.pipeline import Pipeline
 
     calls = []
     original = FaceDetector.detect_chunk
+    original_looked = Pipeline.looked_faces
 
     def counting(self, photos):
         # ``mode = "auto"``'s one look at a new folder (``Pipeline._find_faces``) is not detection
@@ -84,5 +87,12 @@ def count_detections(monkeypatch):
             calls.append(len(photos))
         return original(self, photos)
 
+    def counting_looked(self, path, photo):
+        found = original_looked(self, path, photo)
+        if found is not None:
+            calls.append(1)
+        return found
+
     monkeypatch.setattr(FaceDetector, "detect_chunk", counting)
+    monkeypatch.setattr(Pipeline, "looked_faces", counting_looked)
     return calls

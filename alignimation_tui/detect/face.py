@@ -92,6 +92,13 @@ def release_freed_memory() -> None:
         _malloc_trim(0)
 
 
+def same_pixels(a: Decoded, b: Decoded) -> bool:
+    """Whether two decodes of a photo hold the same pixels, standing for the original the same way
+    (what MTCNN sees of them and how its faces map back are then the same)."""
+    return ((a.width, a.height, a.orientation, a.stored_size) == (b.width, b.height, b.orientation, b.stored_size)
+            and np.array_equal(np.asarray(a.image), np.asarray(b.image)))
+
+
 class FaceDetector:
     """MTCNN (facenet-pytorch's networks and settings). Inputs are decoded photos; outputs are in
     upright original pixels. On a CPU it runs in numpy and OpenCV (``mtcnn_cpu``), photo by photo,

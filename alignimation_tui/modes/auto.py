@@ -87,12 +87,14 @@ def too_close_for_a_body(faces, image_height: int) -> bool:
     return False
 
 
-def decide(paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -> ModeChoice | None:
+def decide(paths: list[Path], max_pixels: int, find_faces=None, close_up=None, seen=None) -> ModeChoice | None:
     """Look at a sample of ``paths``; None when there is no photo to look at. ``find_faces``: MTCNN
     on a decoded photo (``detect.face.FaceDetector.detect`` of one), asked first: a photo whose face
     is too big for a body (``too_close_for_a_body``) needs no pose model; a face folder then never
     loads it (0.1-0.3 s of a small folder's run). ``close_up``: called once, at the first such
-    photo (the folder is likely to be face mode, whose every face is described)."""
+    photo (the folder is likely to be face mode, whose every face is described). ``seen(path,
+    photo, detection)``: told of each photo ``find_faces`` looked at (face mode then takes the
+    detection instead of detecting that photo again: ``Pipeline.looked_faces``)."""
     from ..detect.face import side_by_side
     from ..photos import PhotoError, open_photo
 
@@ -102,7 +104,12 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -
     def look(path: Path):
         """The photo decoded, and MTCNN's faces in it (None without ``find_faces``)."""
         photo = open_photo(path, max_side=DECODE_SIDE, max_pixels=max_pixels, resize_within=1.3)
-        return photo, (find_faces(photo).faces if find_faces is not None else None)
+        if find_faces is None:
+            return photo, None
+        detection = find_faces(photo)
+        if seen is not None:
+            seen(path, photo, detection)
+        return photo, detection.faces
 
     # The photos are decoded and MTCNN looks at them on two threads side by side, ahead of the pose
     # model: at once those any majority needs, then one by one while it is undecided.
@@ -142,13 +149,13 @@ def decide(paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -
                       else f"none of {looked} sampled photos shows a whole body")
 
 
-def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None, close_up=None) -> ModeChoice:
+def choose_mode(store, paths: list[Path], max_pixels: int, find_faces=None, close_up=None, seen=None) -> ModeChoice:
     """The folder's mode: the one kept in ``store``, else decided now (and kept). ``close_up``:
-    called when the look first meets a close-up (see ``decide``)."""
+    called when the look first meets a close-up, ``seen`` of each photo looked at (see ``decide``)."""
     kept = store.get_json(STORE_KEY)
     if isinstance(kept, dict) and kept.get("mode") in ("face", "body"):
         return ModeChoice(kept["mode"], str(kept.get("reason", "")))
-    choice = decide(paths, max_pixels, find_faces, close_up)
+    choice = decide(paths, max_pixels, find_faces, close_up, seen)
     if choice is None:
         return ModeChoice("face", "no photos yet")
     store.put_json(STORE_KEY, choice.to_json())

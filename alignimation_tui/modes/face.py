@@ -290,10 +290,14 @@ class FaceMode(Mode):
         p = self.ctx
         items = [(r, ph) for r, ph in batch if r.detection is None]
         need = [(r, ph) for r, ph in items if r.frame.hash not in pending]
+        looked_faces = getattr(p, "looked_faces", None)  # auto mode's look: MTCNN ran on some already
+        looked = {} if looked_faces is None else {
+            r.frame.hash: det for r, ph in need if (det := looked_faces(r.frame.path, ph)) is not None}
+        need = [(r, ph) for r, ph in need if r.frame.hash not in looked]
         detector = self.detector()
         with p.timed("detect"):
             found = detector.detect([ph for _, ph in need]) if need else []
-        fresh = {r.frame.hash: det for (r, _), det in zip(need, found)}
+        fresh = {**looked, **{r.frame.hash: det for (r, _), det in zip(need, found)}}
         raws = [fresh.get(r.frame.hash) or pending[r.frame.hash] for r, _ in items]
         settings = self.landmark_settings
         refined = [None] * len(items)
