@@ -219,6 +219,25 @@ def onet_landmarks_np(onet, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts, prob[:, 1].astype(np.float64)
 
 
+def nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
+    """``np.nanmedian(a, axis, keepdims=True)`` for float ``a``: the same floats (NaN for a slice
+    with no number), without a warning and a quarter of the time. numpy's own builds a masked
+    array along a short axis (0.3 ms a call, twice per photo and round of the second pass, holding
+    the interpreter lock that the other detection thread waits for). As there: the middle number,
+    or the sum of the two middle numbers halved."""
+    a = np.asarray(a)
+    missing = np.isnan(a)
+    counts = a.shape[axis] - missing.sum(axis=axis, keepdims=True)
+    if a.shape[axis] == 0:
+        return np.full(counts.shape, np.nan)
+    ordered = np.sort(np.where(missing, np.inf, a), axis=axis)  # the numbers first, ascending
+    high = counts // 2
+    low = np.where(counts % 2 == 1, high, high - 1)
+    low_high = np.take_along_axis(ordered, np.concatenate([low, high], axis=axis), axis=axis)
+    middle = np.add(*np.split(low_high, 2, axis=axis)) / 2.0
+    return np.where(counts > 0, middle, np.nan)
+
+
 def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
     """(N, A, 5, 2) estimates (NaN = a variant that saw no face) -> (N, 5, 2): per landmark, the
     mean of the estimates within max(2 x their median distance, 2 % of the IOD) of the median
@@ -227,9 +246,9 @@ def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
     # ``warnings.catch_warnings`` is not thread-safe, and the pass runs on several threads).
     seen = np.isfinite(estimates).all(-1)  # (N, A, 5)
     safe = np.where(seen.any(1)[:, None, :, None], estimates, 0.0)
-    med = np.nanmedian(safe, axis=1, keepdims=True)
+    med = nanmedian(safe, axis=1)
     d = np.linalg.norm(safe - med, axis=-1)  # (N, A, 5)
-    limit = np.maximum(2.0 * np.nanmedian(d, axis=1, keepdims=True), 0.02 * iod[:, None, None])
+    limit = np.maximum(2.0 * nanmedian(d, axis=1), 0.02 * iod[:, None, None])
     keep = ((d <= limit) & seen)[..., None]  # NaN compares False
     total = np.where(keep, np.nan_to_num(estimates), 0.0).sum(1)
     count = keep.sum(1)
@@ -266,7 +285,7 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
             break
         mats = canonical_matrices(current[idx], variants)  # (n, A, 3, 3)
         crops = []
-        for i in np.unique(owner[idx]):
+        for i in sorted(set(owner[idx].tolist())):  # (as ``np.unique``, in a tenth of its time)
             sel = owner[idx] == i
             if on_cpu:
                 img, m = reduced_np(images[i], mats[sel].reshape(-1, 3, 3))
