@@ -4,9 +4,7 @@ A missing file means defaults. Any problem raises ConfigError naming the key (``
 """
 from __future__ import annotations
 
-import difflib
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -270,6 +268,8 @@ def _build(cls: type, table: dict, prefix: str) -> Any:
         if key in extra:
             continue
         if key not in known:
+            import difflib
+
             close = difflib.get_close_matches(key, [*known, *extra], n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(prefix + key, f"unknown key{hint}")
@@ -310,6 +310,8 @@ def load_config(path: Path | None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("--config", f"no such file: {path}")
+    import tomllib  # (a run without a config file never needs it)
+
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .config import Config
@@ -116,6 +115,8 @@ def _progress(console: Console):
     """A progress bar on a terminal; into a log file or a pipe, plain lines (``PlainProgress``)."""
     if not console.is_terminal:
         return PlainProgress(console)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
 
@@ -162,10 +163,10 @@ class PlainProgress:
 
 def _console() -> Console:
     """stderr; when it is not a terminal (a log file, a pipe), lines are never wrapped, so a path
-    stays whole on its line."""
-    console = Console(stderr=True)
+    stays whole on its line. No emoji codes: a photo named ``a:smile:b.jpg`` is printed as it is."""
+    console = Console(stderr=True, emoji=False)
     if not console.is_terminal:
-        console = Console(stderr=True, soft_wrap=True, width=100_000)
+        console = Console(stderr=True, soft_wrap=True, width=100_000, emoji=False)
     return console
 
 

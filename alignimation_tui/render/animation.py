@@ -20,7 +20,6 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..background import replace_background
 from ..colour import ColourGain
 from ..config import MORPH_EXCLUSIVE, ConfigError
 from ..folders import folder_error, out_of_space, reason
@@ -29,7 +28,6 @@ from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
 from .frame import CaptionStyle, caption_text, compose_array, decode_for, draw_caption
 from .geometry import coverage, shared_crop, smooth_matrices
-from .morph import Morpher
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .staging import Staged, folder_locked, remove_abandoned
 from .timing import Timing, plan_timing
@@ -401,7 +399,11 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                                 layout.notices, unchanged=True)
     if out.suffix.lower() in (".mp4", ".webp"):
         find_ffmpeg_soon()  # beside the first frames composed
-    morpher = Morpher(captions, settings.caption) if settings.morph else None
+    morpher = None
+    if settings.morph:
+        from .morph import Morpher
+
+        morpher = Morpher(captions, settings.caption)
     outputs = _Outputs(out, frames_dir)
     outputs.open_folders()
 
@@ -415,6 +417,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
                             layout.matrices[k], layout.size, settings.fill, item.picture,
                             gain=item.colour.apply if item.colour is not None else None)
         if item.mask is not None and item.background != "keep":
+            from ..background import replace_background
+
             img = replace_background(Image.fromarray(img), item.mask, layout.matrices[k],
                                      item.size or upright_size(item.path), item.background, item.feather_px)
         plain = img

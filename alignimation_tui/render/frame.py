@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from ..photos import Decoded, open_stored, upright_size
 
@@ -52,7 +52,9 @@ def caption_text(fmt: str, *, index: int, count: int, taken_at: datetime | None,
 
 
 @lru_cache(maxsize=8)
-def _font(pixels: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def _font(pixels: int):
+    from PIL import ImageFont  # (its FreeType part: imported only when a caption is drawn)
+
     return ImageFont.load_default(size=pixels)  # Pillow's bundled font (Aileron) when FreeType is there
 
 
@@ -62,6 +64,8 @@ def draw_caption(img: Image.Image, text: str, style: CaptionStyle) -> None:
     px = max(8, round(img.height * style.size))
     font = _font(px)
     stroke = max(1, px // 12)
+    from PIL import ImageDraw
+
     draw = ImageDraw.Draw(img)
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
     margin = round(px * 0.6)

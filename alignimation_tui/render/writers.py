@@ -33,7 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import GifImagePlugin, Image
+from PIL import Image
 
 from .staging import Staged, die_with_parent, forget_encoder, register_encoder
 
@@ -345,6 +345,8 @@ class GifWriter:
     def add(self, img: Image.Image | np.ndarray, repeat: int = 1) -> None:
         if self.partial.discarded:  # staging.stop_all(): the app is going
             raise WriteFailed(None, "the render was stopped")
+        from PIL import GifImagePlugin
+
         frame = gif_frame(img, self.max_width)
         start, self._shown = self._shown, self._shown + repeat
         delay_cs = max(2, round(self._shown * 100 / self.fps) - round(start * 100 / self.fps))
