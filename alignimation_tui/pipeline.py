@@ -237,6 +237,9 @@ class Pipeline:
         photos that would have to be read (new or changed) in ``unscanned``, for later."""
         self.results = {}
         self.unscanned: list[Path] = []
+        # hash -> the stored stat record its file matched (``known_only``): what ``folder_record`` keeps
+        self.scan_stamps: dict[str, dict] = {}
+        self.scan_listed = 0  # the photo files the folder listed
         with self.timed("scan"), self.store.read_ahead():
             real_folder = os.path.realpath(self.folder)
             paths = [(listed, self._stat_key(listed.path, real_folder, listed.link))
@@ -252,7 +255,10 @@ class Pipeline:
                 if known_only and not stat_matches(path, cached_stat, st):
                     self.unscanned.append(path)
                     continue
-                self.add_path(path, cached_stat, fresh=True, stat_key=stat_key, st=st, link=link)
+                r = self.add_path(path, cached_stat, fresh=True, stat_key=stat_key, st=st, link=link)
+                if known_only and r is not None and not link:
+                    self.scan_stamps[r.frame.hash] = cached_stat
+            self.scan_listed = len(paths)
         self.sort_results()
         return list(self.results.values())
 

@@ -200,11 +200,16 @@ class AlignimationApp(KeysPanel, App):
             self.views[view.hash] = view
         if rows:
             self.show_rows([self._with_decisions(row) for row in rows])
-        self.call_after_refresh(self._collector.resume)  # the table is drawn: collect as usual again
+        self.call_after_refresh(self._first_drawn)
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
         self.set_interval(ROW_FLUSH_S, self._flush_rows)
         self.table.focus()
+
+    def _first_drawn(self) -> None:
+        """The table is drawn: collect as usual again, and the worker may go on (``Driver._rebuild``)."""
+        self._collector.resume()
+        self.driver.screen_drawn.set()
 
     def get_driver_class(self):
         return hangup_tolerant(super().get_driver_class())

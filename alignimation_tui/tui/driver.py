@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import folder_record
 from ..config import ConfigError
 from ..domain import FrameResult, FrameStatus, Verdict
 from ..folders import FolderError
@@ -34,6 +35,7 @@ from ..preview import FrameView, frame_view
 from ..render import RenderError
 from ..scan import list_photos
 from ..triage import frame_row, outlier_flags
+from .terminal import CollectorPause
 from .messages import (DecisionApplied, Notice, PipelineState, RenderFinished, RenderProgress, RowsChanged,
                        RowsRemoved, ViewsChanged)
 
@@ -64,6 +66,9 @@ def _same(a, b) -> bool:
     except (TypeError, ValueError):
         return False
 
+# How long the worker waits for the screen's first draw before it rebuilds the state from the
+# folder's record (the app says when; a driver without a screen waits this long once).
+SCREEN_WAIT_S = 5.0
 # Photos detected between two table refreshes: small enough that rows turn `aligned` steadily,
 # big enough that detection still runs in batches.
 CHUNK = 8
@@ -181,6 +186,9 @@ class Driver:
         self.prescanned = False
         self.folder_problem: str | None = None  # the watcher's word on the folder (``FolderState``)
         self._prepared_final = False  # prepare left nothing for the worker's first pass (see prepare)
+        self._record_notices: list[str] | None = None  # what prepare's pass said, while its record is due
+        self._checked: folder_record.Checked | None = None  # the record prepare's rows are from (``_rebuild``)
+        self.screen_drawn = threading.Event()  # set by the app once its first screen is drawn
         self.initial: tuple[list, list] = ([], [])  # prepare's rows and views (take_initial)
         self._last_state: PipelineState | None = None
         self.render_idle = threading.Event()  # clear while a render runs (the app waits for it on quit)
@@ -204,6 +212,9 @@ class Driver:
         with stored subjects and transforms only: nothing is computed. New photos are read by the
         worker, with the screen up. Returns whether anything will need detection."""
         p = self.pipeline
+        if self._restore():
+            return False
+        said = len(p.notices)
         p.scan(exclude={p.default_output()}, known_only=True)
         try:
             p.process([], compute=False)
@@ -219,7 +230,62 @@ class Driver:
         self._prepared_final = processed and not detecting and all(
             r.transform is not None for r in p.results.values() if r.subject is not None)
         self._snapshot()
+        if self._prepared_final:  # kept for the next open by the worker, first thing (``_keep_record``)
+            self._record_notices = p.notices[said:]
         return detecting
+
+    def _restore(self) -> bool:
+        """The rows from the folder's record (``folder_record``), when it holds for the folder as it
+        is (every photo's stamp checked): no photo's values are read, nothing is chosen or
+        registered. The state itself is rebuilt from the record by the worker, first thing, once
+        the screen has been drawn (``_rebuild``): the screen needs only the rows."""
+        p = self.pipeline
+        with p.timed("scan"):
+            checked = folder_record.check(p, exclude={p.default_output()})
+        if checked is None:
+            return False
+        self._posted.update(checked.rows)
+        self.initial = (list(checked.rows.values()), [])
+        p.unscanned = []
+        self._checked = checked
+        self.prescanned = self._prepared_final = True
+        return True
+
+    def _rebuild(self) -> bool:
+        """The state from the record ``prepare`` checked, and the views the screen has none of yet
+        (posted); False when the record cannot be used after all (the worker scans, as without one)."""
+        checked, self._checked = self._checked, None
+        deadline = time.monotonic() + SCREEN_WAIT_S  # the screen's first draw goes first: it is what is waited for
+        while not self.screen_drawn.wait(0.02) and not self.cancel.is_set() and time.monotonic() < deadline:
+            pass
+        p = self.pipeline
+        pause = CollectorPause()  # what is made here lives on (as the open's rows, see ``CollectorPause``)
+        pause.pause()
+        try:
+            with p.timed("scan"):
+                if not folder_record.rebuild(p, checked):
+                    return False
+            word = p.mode.subject_word
+            made, posted, views = self._made, self._posted, self._posted_views
+            for h, r in p.results.items():
+                made[h] = (_inputs(r), posted[h].outlier)  # as ``_changed`` keeps it: its flag is the row's
+                views[h] = frame_view(r, None, word)
+        finally:
+            pause.resume()
+        self._post(ViewsChanged(list(views.values())))
+        return True
+
+    def _keep_record(self) -> None:
+        """Write the folder's record of the state ``prepare`` made (the worker's first act, before
+        any job changes it), so the next open restores it (``_restore``)."""
+        notices, self._record_notices = self._record_notices, None
+        if notices is None:
+            return
+        p = self.pipeline
+        try:
+            folder_record.write(p, p.scan_stamps, p.scan_listed, self._posted, notices)
+        except FolderError as exc:  # (a cache that cannot be written is the store's warning already)
+            log.info("folder record not written: %s", exc)
 
     def _snapshot(self) -> None:
         """The rows and views as the store has them, for the screen to show as it comes up (the
@@ -365,6 +431,8 @@ class Driver:
         self.busy = "scanning"
         self.post_state()
         try:
+            if self._checked is not None and not self._rebuild():
+                self.prescanned = False  # the record could not be used after all: scanned as without one
             final = self.prescanned and self._prepared_final
             if self.prescanned:  # the app read what the store knows; now the photos that must be read
                 for path in p.unscanned:
@@ -374,6 +442,7 @@ class Driver:
                 p.scan(exclude={p.default_output()})
             if final:  # prepare did all of this already: the screen shows its rows, nothing changed since
                 self.post_notices()
+                self._keep_record()
             else:
                 self.post_rows()  # the table fills from the store before any detection
                 self._align_from_cache()

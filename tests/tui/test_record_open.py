@@ -1,0 +1,80 @@
+"""The app on a folder it has opened before, from the folder's record (``folder_record``): the
+table is final as the screen mounts, nothing is chosen or registered again, the views follow once
+the screen is drawn, and the app then works as ever (a decision, a photo edited under its name).
+What the record may and may not be used for: tests/unit/test_folder_record.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alignimation_tui.pipeline import Pipeline
+from alignimation_tui.tui.app import AlignimationApp
+from alignimation_tui.tui.driver import PhotoReady
+from tests.tui.test_app import astronaut_photo, cell, config, make_app, select, settled, until  # noqa: F401
+
+N = 12
+
+
+@pytest.fixture
+def library(tmp_path):
+    folder = tmp_path / "library"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(N):
+        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
+        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
+    return folder
+
+
+async def opened(folder, config) -> tuple[dict, dict]:  # noqa: F811
+    """Open the app until it has settled; its rows and views."""
+    app = make_app(folder, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.rows) == N and len(app.views) == N, "the library")
+        rows, views = dict(app.rows), dict(app.views)
+        await pilot.press("q")
+    return rows, views
+
+
+async def test_a_reopened_library_comes_from_its_record(library, config, monkeypatch):  # noqa: F811
+    await opened(library, config)  # detects
+    rows, views = await opened(library, config)  # from the store, photo by photo; writes the record
+    passes = []
+    process = Pipeline.process
+    monkeypatch.setattr(Pipeline, "process", lambda self, *a, **k: passes.append(k) or process(self, *a, **k))
+    mounted = {}
+    on_mount = AlignimationApp.on_mount
+
+    def spy(self):
+        on_mount(self)
+        mounted.update(rows=dict(self.rows), count=self.table.row_count)
+
+    monkeypatch.setattr(AlignimationApp, "on_mount", spy)
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        assert mounted["rows"] == rows and mounted["count"] == N, "final as the screen mounts"
+        await until(pilot, lambda: settled(app) and len(app.views) == N, "the views")
+        assert app.views == views and passes == [], "the state rebuilt, nothing chosen or registered"
+        caption = app.query_one("#preview-caption")
+        await until(pilot, lambda: str(caption.render()).startswith("[aligned] "), "the first row's preview",
+                    timeout=60)
+        await select(pilot, app, "day003.jpg")
+        await pilot.press("x")
+        await until(pilot, lambda: settled(app) and cell(app, "day003.jpg", "verdict") == "rejected"
+                    and passes, "the decision used")
+        # a photo edited under its name while the app is open: a new row, the old one gone
+        old = next(h for h, r in app.rows.items() if r.name == "day005.jpg")
+        astronaut_photo(library / "day005.jpg", 40, (15, 1.2, 20, -25))
+        app.driver.submit(PhotoReady(library / "day005.jpg"))
+        await until(pilot, lambda: settled(app) and old not in app.rows
+                    and any(r.name == "day005.jpg" and r.status == "aligned" for r in app.rows.values()),
+                    "the edited photo's new row")
+        await pilot.press("q")
+    # the next open sees the decision and the edit (the record no longer holds: the scan runs)
+    again, _ = await opened(library, config)
+    assert cell_of(again, "day003.jpg").verdict == "rejected"
+    assert cell_of(again, "day005.jpg").hash != old
+
+
+def cell_of(rows: dict, name: str):
+    return next(r for r in rows.values() if r.name == name)

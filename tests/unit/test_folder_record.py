@@ -1,0 +1,288 @@
+"""The folder record (``folder_record``): a cached folder's next open is rebuilt from one stored
+record, not photo by photo and not by choosing and registering again, and only when every photo,
+setting, decision and the code are as they were; otherwise the usual scan runs, whatever is wrong
+with the record. Real photos, the real store, the app's own steps (``Driver.prepare``, and the
+worker's first act, which writes the record); detections from ``tests.tui.recorded``. Speed is
+measured in bench/bench_library.py."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+
+from alignimation_tui import folder_record
+from alignimation_tui.config import Config, FacingConfig
+from alignimation_tui.domain import FrameResult, Verdict
+from alignimation_tui.pipeline import Pipeline
+from alignimation_tui.store import Decisions, Store
+from alignimation_tui.tui.driver import Driver
+from tests.tui.recorded import recorded_pipeline
+from tests.tui.test_app import astronaut_photo
+
+N = 12
+
+
+class Screen:
+    """What the driver posts to (nothing is shown here)."""
+
+    def post_message(self, message) -> None:
+        pass
+
+
+@pytest.fixture
+def library(tmp_path):
+    folder = tmp_path / "library"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(N):
+        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
+        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
+    return folder
+
+
+@pytest.fixture
+def config(tmp_path):
+    return replace(Config(), mode="face", store=replace(Config().store, cache_dir=str(tmp_path / "cache"),
+                                                         data_dir=str(tmp_path / "data")))
+
+
+class Passes:
+    """Counts the passes that choose and register (``Pipeline.process``)."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        real = Pipeline.process
+
+        def counted(pipeline, *args, **kwargs):
+            self.count += 1
+            return real(pipeline, *args, **kwargs)
+
+        monkeypatch.setattr(Pipeline, "process", counted)
+
+
+def open_folder(folder, config):
+    """The app's open before its screen (``Driver.prepare``) and its worker's first act (the record
+    of a final state); the pipeline, its driver and whether anything needs detecting."""
+    pipeline = recorded_pipeline(folder, config)
+    driver = Driver(Screen(), pipeline)
+    detecting = driver.prepare()
+    driver.screen_drawn.set()
+    if driver._checked is not None:
+        assert driver._rebuild()
+    elif driver._prepared_final:
+        driver._keep_record()
+    return pipeline, driver, detecting
+
+
+def detect_all(folder, config) -> None:
+    pipeline = recorded_pipeline(folder, config)
+    pipeline.scan()
+    pipeline.process()
+    pipeline.close()
+
+
+def state(pipeline: Pipeline, driver: Driver) -> dict:
+    """Everything the front ends read of an open folder: every result's fields (``extra`` aside:
+    what is measured again from the rest), the reference, the framing, the rows and the views."""
+    results = {h: {f.name: getattr(r, f.name) for f in fields(FrameResult) if f.name != "extra"}
+               for h, r in pipeline.results.items()}
+    return {"order": list(pipeline.results), "results": results,
+            "reference": (pipeline.reference.hash, pipeline.reference.landmarks.tolist(), pipeline.reference.canvas,
+                          pipeline.reference.scale),
+            "framing": (pipeline.framing.size, np.asarray(pipeline.framing.matrix).tolist(), pipeline.framing.anchor,
+                        pipeline.framing.unit, pipeline.framing.style),
+            "rows": dict(driver._posted), "views": dict(driver._posted_views),
+            "notices": [n for n in pipeline.notices]}
+
+
+@pytest.fixture
+def recorded(library, config):
+    """The library detected, then opened once (that open writes the record); its state."""
+    detect_all(library, config)
+    pipeline, driver, detecting = open_folder(library, config)
+    assert not detecting and pipeline.store.get_json(folder_record.KEY) is not None
+    made = state(pipeline, driver)
+    pipeline.close()
+    return made
+
+
+def reopen(folder, config, monkeypatch) -> tuple[dict, bool, Pipeline]:
+    """The state of the next open, whether it came from the record (no pass was made), and the
+    pipeline (closed)."""
+    passes = Passes(monkeypatch)
+    pipeline, driver, _ = open_folder(folder, config)
+    try:
+        return state(pipeline, driver), passes.count == 0, pipeline
+    finally:
+        pipeline.close()
+        monkeypatch.undo()
+
+
+def test_a_folder_reopens_from_its_record_as_the_scan_made_it(library, config, recorded, monkeypatch):
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert from_record, "nothing chosen or registered again"
+    assert again == recorded  # every value, the rows and the views as the pass made them
+    assert pipeline.unscanned == [] and len(again["rows"]) == N
+
+
+def test_a_restored_state_is_what_a_decision_then_works_on(library, config, recorded, monkeypatch):
+    """After an open from the record, the worker's next pass (a verdict here) finds what a pass
+    over the scanned folder finds: the same results, transforms read from the store, none computed."""
+    pipeline, driver, _ = open_folder(library, config)
+    target = pipeline.results[recorded["order"][3]]
+    pipeline.apply_verdict(target.frame.hash, Verdict.REJECTED)
+    pipeline.process([], compute=False)  # compute=False: every transform it needs is stored
+    restored = {h: (r.status, r.subject, r.transform) for h, r in pipeline.results.items()}
+    pipeline.close()
+    fresh = recorded_pipeline(library, config)
+    fresh.scan()
+    fresh.apply_verdict(target.frame.hash, Verdict.REJECTED)
+    fresh.process([], compute=False)
+    assert restored == {h: (r.status, r.subject, r.transform) for h, r in fresh.results.items()}
+    assert not any(r.error == "no stored transform" for r in fresh.results.values())
+    fresh.close()
+
+
+def test_a_photo_edited_under_its_name_is_read_again(library, config, recorded, monkeypatch):
+    edited = library / "day004.jpg"
+    before = os.stat(edited)
+    astronaut_photo(edited, 40, (20, 1.2, 30, -30))  # new content under the same name
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...even with its old time
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert not from_record
+    assert [path.name for path in pipeline.unscanned] == ["day004.jpg"], "read again, by the worker"
+    assert "day004.jpg" not in {r.name for r in again["rows"].values()}, "no row of the old content"
+
+
+def test_a_photo_moved_over_another_of_the_same_size_and_time_is_read_again(library, config, recorded, monkeypatch):
+    """Same name, size and modification time, other content: the inode and change time say so."""
+    target, other = library / "day002.jpg", library / "day003.jpg"
+    st = os.stat(target)
+    copy = library.parent / "copy.jpg"
+    shutil.copyfile(other, copy)
+    with open(copy, "r+b") as fh:  # the size of the photo it replaces
+        fh.truncate(st.st_size)
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, target)
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert not from_record and [path.name for path in pipeline.unscanned] == ["day002.jpg"]
+
+
+def test_a_removed_or_added_photo_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
+    (library / "day005.jpg").unlink()
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert not from_record and len(again["rows"]) == N - 1
+    # ...and that open's record holds for the folder as it is now
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert from_record and len(again["rows"]) == N - 1
+    astronaut_photo(library / "day099.jpg", 50, (2, 1.0, 5, 5))
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert not from_record and len(pipeline.unscanned) == 1, "the new photo is the worker's to detect"
+
+
+def test_a_change_of_settings_or_code_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
+    stricter = replace(config, facing=FacingConfig(max_yaw_deg=1.0))
+    again, from_record, _ = reopen(library, stricter, monkeypatch)
+    assert not from_record
+    monkeypatch.setattr(folder_record, "code_digest", lambda: "another version")
+    passes = Passes(monkeypatch)
+    pipeline, _, _ = open_folder(library, stricter)
+    pipeline.close()
+    assert passes.count == 1
+
+
+def test_a_decision_made_elsewhere_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
+    """A verdict or a pin another process wrote to the decisions file since the record."""
+    h = recorded["order"][2]
+    other = Decisions(config_data(config) / "decisions.json")
+    other.set_verdict(h, Verdict.REJECTED)
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert not from_record and again["rows"][h].verdict == "rejected"
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert from_record and again["rows"][h].verdict == "rejected"
+    other.pin_reference(recorded["order"][5])
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert not from_record and pipeline.reference.hash == recorded["order"][5]
+
+
+def config_data(config):
+    from pathlib import Path
+
+    return Path(config.store.data_dir)
+
+
+def test_the_record_never_touches_the_decisions_file(library, config, monkeypatch):
+    detect_all(library, config)
+    Decisions(config_data(config) / "decisions.json").set_verdict("someone", Verdict.ACCEPTED)
+    path = config_data(config) / "decisions.json"
+    before = (path.read_bytes(), os.stat(path).st_mtime_ns, os.stat(path).st_ino)
+    for _ in range(2):
+        reopen(library, config, monkeypatch)
+    assert (path.read_bytes(), os.stat(path).st_mtime_ns, os.stat(path).st_ino) == before
+
+
+@pytest.mark.parametrize("damage", ["not json", "wrong types", "short numbers", "faces out of range", "pickled"])
+def test_a_damaged_record_is_ignored(library, config, recorded, monkeypatch, damage):
+    store = Store(library, config.store.cache_dir, config.store.data_dir)
+    record = store.get_json(folder_record.KEY)
+    if damage == "not json":
+        store.cache.set(folder_record.KEY, b"\x00{not json")
+    elif damage == "pickled":
+        store.cache.set(folder_record.KEY, {"format": 1})  # diskcache pickles a dict: never unpickled
+    else:
+        if damage == "wrong types":
+            record["photos"][0][1] = "big"
+            record["photos"][1][20] = {"face": "?"}
+        elif damage == "short numbers":
+            record["numbers"] = record["numbers"][:40]
+        else:
+            record["photos"][0][20] = [0, 9, False]
+        store.put_json(folder_record.KEY, record)
+    store.close()
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert not from_record
+    assert again == recorded, "the scan's state, as if there were no record"
+
+
+def test_two_processes_writing_the_record_leave_a_whole_one(library, config, recorded, monkeypatch):
+    """Records written side by side by two processes (each in one transaction): every open in
+    between reads a whole record, or none; never a mixture, never an error."""
+    ctx = multiprocessing.get_context("fork")
+    store = Store(library, config.store.cache_dir, config.store.data_dir)
+    record = store.get_json(folder_record.KEY)
+    store.close()
+    writers = [ctx.Process(target=_rewrite_many, args=(str(library), config.store.cache_dir,
+                                                      config.store.data_dir, record, 30)) for _ in range(2)]
+    for w in writers:
+        w.start()
+    opened = []
+    try:
+        while any(w.is_alive() for w in writers) or not opened:
+            again, from_record, _ = reopen(library, config, monkeypatch)
+            opened.append(from_record)
+            assert again == recorded
+    finally:
+        for w in writers:
+            w.join(60)
+    assert all(w.exitcode == 0 for w in writers)
+    assert any(opened), "the record was read while the others wrote it"
+
+
+def _rewrite_many(folder: str, cache: str, data: str, record: dict, times: int) -> None:
+    store = Store(__import__("pathlib").Path(folder), cache, data)
+    try:
+        for k in range(times):
+            store.put_json(folder_record.KEY, record)
+            store.put_json(f"filler:{k}", {"pad": "x" * 1000})
+    finally:
+        store.close()
+
+
+def test_every_field_of_a_result_is_kept():
+    """A field added to ``FrameResult`` must be kept by the record too (until it is, no record is
+    written or read: ``folder_record._recordable``)."""
+    assert tuple(f.name for f in fields(FrameResult)) == folder_record.RESULT_FIELDS
