@@ -185,7 +185,7 @@ def dlib_graph(layers: list[dict], size: int = 150) -> bytes:
     folded = []
     for c, a in zip(con, aff):
         w = c["weight"] * a["gamma"].reshape(-1, 1, 1, 1)
-        folded.append((w.astype(np.float32), (c["bias"] * a["gamma"] + a["beta"]).astype(np.float32), c))
+        folded.append((w.astype(np.float32, copy=False), (c["bias"] * a["gamma"] + a["beta"]).astype(np.float32), c))
     w0, b0, c0 = folded[0]
     mean = np.asarray(first["mean"], np.float64).reshape(1, 3, 1, 1)
     b0 = (b0 - (w0.astype(np.float64) * mean / 256.0).sum((1, 2, 3))).astype(np.float32)
