@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_NEEDED = ("tomllib", "difflib", "rich.progress", "rich._emoji_codes", "PIL.ImageDraw", "PIL.ImageFont",
               "PIL.ImageFilter", "PIL.GifImagePlugin", "alignimation_tui.render.morph",
               "alignimation_tui.background", "alignimation_tui.detect.blazepose", "ai_edge_litert", "torch")
-RUN = ("import sys, json\n"
+RUN = ("import gc, sys, json\n"
        "from alignimation_tui.cli import main\n"
        "rc = main(sys.argv[1:])\n"
-       "print(json.dumps([rc, sorted(sys.modules)]))\n")
+       "print(json.dumps([rc, sorted(sys.modules), gc.isenabled(), gc.get_freeze_count()]))\n")
 
 
 def _once(folder: Path, tmp_path: Path, *extra: str) -> tuple[int, set[str], str]:
@@ -30,7 +30,9 @@ def _once(folder: Path, tmp_path: Path, *extra: str) -> tuple[int, set[str], str
         env[f"XDG_{name}_HOME"] = str(tmp_path / name.lower())
     done = subprocess.run([sys.executable, "-c", RUN, str(folder), "--once", "--out", str(tmp_path / "o.mp4"),
                            *extra], capture_output=True, text=True, env=env, timeout=600)
-    rc, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    rc, modules, collecting, frozen = json.loads(done.stdout.strip().splitlines()[-1])
+    # the imports ran with the garbage collector off; it is on again, what they made out of its sight
+    assert collecting and frozen > 10_000, (collecting, frozen)
     return rc, set(modules), done.stderr
 
 
