@@ -462,12 +462,10 @@ class Pipeline:
         """Detect (faces, or people in body mode) in the results that lack it. Broken photos become
         ``failed`` with the reason. Returns how many photos were decoded."""
         todo = [r for r in (results if results is not None else self.results.values()) if self.needs_detection(r)]
-        if not todo:
-            return 0
         try:
-            return self.mode.detect(todo, progress, cancel)
+            return self.mode.detect(todo, progress, cancel) if todo else 0
         finally:
-            self._looked.clear()  # (the look's photos are the first a folder detects)
+            self._looked.clear()  # (the look's photos are among the first a folder detects, if any)
 
     def decode_in_batches(self, todo: list[FrameResult], decode: Callable, batch_size: int,
                           flush: Callable[[list], None], progress: Progress,
