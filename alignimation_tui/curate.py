@@ -182,12 +182,13 @@ def apply_selection(results: list[FrameResult], cfg, keep_turned: bool = False) 
     """Mark the frames the selection leaves out ``skipped`` (with ``skip_reason``); an accepted frame
     is never skipped. Idempotent: a frame no longer skipped goes back to ``aligned``."""
     reasons = skipped_frames(results, cfg, keep_turned)
+    aligned, skipped, accepted = FrameStatus.ALIGNED, FrameStatus.SKIPPED, Verdict.ACCEPTED
+    can_skip = (aligned, skipped, FrameStatus.TURNED)
     for r in results:
-        why = reasons.get(r.frame.hash)
-        if why is not None and r.verdict is not Verdict.ACCEPTED and r.status in (
-                FrameStatus.ALIGNED, FrameStatus.SKIPPED, FrameStatus.TURNED):
-            r.status, r.skip_reason = FrameStatus.SKIPPED, why
+        why = reasons.get(r.frame.hash) if reasons else None
+        if why is not None and r.verdict is not accepted and r.status in can_skip:
+            r.status, r.skip_reason = skipped, why
         else:
-            if r.status is FrameStatus.SKIPPED:
-                r.status = FrameStatus.ALIGNED
+            if r.status is skipped:
+                r.status = aligned
             r.skip_reason = None

@@ -253,11 +253,18 @@ def is_kept(r: FrameResult, keep_turned: bool = False, skipped: bool = False) ->
     """The one rule for whether a frame goes into the animation: registered, not rejected, and
     accepted, aligned, or turned with ``facing.keep_turned``. ``skipped``: as the selection sees the
     frames (one it skipped before counts as aligned, since the selection decides again)."""
-    if r.transform is None or r.verdict is Verdict.REJECTED:
+    # (The members as module names: an enum member looked up on its class costs 0.13 us here, and
+    # this is asked of every frame whenever one photo arrives.)
+    verdict = r.verdict
+    if r.transform is None or verdict is _REJECTED:
         return False
-    if r.verdict is Verdict.ACCEPTED or r.status is FrameStatus.ALIGNED:
+    if verdict is _ACCEPTED or r.status is _ALIGNED:
         return True
-    return (keep_turned and r.status is FrameStatus.TURNED) or (skipped and r.status is FrameStatus.SKIPPED)
+    return (keep_turned and r.status is _TURNED) or (skipped and r.status is _SKIPPED)
+
+
+_REJECTED, _ACCEPTED = Verdict.REJECTED, Verdict.ACCEPTED
+_ALIGNED, _TURNED, _SKIPPED = FrameStatus.ALIGNED, FrameStatus.TURNED, FrameStatus.SKIPPED
 
 
 @dataclass(frozen=True)

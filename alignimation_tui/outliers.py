@@ -181,23 +181,29 @@ def find_unsure(signals: list[FitSignals], exempt: frozenset[str] = frozenset())
 
 def judged(results: list[FrameResult]) -> list[FrameResult]:
     """The frames the series is made of: registered, aligned (or already an outlier), not rejected."""
-    return [r for r in results if r.transform is not None and r.verdict is not Verdict.REJECTED
-            and r.status in (FrameStatus.ALIGNED, FrameStatus.OUTLIER)]
+    aligned, outlier, rejected = FrameStatus.ALIGNED, FrameStatus.OUTLIER, Verdict.REJECTED
+    return [r for r in results if (r.status is aligned or r.status is outlier) and r.transform is not None
+            and r.verdict is not rejected]
 
 
 def apply_outliers(results: list[FrameResult], reference: str | None) -> None:
     """Mark the implausible fits ``outlier`` with their reason, the doubtful ones ``unsure_reason``;
-    the others (back) to ``aligned``. Idempotent; run after registration, before the selection."""
+    the others (back) to ``aligned``. Idempotent; run after registration, before the selection.
+    (Its loops are plain: they pass over every frame whenever one photo arrives.)"""
     series = judged(results)
     signals = [s for s in (r.of_fit("fit_signals", signals_of) for r in series) if s is not None]
     verdicts = judge(signals, frozenset({reference}) if reference else frozenset())
+    aligned, outlier, skipped = FrameStatus.ALIGNED, FrameStatus.OUTLIER, FrameStatus.SKIPPED
+    fine = (False, None)
     for r in series:
-        left_out, why = verdicts.get(r.frame.hash, (False, None))
-        r.status = FrameStatus.OUTLIER if left_out else FrameStatus.ALIGNED
-        r.outlier_reason = why if left_out else None
-        r.unsure_reason = None if left_out else why
+        left_out, why = verdicts.get(r.frame.hash, fine) if verdicts else fine
+        if left_out:
+            r.status, r.outlier_reason, r.unsure_reason = outlier, why, None
+        else:
+            r.status, r.outlier_reason, r.unsure_reason = aligned, None, why
     for r in results:
-        if r.status is not FrameStatus.OUTLIER:
+        status = r.status
+        if status is not outlier and r.outlier_reason is not None:
             r.outlier_reason = None
-        if r.status not in (FrameStatus.ALIGNED, FrameStatus.SKIPPED):
+        if status is not aligned and status is not skipped and r.unsure_reason is not None:
             r.unsure_reason = None

@@ -108,9 +108,9 @@ def outlier_flags(results: list[FrameResult], min_sharpness: float = 0.0) -> dic
     """hash -> reason for frames whose residual or facing scores are far from the rest, or whose
     face is blurrier than ``min_sharpness`` (``select.min_sharpness``)."""
     aligned = [r for r in results if r.transform is not None and r.subject is not None]
-    residual = _robust_outliers([r.frame.hash for r in aligned], [r.transform.residual_pct for r in aligned],
-                                RESIDUAL_FLOOR_PCT, high_only=True)
-    faces = [(r.frame.hash, s) for r in aligned if (s := _scores(r)) is not None]  # body mode has no facing scores
+    hashes = [r.frame.hash for r in aligned]
+    residual = _robust_outliers(hashes, [r.transform.residual_pct for r in aligned], RESIDUAL_FLOOR_PCT, high_only=True)
+    faces = [(h, s) for h, r in zip(hashes, aligned) if (s := r.subject.facing) is not None]  # body mode has none
     keys = [h for h, _ in faces]
     eye = _robust_outliers(keys, [s.eye_ratio for _, s in faces], RATIO_FLOOR, False)
     mouth = _robust_outliers(keys, [s.mouth_ratio for _, s in faces], RATIO_FLOOR, False)
@@ -119,7 +119,7 @@ def outlier_flags(results: list[FrameResult], min_sharpness: float = 0.0) -> dic
     for h in residual | eye | mouth | blurry:
         why = [w for w, s in (("residual", residual), ("eyes", eye), ("mouth", mouth), ("blurry", blurry)) if h in s]
         flags[h] = "⚑ " + ",".join(why)
-    return {r.frame.hash: flags[r.frame.hash] for r in aligned if r.frame.hash in flags}  # (in frame order)
+    return {h: flags[h] for h in hashes if h in flags} if flags else {}  # (in frame order)
 
 
 def _num(v: float | None, fmt: str) -> str:

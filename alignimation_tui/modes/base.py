@@ -231,7 +231,8 @@ class Mode(ABC):
         """The photos of ``among`` (hashes) the person vouched for as the subject: accepted, and the
         named or pinned reference (``detect.identity.prototypes`` adds their faces as examples)."""
         p = self.ctx
-        out = [h for h in among if p.results[h].verdict is Verdict.ACCEPTED]
+        results, accepted = p.results, Verdict.ACCEPTED
+        out = [h for h in among if results[h].verdict is accepted]
         pinned = p.named_reference_hash()
         if pinned in among and pinned not in out:
             out.append(pinned)
@@ -280,12 +281,14 @@ class Mode(ABC):
         # another min_confidence) must not reuse a transform fitted to another subject. ("face": the
         # name the key had before the modes shared this; it keeps face mode's cache.) Every frame's
         # key is asked for whenever one photo arrives: the last one made is kept with what made it.
-        made_of = (r.frame.hash, fp, r.subject.points)
+        # (Kept with the subject object it was made for: a subject is frozen, so the same object
+        # has the same points, and comparing it is cheaper than comparing the points.)
+        subject = r.subject
         last = r.extra.get("transform_key_of")
-        if last is not None and last[0] == made_of:
-            return last[1]
-        key = f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=made_of[2])}"
-        r.extra["transform_key_of"] = (made_of, key)
+        if last is not None and last[0] is subject and last[1] == fp:
+            return last[2]
+        key = f"transform:{r.frame.hash}:{fingerprint(fp=fp, face=subject.points)}"
+        r.extra["transform_key_of"] = (subject, fp, key)
         return key
 
     def register(self, ref: Reference, compute: bool) -> None:
@@ -298,9 +301,16 @@ class Mode(ABC):
             return
         fp = self.register_fp(ref)
         todo = []
-        keys = {r.frame.hash: self.transform_key(r, fp) for r in subjects}
-        # Not loaded yet for this reference, settings and subject:
-        stale = [r for r in subjects if r.transform is None or r.extra.get("transform_key") != keys[r.frame.hash]]
+        keys = {}
+        stale = []  # not loaded yet for this reference, settings and subject
+        transform_key = self.transform_key
+        for r in subjects:
+            extra = r.extra
+            last = extra.get("transform_key_of")  # (``transform_key``'s own check, without the call)
+            key = last[2] if last is not None and last[0] is r.subject and last[1] == fp else transform_key(r, fp)
+            keys[r.frame.hash] = key
+            if r.transform is None or extra.get("transform_key") != key:
+                stale.append(r)
         with p.store.read_ahead():
             p.store.prefetch([keys[r.frame.hash] for r in stale])
             for r in stale:
@@ -333,9 +343,10 @@ class Mode(ABC):
                 r.transform = self.make_transform(m, ref.canvas, res)
                 p.store.put_json(keys[r.frame.hash], r.transform.to_json())
                 r.extra["transform_key"] = keys[r.frame.hash]
+        aligned = FrameStatus.ALIGNED
         for r in subjects:
-            if r.status not in LEFT_OUT and r.transform is not None:
-                r.status = FrameStatus.ALIGNED
+            if r.transform is not None and r.status not in LEFT_OUT:
+                r.status = aligned
 
     # render and framing ---------------------------------------------------------------------------
     def render_items(self, kept: list[FrameResult], items: list[RenderItem]) -> list[RenderItem]:
