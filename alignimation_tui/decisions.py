@@ -201,6 +201,9 @@ class Decisions:
         raw = self._nudges.get(content_hash)
         return None if raw is None else Nudge.from_json(raw)
 
+    def all_nudges(self) -> dict[str, Nudge]:
+        return {k: Nudge.from_json(v) for k, v in self._nudges.items()}
+
     @property
     def reference(self) -> str | None:
         return self._reference

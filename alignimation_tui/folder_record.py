@@ -45,7 +45,7 @@ from .triage import FrameRow
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 3
 KEY = "folder-record"
 RECORDED_MODES = ("face",)
 # Every field of a result, as the record keeps it (a field added to ``FrameResult`` and not here
@@ -54,6 +54,10 @@ RECORDED_MODES = ("face",)
 RESULT_FIELDS = ("frame", "status", "verdict", "detection", "subject", "transform", "error", "extra", "quality",
                  "skip_reason", "nudge", "outlier_reason", "unsure_reason", "identity_doubt", "picture")
 ROW_FIELDS = tuple(f.name for f in fields(FrameRow) if f.name != "hash")
+# A row is made as ``FrameRow(hash, *values)``: its hash must come first (else no record)
+_ROW_IN_ORDER = tuple(f.name for f in fields(FrameRow)) == ("hash", *ROW_FIELDS)
+_SORT_VALUES = ROW_FIELDS.index("sort_values")
+_SORTED_DATE = 1  # where the date is among a row's sort values (``triage.frame_row``)
 # The floats of a photo: its transform's matrix (9) and residual, its subject's facing scores (3)
 # and identity distance, its picture box (4); of a face: its box (4), probability and landmarks (10).
 PHOTO_FLOATS = 18
@@ -95,6 +99,7 @@ class Checked:
 # writing ----------------------------------------------------------------------------------------
 def _recordable(p) -> bool:
     return (p.mode.name in RECORDED_MODES and tuple(f.name for f in fields(FrameResult)) == RESULT_FIELDS
+            and _ROW_IN_ORDER
             and not p.unscanned and p.reference is not None and p.framing is not None)
 
 
@@ -163,9 +168,16 @@ def _floats(values: list, width: int) -> str:
 
 
 def _row_value(name: str, value):
-    if name == "sort_values":  # the date in it is the frame's
-        return [v.isoformat() if isinstance(v, datetime) else v for v in value]
+    if name == "sort_values":  # its date (the frame's) as ISO text: see ``_sort_values``
+        if [k for k, v in enumerate(value) if isinstance(v, datetime)] != [_SORTED_DATE]:
+            raise ValueError("a row's sort values have their date elsewhere")
+        return [v.isoformat() if k == _SORTED_DATE else v for k, v in enumerate(value)]
     return value
+
+
+def _sort_values(values: list) -> tuple:
+    values[_SORTED_DATE] = datetime.fromisoformat(values[_SORTED_DATE])
+    return tuple(values)
 
 
 def write(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRow], notices: list[str]) -> bool:
@@ -191,7 +203,7 @@ def check(p, exclude: set[Path] = frozenset()) -> Checked | None:
         return None
     try:
         if record.get("fingerprint") != record_fingerprint(p) or record.get("row_fields") != list(ROW_FIELDS) \
-                or p.mode.name not in RECORDED_MODES:
+                or p.mode.name not in RECORDED_MODES or not _ROW_IN_ORDER:
             return None
         if record["pinned"] != p.store.decisions.reference \
                 or record["auto_reference"] != p.store.get_json(p.mode.auto_reference_key):
@@ -216,9 +228,9 @@ def _blob(text: str, floats: int) -> bytes:
 
 
 def _check_photos(p, record: dict, photos: list, paths: dict[str, str]) -> Checked | None:
-    decisions = p.store.decisions
-    stat, verdict_of, nudge_of = os.stat, decisions.verdict, decisions.nudge
+    stat = os.stat
     rows: dict[str, FrameRow] = {}
+    verdicts, nudges = {}, {}
     faces = sharp = 0
     for (name, size, mtime_ns, ino, ctime_ns, h, taken_at, _, _, status, verdict, nudge, *_, count, subject,
          quality, _, _, _, row) in photos:
@@ -231,22 +243,34 @@ def _check_photos(p, record: dict, photos: list, paths: dict[str, str]) -> Check
             return None
         if st.st_size != size or st.st_mtime_ns != mtime_ns or st.st_ino != ino or st.st_ctime_ns != ctime_ns:
             return None  # edited, re-exported, moved over: the scan reads it again
-        now, now_nudge = verdict_of(h), nudge_of(h)
-        if now.value != verdict or (None if now_nudge is None else now_nudge.to_json()) != nudge:
-            return None
-        if status not in _STATUS or (subject is not None and not 0 <= subject[1] < count):
-            raise ValueError(f"a photo's subject or status is not one of its own ({name!r})")
+        if verdict != "auto":
+            verdicts[h] = verdict
+        if nudge is not None:
+            nudges[h] = nudge
+        if status not in _STATUS or (subject is not None and not 0 <= subject[1] < count) \
+                or len(row) != len(ROW_FIELDS):
+            raise ValueError(f"a photo's subject, status or row is not one of its own ({name!r})")
         faces += count
         sharp += quality[1] if quality is not None else 0
-        values = dict(zip(ROW_FIELDS, row, strict=True))
-        values["sort_values"] = tuple(datetime.fromisoformat(v) if k == 1 else v
-                                      for k, v in enumerate(values["sort_values"]))
-        rows[h] = FrameRow(hash=h, **values)
-    if len(rows) != len(photos) or record["reference"] not in rows:
+        row[_SORT_VALUES] = _sort_values(row[_SORT_VALUES])
+        rows[h] = FrameRow(h, *row)  # (its fields in order: the hash, then ROW_FIELDS)
+    if len(rows) != len(photos) or record["reference"] not in rows or not _same_decisions(p, rows, verdicts, nudges):
         return None
     blobs = (_blob(record["faces"], faces * FACE_FLOATS), _blob(record["numbers"], len(photos) * PHOTO_FLOATS),
              _blob(record["sharpness"], sharp))
     return Checked(rows, record, paths, blobs, faces, [str(n) for n in record["notices"]])
+
+
+def _same_decisions(p, photos: dict, verdicts: dict[str, str], nudges: dict[str, dict]) -> bool:
+    """Whether the verdicts and nudges of the folder's ``photos`` (hashes) in the decisions file are
+    the record's (``verdicts``, ``nudges``: those that are not "auto" or none): a pass over what was
+    decided, not a look-up per photo."""
+    decisions = p.store.decisions
+    now = {h: v.value for h, v in decisions.all_verdicts().items() if h in photos and v is not Verdict.AUTO}
+    if now != verdicts:
+        return False
+    now_nudges = {h: n.to_json() for h, n in decisions.all_nudges().items() if h in photos}
+    return now_nudges == nudges
 
 
 def rebuild(p, checked: Checked) -> bool:

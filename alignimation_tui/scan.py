@@ -91,6 +91,7 @@ def photo_entries(folder: Path, exclude: set[Path] = frozenset()) -> list[tuple[
     """``list_photo_files`` as (name, path as text, whether it is a link): no ``Path`` made."""
     suffixes = photo_suffixes()
     excluded = {os.path.realpath(p) for p in exclude}
+    excluded_names = {os.path.basename(p) for p in excluded}  # a file not of these names is not excluded
     real_folder = os.path.realpath(folder)
     found = []
     with os.scandir(folder) as entries:
@@ -108,7 +109,12 @@ def photo_entries(folder: Path, exclude: set[Path] = frozenset()) -> list[tuple[
             except OSError:
                 link = True  # not known: resolved below
             # A file that is not a link is where the folder really is (one realpath, not one per photo).
-            real = os.path.realpath(entry.path) if link else os.path.join(real_folder, entry.name)
+            if link:
+                real = os.path.realpath(entry.path)
+            elif entry.name in excluded_names:
+                real = os.path.join(real_folder, entry.name)
+            else:
+                real = None
             if real not in excluded:
                 found.append((os.path.normcase(entry.name), entry.name, entry.path, link))
     # In name order, as Paths in one folder compare; sorted as strings (comparing 10,000 Paths took 0.15 s)

@@ -318,7 +318,11 @@ class AlignimationApp(KeysPanel, App):
     def show_rows(self, rows: list[FrameRow]) -> None:
         table = self.table
         added: dict[str, FrameRow] = {}  # added at once, after the loop (a library's open: 10,000)
-        for row in rows:
+        each = rows
+        if not self.rows and not table.row_count:  # the table's first rows, all new: kept in one go
+            added = {row.hash: row for row in self._first_rows(rows) if matches(row, self.filter)}
+            each = ()
+        for row in each:
             old = self.rows.get(row.hash)
             self.rows[row.hash] = row
             if old is None or old.status != row.status:
@@ -356,6 +360,19 @@ class AlignimationApp(KeysPanel, App):
             changed = next((r for r in rows if r.hash == self._selected_hash()), None)
             if changed is not None and changed.status in ("aligned", "turned", "skipped", "outlier"):
                 self.request_preview()
+
+    def _first_rows(self, rows: list[FrameRow]) -> list[FrameRow]:
+        """``show_rows``'s bookkeeping of every row, for the table's first rows (a library's open:
+        10,000 at once) in one go; the rows, one per photo."""
+        self.rows = {row.hash: row for row in rows}
+        rows = list(self.rows.values())
+        self._status_count = Counter(row.status for row in rows)
+        if any(row.residual_pct is not None for row in rows):
+            self._rows_version += 1  # the plot's date order
+        self.flag_width.set_many((row.hash, row.flag) for row in rows)
+        for key, width in self.fitted.items():
+            width.set_many((row.hash, getattr(row, key)) for row in rows)
+        return rows
 
     def _add_rows(self, rows) -> None:
         """Rows at the bottom of the table, each cell its plain text (styled as it is drawn)."""

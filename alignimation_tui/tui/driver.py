@@ -255,9 +255,9 @@ class Driver:
         """The state from the record ``prepare`` checked, and the views the screen has none of yet
         (posted); False when the record cannot be used after all (the worker scans, as without one)."""
         checked, self._checked = self._checked, None
-        deadline = time.monotonic() + SCREEN_WAIT_S  # the screen's first draw goes first: it is what is waited for
-        while not self.screen_drawn.wait(0.02) and not self.cancel.is_set() and time.monotonic() < deadline:
-            pass
+        self._after_first_draw()
+        if self.cancel.is_set():
+            return True  # closing already: nothing more is asked of the state
         p = self.pipeline
         pause = CollectorPause()  # what is made here lives on (as the open's rows, see ``CollectorPause``)
         pause.pause()
@@ -275,6 +275,13 @@ class Driver:
         self._post(ViewsChanged(list(views.values())))
         return True
 
+    def _after_first_draw(self) -> None:
+        """Wait until the screen has been drawn once (at most ``SCREEN_WAIT_S``, less when closing):
+        the first draw is what the person waits for, and the interpreter is shared."""
+        deadline = time.monotonic() + SCREEN_WAIT_S
+        while not self.screen_drawn.wait(0.02) and not self.cancel.is_set() and time.monotonic() < deadline:
+            pass
+
     def _keep_record(self) -> None:
         """Write the folder's record of the state ``prepare`` made (the worker's first act, before
         any job changes it), so the next open restores it (``_restore``)."""
@@ -282,6 +289,7 @@ class Driver:
         if notices is None:
             return
         p = self.pipeline
+        self._after_first_draw()  # (written even when the app is closing: the next open is quicker)
         try:
             folder_record.write(p, p.scan_stamps, p.scan_listed, self._posted, notices)
         except FolderError as exc:  # (a cache that cannot be written is the store's warning already)

@@ -74,6 +74,16 @@ class FittedWidth:
         self._width[key] = width
         self._rows[width] += 1
 
+    def set_many(self, cells: Iterable[tuple[str, str]]) -> None:
+        """``set`` of each (row key, text) of ``cells``; in one go while no row is kept yet."""
+        if self._width:
+            for key, text in cells:
+                self.set(key, text)
+            return
+        maximum = self.maximum
+        self._width = {key: min(cell_len(text), maximum) for key, text in cells}
+        self._rows = Counter(self._width.values())
+
     def drop(self, key: str) -> None:
         width = self._width.pop(key, None)
         if width is not None:
@@ -229,10 +239,11 @@ class FrameTable(DataTable):
         with the cursor validated, the first row highlighted and the table refreshed once."""
         rows = [(RowKey(key), tuple(cells)) for key, cells in rows]
         seen = set()
+        columns = len(self.ordered_columns)  # (a list made anew each time it is asked for: once, not per row)
         for key, cells in rows:
             if key in self._row_locations or key in seen:
                 raise DuplicateKey(f"The row key {key!r} already exists.")
-            if len(cells) > len(self.ordered_columns):
+            if len(cells) > columns:
                 raise ValueError("More values provided than there are columns.")
             seen.add(key)
         if not rows:
