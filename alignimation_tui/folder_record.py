@@ -45,12 +45,12 @@ from .triage import FrameRow
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3
+FORMAT = 4
 KEY = "folder-record"
 RECORDED_MODES = ("face",)
 # Every field of a result, as the record keeps it (a field added to ``FrameResult`` and not here
 # gives no record, never a record that leaves it out: see ``_recordable``). ``extra`` holds only
-# what is measured again from the rest (``transform_key`` and what it was made of are kept).
+# what is measured again from the rest (``transform_key``, the key a transform was loaded under, too).
 RESULT_FIELDS = ("frame", "status", "verdict", "detection", "subject", "transform", "error", "extra", "quality",
                  "skip_reason", "nudge", "outlier_reason", "unsure_reason", "identity_doubt", "picture")
 ROW_FIELDS = tuple(f.name for f in fields(FrameRow) if f.name != "hash")
@@ -142,7 +142,7 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
         if q is not None:
             sharpness.extend(q.sharpness)
         per_photo.append(numbers)
-        key = r.extra.get("transform_key")
+        key = r.extra.get("transform_key")  # (whether the registration loaded its transform under it)
         nudge = decisions.nudge(h)
         photos.append([
             r.frame.name, stamp["size"], stamp["mtime_ns"], stamp["ino"], stamp["ctime_ns"], h,
@@ -151,7 +151,7 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
             r.error, r.skip_reason, r.outlier_reason, r.unsure_reason, r.identity_doubt,
             det.width, det.height, len(det.faces), chosen,
             None if q is None else [q.dhash, len(q.sharpness)], pic is not None,
-            None if t is None else list(t.canvas), key if isinstance(key, str) else None,
+            None if t is None else list(t.canvas), isinstance(key, str),
             [_row_value(name, getattr(row, name)) for name in ROW_FIELDS]])
     f = p.framing
     return {"format": FORMAT, "fingerprint": record_fingerprint(p), "reference": p.reference.hash,
@@ -298,11 +298,12 @@ def _rebuild(p, checked: Checked) -> bool:
     numbers_of = np.frombuffer(checked.blobs[1], "<f8").reshape(-1, PHOTO_FLOATS).tolist()
     sharp_of = np.frombuffer(checked.blobs[2], "<f8").tolist()
     results: dict[str, FrameResult] = {}
+    loaded: list[FrameResult] = []  # those whose transform the registration had loaded under its key
     folder = p.folder
     next_face = next_sharp = 0
     for (name, _, _, _, _, h, taken_at, date_source, file_size, status, verdict, nudge, error, skip_reason,
          outlier_reason, unsure_reason, identity_doubt, width, height, count, subject, quality, picture, canvas,
-         key, _), numbers in zip(photos, numbers_of):
+         keyed, _), numbers in zip(photos, numbers_of):
         faces = tuple(Face((v[0], v[1], v[2], v[3]), v[4], ((v[5], v[6]), (v[7], v[8]), (v[9], v[10]),
                                                              (v[11], v[12]), (v[13], v[14])))
                       for v in faces_at[next_face:next_face + count])
@@ -332,8 +333,8 @@ def _rebuild(p, checked: Checked) -> bool:
             nudge=None if nudge is None else Nudge.from_json(nudge), outlier_reason=outlier_reason,
             unsure_reason=unsure_reason, identity_doubt=identity_doubt,
             picture=PictureBox((numbers[14], numbers[15], numbers[16], numbers[17])) if picture else None)
-        if key is not None:
-            r.extra["transform_key"] = key
+        if keyed:
+            loaded.append(r)
         results[h] = r
     if len(results) != len(photos) or next_face != len(faces_at):
         return False
@@ -346,10 +347,9 @@ def _rebuild(p, checked: Checked) -> bool:
     p._reference_names = {ref_hash: results[ref_hash].frame.path.name}
     p.framing = framing
     p.notices.extend(n for n in checked.notices if n not in p.notices)
-    if p.reference is not None:  # what the next registration's keys are made of (``Mode.transform_key``)
+    if p.reference is not None:  # the key each transform was loaded under: the next registration keeps it
         fp = p.mode.register_fp(p.reference)
-        for r in results.values():
-            key = r.extra.get("transform_key")
-            if key is not None and r.subject is not None:
-                r.extra["transform_key_of"] = ((r.frame.hash, fp, r.subject.points), key)
+        for r in loaded:
+            if r.subject is not None:
+                r.extra["transform_key"] = p.mode.transform_key(r, fp)
     return True

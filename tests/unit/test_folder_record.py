@@ -96,6 +96,7 @@ def state(pipeline: Pipeline, driver: Driver) -> dict:
             "framing": (pipeline.framing.size, np.asarray(pipeline.framing.matrix).tolist(), pipeline.framing.anchor,
                         pipeline.framing.unit, pipeline.framing.style),
             "rows": dict(driver._posted), "views": dict(driver._posted_views),
+            "transform keys": {h: r.extra.get("transform_key") for h, r in pipeline.results.items()},
             "notices": [n for n in pipeline.notices]}
 
 
