@@ -88,7 +88,7 @@ def next_sort_column(current: str, visible: list[str], chosen: bool) -> str:
     return cycle[(cycle.index(current) + 1) % len(cycle)]
 
 
-def _robust_outliers(keys: list[str], values: list[float], floor: float, high_only: bool) -> set[str]:
+def _robust_outliers(keys: list[str], values, floor: float, high_only: bool) -> set[str]:
     """The keys whose value is far from the median in units of the MAD; differences below ``floor``
     never count (a tight set would otherwise flag a photo for a hair's difference). In one pass of
     arrays (every frame's flags are made again whenever one photo arrives)."""
@@ -104,16 +104,30 @@ def _robust_outliers(keys: list[str], values: list[float], floor: float, high_on
     return {keys[k] for k in np.flatnonzero(far)}
 
 
+def _flag_values(r: FrameResult) -> tuple[float, float, float, float]:
+    """What ``outlier_flags`` judges of one aligned frame: its residual, whether it has facing
+    scores (1.0; body mode has none) and their eye and mouth ratios (0.0 without)."""
+    s = r.subject.facing
+    if s is None:
+        return float(r.transform.residual_pct), 0.0, 0.0, 0.0
+    return float(r.transform.residual_pct), 1.0, float(s.eye_ratio), float(s.mouth_ratio)
+
+
 def outlier_flags(results: list[FrameResult], min_sharpness: float = 0.0) -> dict[str, str]:
     """hash -> reason for frames whose residual or facing scores are far from the rest, or whose
-    face is blurrier than ``min_sharpness`` (``select.min_sharpness``)."""
+    face is blurrier than ``min_sharpness`` (``select.min_sharpness``). Each frame's values are
+    kept with its fit (``FrameResult.of_fit``) and judged as one array: every frame's flags are
+    made again whenever one photo arrives."""
     aligned = [r for r in results if r.transform is not None and r.subject is not None]
+    if not aligned:
+        return {}
     hashes = [r.frame.hash for r in aligned]
-    residual = _robust_outliers(hashes, [r.transform.residual_pct for r in aligned], RESIDUAL_FLOOR_PCT, high_only=True)
-    faces = [(h, s) for h, r in zip(hashes, aligned) if (s := r.subject.facing) is not None]  # body mode has none
-    keys = [h for h, _ in faces]
-    eye = _robust_outliers(keys, [s.eye_ratio for _, s in faces], RATIO_FLOOR, False)
-    mouth = _robust_outliers(keys, [s.mouth_ratio for _, s in faces], RATIO_FLOOR, False)
+    values = np.array([r.of_fit("flag_values", _flag_values) for r in aligned], np.float64)
+    residual = _robust_outliers(hashes, values[:, 0], RESIDUAL_FLOOR_PCT, high_only=True)
+    faces = np.flatnonzero(values[:, 1])
+    keys = [hashes[k] for k in faces] if len(faces) < len(hashes) else hashes
+    eye = _robust_outliers(keys, values[faces, 2], RATIO_FLOOR, False)
+    mouth = _robust_outliers(keys, values[faces, 3], RATIO_FLOOR, False)
     blurry = {r.frame.hash for r in aligned if is_blurry(r, min_sharpness)} if min_sharpness > 0 else set()
     flags = {}
     for h in residual | eye | mouth | blurry:

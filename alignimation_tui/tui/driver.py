@@ -53,18 +53,6 @@ def is_standing(text: str) -> bool:
 # What a frame's row and view are made of: every field of its result but ``extra`` (a dict that
 # neither reads), fetched in one call; each value is immutable, replaced when it changes.
 _inputs = operator.attrgetter(*(f.name for f in fields(FrameResult) if f.name != "extra"))
-is_ = operator.is_
-
-
-def _same(a, b) -> bool:
-    """The same object, or an equal value (the subject is chosen again, as an equal new value, at
-    every pass); a value that cannot say (arrays inside) counts as changed."""
-    if a is b:
-        return True
-    try:
-        return bool(a == b)
-    except (TypeError, ValueError):
-        return False
 
 # How long the worker waits for the screen's first draw before it rebuilds the state from the
 # folder's record (the app says when; a driver without a screen waits this long once).
@@ -364,12 +352,16 @@ class Driver:
             self._posted_views = posted_views = {h: v for h, v in posted_views.items() if h in results}
         rows, views = [], []
         for h, r in results.items():
-            inputs, flag = _inputs(r), flags.get(h, "")
+            inputs, flag = _inputs(r), flags.get(h, "") if flags else ""
             last = made.get(h)
             if last is not None and last[1] == flag and h in posted and h in posted_views:
-                if all(map(is_, last[0], inputs)):
-                    continue  # the same objects: nothing to make, nothing to keep anew
-                if all(map(_same, last[0], inputs)):
+                # Each field the same object or an equal value (a value made again equal), in one
+                # comparison of the tuples (identity first, field by field, in C): nothing to make.
+                try:
+                    same = last[0] == inputs
+                except (TypeError, ValueError):  # a value that cannot say (arrays inside) counts as changed
+                    same = False
+                if same:
                     made[h] = (inputs, flag)  # the current objects: the next pass compares by identity first
                     continue
             made[h] = (inputs, flag)

@@ -30,6 +30,29 @@ def test_outliers_are_far_from_the_rest_and_above_a_floor():
     assert flags == {"h10": "⚑ residual", "h11": "⚑ eyes"}
 
 
+def test_flags_follow_a_new_fit_and_mix_faces_with_frames_without_facing_scores():
+    """Each frame's values are kept with its fit: a frame registered again (a new transform, as
+    after a new reference) is judged on its new residual; a frame whose subject has no facing
+    scores (body mode's) counts for the residual only."""
+    from alignimation_tui.domain import BodySubject, Person
+
+    results = [result(i, 0.2 + 0.01 * i) for i in range(10)]
+    assert outlier_flags(results) == {}
+    results[3].transform = Transform(((1, 0, 0), (0, 1, 0), (0, 0, 1)), (10, 10), 4.0)
+    assert outlier_flags(results) == {"h3": "⚑ residual"}
+    results[3].transform = Transform(((1, 0, 0), (0, 1, 0), (0, 0, 1)), (10, 10), 0.23)
+    results[5].subject = Subject(0, FACE, FacingScores(0.4, 0.9, 2.0), None)  # chosen again: eyes far off
+    assert outlier_flags(results) == {"h5": "⚑ eyes"}
+    bodies = [result(20 + i, 0.3) for i in range(6)]
+    person = Person((0, 0, 10, 10), 0.9, ((1.0, 1.0),) * 17, (3.0,) * 17)
+    for r in bodies:
+        r.subject = BodySubject(0, person, "left", ((1.0, 1.0),), (1.0,), 0.0)  # no facing scores
+    bodies[0].transform = Transform(((1, 0, 0), (0, 1, 0), (0, 0, 1)), (10, 10), 5.0)
+    flags = outlier_flags(results + bodies)
+    assert flags == {"h5": "⚑ eyes", "h20": "⚑ residual"}
+    assert list(outlier_flags(bodies + results)) == ["h20", "h5"]  # in the frames' order
+
+
 def test_rows_filters_and_counts():
     results = [result(i) for i in range(6)]
     results += [result(6, None, status=FrameStatus.FAILED, error="cannot open: truncated"),
