@@ -30,6 +30,7 @@ from ..fingerprint import fingerprint
 from .base import Mode, ModeContext, Progress, Reference
 
 AUTO_REFERENCE_KEY = "reference:auto:0"
+LAST_ONE_BY_ONE = True  # side by side, the last photos go to the workers one at a time (``detect``)
 # Detection takes the JPEG DCT scale that falls at most this short of detect.size as it is
 # (4032 px -> 1008 px): a quarter of the decoding of the next scale up, and no resize.
 DETECT_DECODE_SLACK = 0.05
@@ -262,9 +263,17 @@ class FaceMode(Mode):
 
         with side_by_side(workers) as pool, p.timed("faces"):
             waiting: deque = deque()
+            # The last photos go to the workers one by one: a batch of two left to one worker at the
+            # end kept the other core idle for a photo's time (the networks give each photo's
+            # results the same in a batch or alone: test_side_by_side).
+            one_by_one = len(todo) - workers * detector.per_call if LAST_ONE_BY_ONE else len(todo)
+            flushed = 0
 
             def flush(batch: list[tuple[FrameResult, object]]) -> None:
-                waiting.append((batch, pool.submit(self._find, batch, pending_of(batch), "descriptor_wait")))
+                nonlocal flushed
+                flushed += len(batch)
+                for part in [[item] for item in batch] if flushed > one_by_one else [batch]:
+                    waiting.append((part, pool.submit(self._find, part, pending_of(part), "descriptor_wait")))
                 while waiting and (len(waiting) > workers or waiting[0][1].done()):
                     done, found = waiting.popleft()
                     self._keep(done, found.result(), progress)

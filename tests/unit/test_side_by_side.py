@@ -192,3 +192,46 @@ def test_auto_mode_starts_the_descriptor_at_a_close_up(samples, tmp_path, monkey
         assert bool(models._embedders) is starts
     finally:
         p.close()
+
+
+def test_the_last_photos_go_one_by_one_and_store_what_batches_store(samples, tmp_path, monkeypatch):
+    """Side by side, the last photos are handed to the workers one at a time (no batch of two left
+    to one worker while the other core idles); each photo's results are what its batch of two gave."""
+    folder = tmp_path / "jerry"
+    folder.mkdir()
+    for path in sorted((samples / "faces_jerry").glob("*.jpg"))[:12]:
+        shutil.copy(path, folder / path.name)
+    monkeypatch.setattr(face_mode, "side_by_side_workers", lambda detector: 2)
+    sizes: list[int] = []
+    find = face_mode.FaceMode._find
+    monkeypatch.setattr(face_mode.FaceMode, "_find", lambda self, batch, *a: sizes.append(len(batch)) or find(self, batch, *a))
+
+    def stored(one_by_one: bool, where: str) -> tuple[list[str], dict]:
+        monkeypatch.setattr(face_mode, "LAST_ONE_BY_ONE", one_by_one)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / where / "cache"))
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / where / "data"))
+        sizes.clear()
+        p = Pipeline(folder, Config(device="cpu", mode="face"))
+        try:
+            results = p.scan()
+            reported = []
+            p.detect(progress=lambda r: reported.append(r.frame.path.name))
+            mode = p.mode
+            out = {r.frame.path.name: (p.store.get_json(f"faces:{r.frame.hash}:{mode.detect_fp}"),
+                                       p.store.get_array(f"landmarks:{r.frame.hash}:{mode.landmarks_fp}"),
+                                       p.store.get_array(f"embed:{r.frame.hash}:{mode.embed_fp}"),
+                                       r.quality, r.picture) for r in results}
+            assert reported == [r.frame.path.name for r in results]  # in the photos' order, each once
+            return list(sizes), out
+        finally:
+            p.close()
+
+    batches, in_twos = stored(False, "twos")
+    last_alone, ours = stored(True, "ours")
+    assert batches == [2] * 6 and last_alone == [2, 2, 2, 2, 1, 1, 1, 1]
+    assert ours.keys() == in_twos.keys()
+    for name, (faces, landmarks, embed, quality, picture) in in_twos.items():
+        got = ours[name]
+        assert got[0] == faces and got[3] == quality and got[4] == picture, name
+        np.testing.assert_array_equal(got[1], landmarks)
+        np.testing.assert_array_equal(got[2], embed)
