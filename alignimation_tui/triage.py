@@ -245,31 +245,18 @@ def counts_by_status(counts: Counter) -> dict[str, int]:
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 
 
-@dataclass(frozen=True)
-class Series:
-    """The residual over time as one line of bars, and the column of the selected frame."""
-
-    bars: str
-    marked: int | None  # column of the selected frame, None when it has no value shown
-    top: float  # the value of a full bar
-
-
 def residual_order(rows: list[FrameRow]) -> list[FrameRow]:
-    """The rows with a residual, in date order: what ``residual_series`` draws."""
+    """The rows with a residual, in date order: what ``residual_bars`` draws."""
     return sorted((r for r in rows if r.residual_pct is not None), key=_series_key)
 
 
-def residual_series(rows: list[FrameRow], width: int, selected: str | None,
-                    ordered: list[FrameRow] | None = None) -> Series:
-    """Bars for the residual of every aligned frame in date order, squeezed into ``width``
-    columns (a column shows the worst of the frames it covers, so an outlier is never hidden).
-    ``ordered``: ``residual_order(rows)`` when the caller has it (the cursor moves over 10,000
-    rows that did not change)."""
-    if ordered is None:
-        ordered = residual_order(rows)
+def residual_bars(ordered: list[FrameRow], width: int) -> tuple[str, float]:
+    """Bars for the residual of every aligned frame in date order (``ordered``: ``residual_order``'s),
+    squeezed into ``width`` columns (a column shows the worst of the frames it covers, so an outlier
+    is never hidden), and the value of a full bar."""
     n = len(ordered)
     if n == 0 or width <= 0:
-        return Series("", None, 0.0)
+        return "", 0.0
     cols = min(n, width)
     top = max(max(r.residual_pct for r in ordered), 1e-9)
     bars = []
@@ -277,5 +264,9 @@ def residual_series(rows: list[FrameRow], width: int, selected: str | None,
         chunk = ordered[c * n // cols:max(c * n // cols + 1, (c + 1) * n // cols)]
         worst = max(r.residual_pct for r in chunk)
         bars.append(SPARK_BARS[min(len(SPARK_BARS) - 1, round(worst / top * (len(SPARK_BARS) - 1)))])
-    index = next((i for i, r in enumerate(ordered) if r.hash == selected), None)
-    return Series("".join(bars), None if index is None else index * cols // n, top)
+    return "".join(bars), top
+
+
+def marked_column(index: int | None, n: int, width: int) -> int | None:
+    """The column of the ``index``-th of ``n`` ordered rows squeezed into ``width`` columns."""
+    return None if index is None or n == 0 or width <= 0 else index * min(n, width) // n

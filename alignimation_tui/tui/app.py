@@ -135,6 +135,7 @@ class AlignimationApp(KeysPanel, App):
         # Changes whenever the plot's date order may (a row comes or goes, or its date or residual
         # does): the order is kept until then. The rows per status are kept as rows change.
         self._rows_version = 0
+        self._residuals_version = 0  # changes whenever a residual's value may: the plot's bars are kept until then
         self._status_count: Counter[str] = Counter()
         self._table_sorted = False  # the table is in sort order (see ``_follow_in_order``)
         self._collector = CollectorPause()  # paused while the app opens (see terminal.CollectorPause)
@@ -332,6 +333,8 @@ class AlignimationApp(KeysPanel, App):
             if (old is None and row.residual_pct is not None) or (old is not None and (
                     (old.residual_pct is None) != (row.residual_pct is None) or old.series_key != row.series_key)):
                 self._rows_version += 1  # the plot's date order may change (it shows rows with a residual)
+            if old is None or old.residual_pct != row.residual_pct:
+                self._residuals_version += 1
             self.flag_width.set(row.hash, row.flag)
             for key, width in self.fitted.items():
                 width.set(row.hash, getattr(row, key))
@@ -369,6 +372,7 @@ class AlignimationApp(KeysPanel, App):
         self._status_count = Counter(row.status for row in rows)
         if any(row.residual_pct is not None for row in rows):
             self._rows_version += 1  # the plot's date order
+            self._residuals_version += 1
         self.flag_width.set_many((row.hash, row.flag) for row in rows)
         for key, width in self.fitted.items():
             width.set_many((row.hash, getattr(row, key)) for row in rows)
@@ -497,7 +501,8 @@ class AlignimationApp(KeysPanel, App):
         h = self._selected_hash()
         row = self.rows.get(h) if h else None
         label = "" if row is None else f"{row.name} {row.residual}"
-        self.query_one("#series", SeriesPlot).plot(self.rows, h, label, version=self._rows_version)
+        self.query_one("#series", SeriesPlot).plot(self.rows, h, label, version=self._rows_version,
+                                                   values_version=self._residuals_version)
 
     # selection and preview ------------------------------------------------------------------
     def _selected_hash(self) -> str | None:

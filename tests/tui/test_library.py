@@ -5,6 +5,7 @@ over by the collector. Speed is measured in bench/bench_library.py."""
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -254,13 +255,28 @@ async def test_moving_the_cursor_does_not_put_the_plot_in_order_again(library, c
         ordered: list[int] = []
         real = series.residual_order
         monkeypatch.setattr(series, "residual_order", lambda rows: ordered.append(len(rows)) or real(rows))
+        drawn: list[int] = []
+        real_bars = series.residual_bars
+        monkeypatch.setattr(series, "residual_bars", lambda rows, width: drawn.append(len(rows)) or real_bars(rows, width))
         plot = app.query_one("#series", series.SeriesPlot)
         before = str(plot.content)
         for _ in range(3):
             await pilot.press("down")
         await pilot.pause()
         assert ordered == [], "the plot's order was made again for a move of the cursor"
+        assert drawn == [], "the plot's bars were made again for a move of the cursor"
         assert str(plot.content) != before, "the plot marks the frame under the cursor"
+        # A residual's new value (a frame registered again) is drawn, in the same order
+        first = min(app.rows.values(), key=lambda r: r.series_key)
+        worst = max(r.residual_pct for r in app.rows.values() if r.residual_pct is not None)
+        bars_before = str(plot.content).splitlines()[0]
+        app.show_rows([replace(first, residual_pct=worst * 4 + 1, residual=f"{worst * 4 + 1:.2f}")])
+        await pilot.pause()
+        assert ordered == [] and len(drawn) == 1, "the bars, not the order, were made again for a new residual"
+        bars_after = str(plot.content).splitlines()[0]
+        assert bars_after != bars_before and bars_after[0] == "█", "the first frame's bar shows its new residual"
+        app.show_rows([first])
+        await pilot.pause()
         app.action_verdict("rejected")  # a new verdict: the same dates and residuals, the same order
         await until(pilot, lambda: settled(app) and not app._verdicts, "the verdict applied")
         assert ordered == [], "the plot's order was made again for a verdict"
