@@ -36,6 +36,7 @@ with ``unsure_reason``. No Textual here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -69,6 +70,14 @@ class FitSignals:
     residual_box: float  # the same landmark error in box sizes (comparable whatever the face's size)
     yaw_deg: float = 0.0  # faces: the head's estimated yaw (facing.py); 0 when unknown
 
+    @functools.cached_property
+    def values(self) -> tuple[float, ...]:
+        """The numbers ``judge`` reads: size, yaw, centre x and y, turn, shape (NaN where there is
+        none), the residual in box sizes and in %. Every frame's are put in one array whenever one
+        photo arrives; they are made once per fit."""
+        return (self.size, self.yaw_deg, self.centre[0], self.centre[1], self.turn_deg,
+                math.nan if self.shape is None else self.shape, self.residual_box, self.residual_pct)
+
 
 def signals_of(r: FrameResult) -> FitSignals | None:
     """The signals of ``r``'s fit; None without a transform or a subject with a box. The shape is
@@ -95,16 +104,22 @@ def signals_of(r: FrameResult) -> FitSignals | None:
                       float(r.transform.residual_pct) / 100 * r.transform.canvas[1] / max(size, 1e-9), yaw)
 
 
-def _far(values: np.ndarray, centre: float, floor: float) -> np.ndarray:
-    """Whether each value is beyond ``floor`` from ``centre`` and OUTLIER_Z MADs from it."""
+def _mad(values: np.ndarray) -> float:
+    return float(np.median(np.abs(values - np.median(values)))) * 1.4826
+
+
+def _far(values: np.ndarray, centre: float, floor: float, mad: float | None = None) -> np.ndarray:
+    """Whether each value is beyond ``floor`` from ``centre`` and OUTLIER_Z MADs from it (``mad``:
+    ``values``' own, when the caller has it)."""
     d = np.abs(values - centre)
-    mad = float(np.median(np.abs(values - np.median(values)))) * 1.4826
+    mad = _mad(values) if mad is None else mad
     return (d > floor) & ((mad <= 0) | (d > OUTLIER_Z * max(mad, 1e-12)))
 
 
 def _tiers(values: np.ndarray, centre: float, floors: tuple[float, float], mask=None) -> np.ndarray:
     """Per value: 0 fine, 1 beyond the first floor (unsure), 2 beyond the second (no head explains it)."""
-    level = _far(values, centre, floors[0]).astype(int) + _far(values, centre, floors[1])
+    mad = _mad(values)
+    level = _far(values, centre, floors[0], mad).astype(int) + _far(values, centre, floors[1], mad)
     return level if mask is None else level * mask
 
 
@@ -125,40 +140,41 @@ def judge(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> di
             if signals[k].hash not in exempt:
                 found.setdefault(signals[k].hash, []).append((int(levels[k]), why(k)))
 
+    table = np.array([s.values for s in signals], np.float64)  # one row a frame (``FitSignals.values``)
+    size, yaw, centres, turns, shape, residual, residual_pct = (
+        table[:, 0], table[:, 1], table[:, 2:4], table[:, 4], table[:, 5], table[:, 6], table[:, 7])
+
     # The box against the eye distance. A larger box is doubtful as it is; it is beyond what any
     # head explains only once the head's own turn is taken out (a box grows as 1/cos(yaw)).
-    log_size = np.log([max(s.size, 1e-9) for s in signals])
+    log_size = np.log(np.maximum(size, 1e-9))
     med_size = float(np.median(log_size))
-    turned = np.log(np.cos(np.radians(np.minimum(np.abs([s.yaw_deg for s in signals]), MAX_YAW_EXPLAINED))))
+    turned = np.log(np.cos(np.radians(np.minimum(np.abs(yaw), MAX_YAW_EXPLAINED))))
     explained = np.where(log_size > med_size, np.maximum(log_size + turned, med_size), log_size)
     doubt = _far(log_size, med_size, math.log(SIZE_RATIO[0]))
     note(doubt.astype(int) + (doubt & _far(explained, med_size, math.log(SIZE_RATIO[1]))),
          lambda k: f"face {math.exp(log_size[k] - med_size):.1f}x the median size")
 
-    centres = np.array([s.centre for s in signals])
     off = np.linalg.norm(centres - np.median(centres, axis=0), axis=1) / math.exp(med_size)
     note(_tiers(off, float(np.median(off)), POSITION_SIZES, off > np.median(off)),
          lambda k: f"face {off[k]:.1f} of its size away from where the rest land")
 
-    turns = np.array([s.turn_deg for s in signals])
     med_turn = float(np.degrees(np.arctan2(np.median(np.sin(np.radians(turns))),
                                            np.median(np.cos(np.radians(turns))))))
     rel = _wrap(turns - med_turn)
     note(_tiers(rel, float(np.median(rel)), TURN_DEG), lambda k: f"turned {abs(rel[k] - np.median(rel)):.0f}° beyond the rest")
 
-    shaped = [k for k, s in enumerate(signals) if s.shape is not None and s.shape > 0]
+    shaped = np.flatnonzero(shape > 0)  # (NaN where there is none: not > 0)
     if len(shaped) >= MIN_SERIES:
         log_shape = np.full(len(signals), np.nan)
-        log_shape[shaped] = np.log([signals[k].shape for k in shaped])
+        log_shape[shaped] = np.log(shape[shaped])
         med_shape = float(np.nanmedian(log_shape))
         filled = np.where(np.isnan(log_shape), med_shape, log_shape)
         note(_tiers(filled, med_shape, tuple(math.log(v) for v in SHAPE_RATIO)),
              lambda k: f"mouth {math.exp(filled[k] - med_shape):.1f}x the usual distance below the eyes for the face box")
 
-    residual = np.array([s.residual_box for s in signals])
     med_res = float(np.median(residual))
     floors = tuple(max(f, t * med_res) - med_res for f, t in zip(RESIDUAL_FLOOR_BOX, RESIDUAL_TIMES))
-    med_pct = float(np.median([s.residual_pct for s in signals]))
+    med_pct = float(np.median(residual_pct))
     note(_tiers(residual, med_res, floors, residual > med_res),
          lambda k: f"landmark fit residual {signals[k].residual_pct:.1f} % (the rest: about {med_pct:.1f} %)")
 
