@@ -3,7 +3,7 @@
 At most two composed pictures are alive at a time (the current photo and the next, for a
 crossfade or a morph), plus the one or two being composed ahead in a worker thread while the
 encoder works; an MP4 first holds its first few photos (``writers.look_ahead_photos``) to choose
-its B-frames from them.
+its B-frames from them, and its workers compose as many more ahead while the encoder starts.
 """
 from __future__ import annotations
 
@@ -428,9 +428,14 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
         return img, (plain if morpher is not None else None)  # the morph alone needs it
 
     n_workers = workers or render_workers()
+    # An MP4 chooses its B-frames from its first photos, composed ahead and held till then
+    # (``hold``); while it chooses and the encoder starts (20-30 ms), the workers go on composing
+    # as many more, instead of idling with one done each.
+    hold = (look_ahead_photos(layout.size) if out.suffix.lower() == ".mp4" and len(items) >= 3
+            and timing.crossfade < BLENDS_THAT_PAY else 0)
 
     def pictures() -> Iterator[tuple[Image.Image, Image.Image]]:
-        for k, shown, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers):
+        for k, shown, error in decode_ahead(list(range(len(items))), picture, n_workers, ahead=n_workers + hold):
             if error is not None:
                 raise _Unreadable(k, error)
             if frames_dir is not None:
@@ -442,10 +447,7 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
     try:
         source = composed = pictures()
         try:
-            # An MP4 chooses its B-frames from its first photos, composed ahead and held till then.
-            ahead = (list(islice(source, look_ahead_photos(layout.size)))
-                     if out.suffix.lower() == ".mp4" and len(items) >= 3 and timing.crossfade < BLENDS_THAT_PAY
-                     else [])
+            ahead = list(islice(source, hold))  # (the B-frames' choice: ``hold`` above)
             b_frames = b_frames_pay([shown for shown, _ in ahead], timing.crossfade)
             source = _replay(ahead, composed)
             outputs.writer = writer = open_writer(out, layout.size, timing.fps, quality=settings.quality,

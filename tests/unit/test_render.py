@@ -389,6 +389,29 @@ def test_an_mp4_has_b_frames_where_they_pay(tmp_path, photos, crossfade, b_frame
         assert int(np.argmin(errors)) == k and errors[k] < 10, (k, errors)
 
 
+def test_an_mp4_composes_ahead_while_it_chooses_b_frames_and_its_encoder_starts(tmp_path, monkeypatch):
+    """The photos held back to choose the B-frames do not stop the composing: the workers compose as
+    many more meanwhile (a GIF, which holds none back, composes its usual one or two ahead)."""
+    from alignimation_tui.render import animation
+    from alignimation_tui.render.writers import look_ahead_photos
+
+    asked = []
+    original = animation.decode_ahead
+    monkeypatch.setattr(animation, "decode_ahead",
+                        lambda items, decode, workers, ahead: asked.append((workers, ahead)) or original(
+                            items, decode, workers, ahead))
+    items = []
+    for i in range(10):
+        path = tmp_path / f"p{i:02d}.jpg"
+        scene(i).save(path, quality=95)
+        items.append(RenderItem(path, path.name, np.eye(3), hash=f"h{i}", size=CANVAS))
+    frames = tmp_path / "frames"
+    write_animation(items, CANVAS, tmp_path / "a.mp4", RenderSettings(), frames_dir=frames, workers=2)
+    write_animation(items, CANVAS, tmp_path / "a.gif", RenderSettings(), workers=2)
+    assert asked == [(2, 2 + look_ahead_photos(CANVAS)), (2, 2)]
+    assert len(frames_of_mp4(tmp_path / "a.mp4")) == 10 and len(list(frames.glob("*.jpg"))) == 10
+
+
 def test_b_frames_stay_where_there_is_too_little_to_look_at():
     from alignimation_tui.render.writers import b_frames_pay
 
