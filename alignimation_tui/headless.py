@@ -210,9 +210,12 @@ def time_line(pipeline: Pipeline, started: float | None, total: float | None) ->
     stages = pipeline.stage_seconds
     side_by_side = "faces" in stages
     inside = []
+    taken = getattr(pipeline, "looked_taken", 0)
     for keys, label in _TIME_LINE:
         seconds = sum(stages.get(k, 0.0) for k in keys.split())
-        if side_by_side and keys in _SIDE_BY_SIDE:
+        if keys == "mode" and taken:  # the faces stage did not look for these again
+            parts.append(f"{label} {seconds:.2f} (faces found there in {taken} photos, kept)")
+        elif side_by_side and keys in _SIDE_BY_SIDE:
             if not inside:
                 parts.append("")  # the faces' place, filled below
                 at = len(parts) - 1

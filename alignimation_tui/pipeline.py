@@ -125,6 +125,7 @@ class Pipeline:
         # What auto mode's look found (path -> the decoded photo, MTCNN's detection, OpenCV's thread
         # count), until the first detection takes it (``looked_faces``).
         self._looked: dict[Path, tuple] = {}
+        self.looked_taken = 0  # how many of them face mode took (``--once``'s time line says so)
         if config.mode == "auto":
             with self.timed("mode"):
                 photos = _Listing(self.folder)  # listed only if no choice is kept (a library: 0.1 s)
@@ -196,7 +197,11 @@ class Pipeline:
         from .detect.face import same_pixels
 
         seen, detection, threads = looked
-        return detection if threads == cv2.getNumThreads() and same_pixels(seen, photo) else None
+        if threads != cv2.getNumThreads() or not same_pixels(seen, photo):
+            return None
+        with self._stage_lock:
+            self.looked_taken += 1
+        return detection
 
     # models, loaded on first use ---------------------------------------------------------------
     @property

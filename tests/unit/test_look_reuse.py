@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import shutil
 
+import re
+
 import numpy as np
 
+from alignimation_tui import headless
 from alignimation_tui.config import Config
 from alignimation_tui.detect.face import FaceDetector, same_pixels
 from alignimation_tui.models import load_face_detector
@@ -50,6 +53,10 @@ def test_the_looks_detections_are_taken_and_are_what_detection_gives(samples, tm
             assert p._looked == {}  # let go once detection ran
             # each photo through MTCNN once: the look's not again
             assert len(passes) == len(photos), (name, looked, len(passes))
+            assert p.looked_taken == (looked if name == "auto" else 0)
+            line = headless.time_line(p, 0.2, 1.0)
+            said = re.search(r"choosing the mode \d+\.\d\d \(faces found there in (\d+) photos, kept\)", line)
+            assert (said is not None and int(said.group(1)) == looked) if name == "auto" else said is None, line
             stored[name] = _stored(p)
         finally:
             p.close()
