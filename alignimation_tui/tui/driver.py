@@ -356,14 +356,14 @@ class Driver:
             last = made.get(h)
             if last is not None and last[1] == flag and h in posted and h in posted_views:
                 # Each field the same object or an equal value (a value made again equal), in one
-                # comparison of the tuples (identity first, field by field, in C): nothing to make.
+                # comparison of the tuples (identity first, field by field, in C): nothing to make,
+                # and nothing kept anew (a new tuple a frame at every pass would be 10,000 objects
+                # for the collector to pass over, again and again, after every photo).
                 try:
-                    same = last[0] == inputs
+                    if last[0] == inputs:
+                        continue
                 except (TypeError, ValueError):  # a value that cannot say (arrays inside) counts as changed
-                    same = False
-                if same:
-                    made[h] = (inputs, flag)  # the current objects: the next pass compares by identity first
-                    continue
+                    pass
             made[h] = (inputs, flag)
             row, view = frame_row(r, flag), frame_view(r, None, word)
             if posted.get(h) != row:
