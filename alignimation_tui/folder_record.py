@@ -46,7 +46,8 @@ from .triage import FrameRow
 log = logging.getLogger(__name__)
 
 FORMAT = 4
-KEY = "folder-record"
+KEY = "folder-record"  # ...":{fingerprint}": one record per version and settings, the newest few kept
+RECORDS_KEPT = 3
 RECORDED_MODES = ("face",)
 # Every field of a result, as the record keeps it (a field added to ``FrameResult`` and not here
 # gives no record, never a record that leaves it out: see ``_recordable``). ``extra`` holds only
@@ -69,12 +70,26 @@ _VERDICT = {v.value: v for v in Verdict}
 @functools.cache
 def code_digest() -> str:
     """A digest of the package's sources: another version of the code makes another state."""
-    root = Path(__file__).resolve().parent
+    root = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.blake2b(digest_size=12)
-    for path in sorted(root.rglob("*.py")):
-        h.update(os.fsencode(path.relative_to(root)))
-        h.update(path.read_bytes())
+    for name in sorted(_sources(root, "")):
+        h.update(os.fsencode(name))
+        with open(os.path.join(root, name), "rb") as fh:
+            h.update(fh.read())
     return h.hexdigest()
+
+
+def _sources(root: str, under: str) -> list[str]:
+    """The ``.py`` files in ``root``/``under`` and below, relative to ``root``."""
+    found = []
+    with os.scandir(os.path.join(root, under)) as entries:
+        for entry in entries:
+            name = os.path.join(under, entry.name)
+            if entry.is_dir() and not entry.name.startswith((".", "__")):
+                found += _sources(root, name)
+            elif entry.name.endswith(".py"):
+                found.append(name)
+    return found
 
 
 def record_fingerprint(p) -> str:
@@ -189,8 +204,15 @@ def write(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRow], no
         return False
     if record is None:
         return False
-    p.store.put_json(KEY, record)
+    p.store.put_json(record_key(p), record)
+    p.store.keep_newest(f"{KEY}:", RECORDS_KEPT)
     return True
+
+
+def record_key(p) -> str:
+    """Where the record of pipeline ``p``'s version and settings is kept: two versions of the app,
+    or two configs, on one folder each keep their own (rather than each writing over the other's)."""
+    return f"{KEY}:{record_fingerprint(p)}"
 
 
 # reading ----------------------------------------------------------------------------------------
@@ -198,7 +220,7 @@ def check(p, exclude: set[Path] = frozenset()) -> Checked | None:
     """The record, when it holds for pipeline ``p``'s folder as it is now (the code, the settings,
     every photo's stamp and decisions, the references), with each photo's table row; else None.
     Nothing of ``p`` is changed: ``rebuild`` makes its state."""
-    record = p.store.get_json(KEY)
+    record = p.store.get_json(record_key(p))
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         return None
     try:

@@ -345,6 +345,21 @@ class Store:
             return
         self._ahead.update(found)
 
+    def keep_newest(self, prefix: str, keep: int) -> None:
+        """Delete all but the ``keep`` newest values whose (text) keys start with ``prefix``: a
+        cache's own housekeeping of values kept per setting. On any fault nothing is deleted."""
+        if self._failed_at is not None:
+            return
+        try:
+            rows = self.cache._sql("SELECT key FROM Cache WHERE raw = 1 AND key >= ? AND key < ?"
+                                   " ORDER BY store_time DESC", (prefix, prefix + "\U0010ffff")).fetchall()
+        except Exception as exc:  # noqa: BLE001 (housekeeping only: the values stay)
+            log.debug("cache: nothing deleted (%s)", exc)
+            return
+        for (key,) in rows[keep:]:
+            if isinstance(key, str) and key.startswith(prefix):
+                self._cache_call("delete", key)
+
     def close(self) -> None:
         try:
             self.cache.close()

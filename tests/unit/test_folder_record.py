@@ -105,7 +105,7 @@ def recorded(library, config):
     """The library detected, then opened once (that open writes the record); its state."""
     detect_all(library, config)
     pipeline, driver, detecting = open_folder(library, config)
-    assert not detecting and pipeline.store.get_json(folder_record.KEY) is not None
+    assert not detecting and pipeline.store.get_json(folder_record.record_key(pipeline)) is not None
     made = state(pipeline, driver)
     pipeline.close()
     return made
@@ -228,12 +228,13 @@ def test_the_record_never_touches_the_decisions_file(library, config, monkeypatc
 
 @pytest.mark.parametrize("damage", ["not json", "wrong types", "short numbers", "faces out of range", "pickled"])
 def test_a_damaged_record_is_ignored(library, config, recorded, monkeypatch, damage):
+    key = record_key(library, config)
     store = Store(library, config.store.cache_dir, config.store.data_dir)
-    record = store.get_json(folder_record.KEY)
+    record = store.get_json(key)
     if damage == "not json":
-        store.cache.set(folder_record.KEY, b"\x00{not json")
+        store.cache.set(key, b"\x00{not json")
     elif damage == "pickled":
-        store.cache.set(folder_record.KEY, {"format": 1})  # diskcache pickles a dict: never unpickled
+        store.cache.set(key, {"format": 1})  # diskcache pickles a dict: never unpickled
     else:
         if damage == "wrong types":
             record["photos"][0][1] = "big"
@@ -242,7 +243,7 @@ def test_a_damaged_record_is_ignored(library, config, recorded, monkeypatch, dam
             record["numbers"] = record["numbers"][:40]
         else:
             record["photos"][0][20] = [0, 9, False]
-        store.put_json(folder_record.KEY, record)
+        store.put_json(key, record)
     store.close()
     again, from_record, _ = reopen(library, config, monkeypatch)
     assert not from_record
@@ -253,11 +254,12 @@ def test_two_processes_writing_the_record_leave_a_whole_one(library, config, rec
     """Records written side by side by two processes (each in one transaction): every open in
     between reads a whole record, or none; never a mixture, never an error."""
     ctx = multiprocessing.get_context("fork")
+    key = record_key(library, config)
     store = Store(library, config.store.cache_dir, config.store.data_dir)
-    record = store.get_json(folder_record.KEY)
+    record = store.get_json(key)
     store.close()
     writers = [ctx.Process(target=_rewrite_many, args=(str(library), config.store.cache_dir,
-                                                      config.store.data_dir, record, 30)) for _ in range(2)]
+                                                      config.store.data_dir, key, record, 30)) for _ in range(2)]
     for w in writers:
         w.start()
     opened = []
@@ -273,14 +275,40 @@ def test_two_processes_writing_the_record_leave_a_whole_one(library, config, rec
     assert any(opened), "the record was read while the others wrote it"
 
 
-def _rewrite_many(folder: str, cache: str, data: str, record: dict, times: int) -> None:
+def _rewrite_many(folder: str, cache: str, data: str, key: str, record: dict, times: int) -> None:
     store = Store(__import__("pathlib").Path(folder), cache, data)
     try:
         for k in range(times):
-            store.put_json(folder_record.KEY, record)
+            store.put_json(key, record)
             store.put_json(f"filler:{k}", {"pad": "x" * 1000})
     finally:
         store.close()
+
+
+def record_key(folder, config) -> str:
+    pipeline = recorded_pipeline(folder, config)
+    try:
+        return folder_record.record_key(pipeline)
+    finally:
+        pipeline.close()
+
+
+def test_two_versions_or_settings_keep_a_record_each(library, config, recorded, monkeypatch):
+    """Two configs (or versions) on one folder, taking turns, each keep their own record instead of
+    writing over the other's; only the newest few are kept."""
+    other = replace(config, facing=FacingConfig(max_yaw_deg=20.0))
+    _, from_record, _ = reopen(library, other, monkeypatch)
+    assert not from_record  # its first open: the scan, then its record
+    for settings in (config, other, config):
+        _, from_record, _ = reopen(library, settings, monkeypatch)
+        assert from_record
+    for yaw in (21.0, 22.0, 23.0):  # three more settings: the oldest records go
+        reopen(library, replace(config, facing=FacingConfig(max_yaw_deg=yaw)), monkeypatch)
+    store = Store(library, config.store.cache_dir, config.store.data_dir)
+    kept = [key for (key,) in store.cache._sql("SELECT key FROM Cache").fetchall()
+            if str(key).startswith(folder_record.KEY)]
+    store.close()
+    assert len(kept) == folder_record.RECORDS_KEPT
 
 
 def test_every_field_of_a_result_is_kept():
