@@ -6,8 +6,12 @@ What it holds: per photo, its file's stamp as the scan checks it (name, size, mo
 change times, inode), its frame, detection, quality, picture, subject, transform, status and
 reasons, and its table row; for the folder, the reference, the framing and the notices the pass
 made. It is only a cache, in the store's cache (``Store.put_json``: JSON bytes, one transaction;
-of two processes the last writer wins, each record whole). It never reads or writes the decisions
-file beyond what the store already read.
+of two processes the last writer wins, each record whole), one per version and settings (the newest
+few kept). It never reads or writes the decisions file beyond what the store already read.
+
+The app checks the record before its screen (``check``: the listing, a ``stat`` a photo, the
+rows) and rebuilds the pipeline's state from it on its worker once the screen is drawn
+(``rebuild``); ``restore`` does both.
 
 It is used only when all of this is as it was when it was written, else the usual scan runs (and
 the app writes a new record once that open's state is final):
@@ -40,7 +44,7 @@ from .domain import (Face, FaceDetection, FacingScores, Frame, FrameQuality, Fra
                      Subject, Transform, Verdict)
 from .fingerprint import fingerprint
 from .framing import Framing
-from .scan import photo_entries
+from .scan import photo_entries, readable_suffixes
 from .triage import FrameRow
 
 log = logging.getLogger(__name__)
@@ -93,9 +97,11 @@ def _sources(root: str, under: str) -> list[str]:
 
 
 def record_fingerprint(p) -> str:
-    """Everything besides the photos and the decisions that the state is made from."""
+    """Everything besides the photos and the decisions that the state is made from (the decoders
+    installed too: a photo no decoder reads any more is a failed row)."""
     return fingerprint(format=FORMAT, code=code_digest(), config=repr(p.config), mode=p.mode.name,
-                       identity=bool(p.mode.identity_on), folder=os.fspath(p.folder))
+                       identity=bool(p.mode.identity_on), folder=os.fspath(p.folder),
+                       readable=sorted(readable_suffixes()))
 
 
 @dataclass
