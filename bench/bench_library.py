@@ -173,11 +173,12 @@ async def new_photos(folders: list[Path], repeat: int, rounds: int) -> dict:
                         path = folder / f"zz-new-{rnd}-{k}.jpg"
                         write_photo(path, salt + 1000 * rnd + k, 40_000 + 10 * rnd + k)
                         made.append(path)
+                        seen = Seen(path.name)
+                        shown = shown_aligned(app, seen)
                         started = time.perf_counter()
                         app.driver.submit(PhotoReady(path))
-                        seen = Seen(path.name)
-                        while not seen.aligned(app):
-                            await pilot.pause(0.005)
+                        await asyncio.wait_for(shown.wait(), 300)
+                        del app.show_rows  # (the class's again)
                         if k:  # the first loads the models
                             times[str(folder)].append(time.perf_counter() - started)
                     await pilot.press("q")
@@ -185,6 +186,21 @@ async def new_photos(folders: list[Path], repeat: int, rounds: int) -> dict:
         for path in made:
             path.unlink(missing_ok=True)
     return {"seconds": times}
+
+
+def shown_aligned(app, seen: "Seen") -> asyncio.Event:
+    """An event set as soon as the table shows the new photo's row `aligned`: asked each time the app
+    shows rows, not polled (a poll every few milliseconds, each making the screen refresh, kept the
+    event loop half busy, and the worker, which shares the interpreter with it, waited for it)."""
+    shown = asyncio.Event()
+    show_rows = app.show_rows
+
+    def showing(rows) -> None:
+        show_rows(rows)
+        if seen.aligned(app):
+            shown.set()
+    app.show_rows = showing
+    return shown
 
 
 class Seen:
@@ -230,7 +246,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="app opens per folder for the new photos")
     ap.add_argument("--child", choices=["open", "new"], help=argparse.SUPPRESS)
     ap.add_argument("folders", nargs="*", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--code", type=Path, help="with --child new: the code tree to measure (another commit's worktree)")
     args = ap.parse_args()
+    if args.code is not None:
+        sys.path.insert(0, str(args.code.resolve()))
     keep = args.keep.resolve()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.child == "open":
