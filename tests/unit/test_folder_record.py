@@ -6,9 +6,12 @@ worker's first act, which writes the record); detections from ``tests.tui.record
 measured in bench/bench_library.py."""
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from dataclasses import fields, replace
 
 import numpy as np
@@ -24,6 +27,7 @@ from tests.tui.recorded import recorded_pipeline
 from tests.tui.test_app import astronaut_photo
 
 N = 12
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Screen:
@@ -210,9 +214,7 @@ def test_a_decision_made_elsewhere_is_not_taken_from_the_record(library, config,
     assert not from_record and pipeline.reference.hash == recorded["order"][5]
 
 
-def config_data(config):
-    from pathlib import Path
-
+def config_data(config) -> Path:
     return Path(config.store.data_dir)
 
 
@@ -250,39 +252,35 @@ def test_a_damaged_record_is_ignored(library, config, recorded, monkeypatch, dam
     assert again == recorded, "the scan's state, as if there were no record"
 
 
-def test_two_processes_writing_the_record_leave_a_whole_one(library, config, recorded, monkeypatch):
-    """Records written side by side by two processes (each in one transaction): every open in
-    between reads a whole record, or none; never a mixture, never an error."""
-    ctx = multiprocessing.get_context("fork")
+def test_two_processes_writing_the_record_leave_a_whole_one(library, config, recorded, monkeypatch, tmp_path):
+    """Records written side by side by two other processes (each write one transaction): every
+    open in between reads a whole record, or none; never a mixture, never an error."""
     key = record_key(library, config)
     store = Store(library, config.store.cache_dir, config.store.data_dir)
-    record = store.get_json(key)
+    (tmp_path / "record.json").write_text(json.dumps(store.get_json(key)))
     store.close()
-    writers = [ctx.Process(target=_rewrite_many, args=(str(library), config.store.cache_dir,
-                                                      config.store.data_dir, key, record, 30)) for _ in range(2)]
-    for w in writers:
-        w.start()
-    opened = []
+    writer = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from alignimation_tui.store import Store\n"
+        "folder, cache, data, key, record = sys.argv[1:]\n"
+        "store = Store(Path(folder), cache, data)\n"
+        "value = json.loads(Path(record).read_text())\n"
+        "for k in range(30):\n"
+        "    store.put_json(key, value)\n"
+        "    store.put_json(f'filler:{k}', {'pad': 'x' * 1000})\n"
+        "store.close()\n")
+    args = [str(library), config.store.cache_dir, config.store.data_dir, key, str(tmp_path / "record.json")]
+    writers = [subprocess.Popen([sys.executable, "-c", writer, *args], cwd=ROOT) for _ in range(2)]
     try:
-        while any(w.is_alive() for w in writers) or not opened:
-            again, from_record, _ = reopen(library, config, monkeypatch)
-            opened.append(from_record)
+        while any(w.poll() is None for w in writers):
+            again, _, _ = reopen(library, config, monkeypatch)
             assert again == recorded
     finally:
-        for w in writers:
-            w.join(60)
-    assert all(w.exitcode == 0 for w in writers)
-    assert any(opened), "the record was read while the others wrote it"
-
-
-def _rewrite_many(folder: str, cache: str, data: str, key: str, record: dict, times: int) -> None:
-    store = Store(__import__("pathlib").Path(folder), cache, data)
-    try:
-        for k in range(times):
-            store.put_json(key, record)
-            store.put_json(f"filler:{k}", {"pad": "x" * 1000})
-    finally:
-        store.close()
+        codes = [w.wait(120) for w in writers]
+    assert codes == [0, 0]
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert from_record and again == recorded, "what they left is a whole record"
 
 
 def record_key(folder, config) -> str:
