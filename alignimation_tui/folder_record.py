@@ -17,7 +17,8 @@ It is used only when all of this is as it was when it was written, else the usua
 the app writes a new record once that open's state is final):
 
 * the code (a digest of the package's sources) and the record's format;
-* the settings (the whole config, the mode chosen) and whether the face descriptor is installed;
+* the settings (the whole config, the mode chosen), whether the face descriptor is installed and,
+  for photos a plug-in decodes (HEIC), the plug-in;
 * the photos: the same names, each file's stamp (one ``stat`` a photo, as the scan);
 * each photo's verdict and nudge, the pinned reference, the automatic reference the store keeps.
 
@@ -44,7 +45,7 @@ from .domain import (Face, FaceDetection, FacingScores, Frame, FrameQuality, Fra
                      Subject, Transform, Verdict)
 from .fingerprint import fingerprint
 from .framing import Framing
-from .scan import photo_entries, readable_suffixes
+from .scan import PHOTO_SUFFIXES, photo_entries, readable_suffixes
 from .triage import FrameRow
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,9 @@ def _sources(root: str, under: str) -> list[str]:
 
 
 def record_fingerprint(p) -> str:
-    """Everything besides the photos and the decisions that the state is made from (the decoders
-    installed too: a photo no decoder reads any more is a failed row)."""
+    """Everything besides the photos and the decisions that the state is made from."""
     return fingerprint(format=FORMAT, code=code_digest(), config=repr(p.config), mode=p.mode.name,
-                       identity=bool(p.mode.identity_on), folder=os.fspath(p.folder),
-                       readable=sorted(readable_suffixes()))
+                       identity=bool(p.mode.identity_on), folder=os.fspath(p.folder))
 
 
 @dataclass
@@ -179,6 +178,9 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
             "pinned": decisions.reference, "auto_reference": p.store.get_json(p.mode.auto_reference_key),
             "framing": [list(f.size), np.asarray(f.matrix, np.float64).tolist(), list(f.anchor), f.unit, f.style],
             "notices": list(notices), "row_fields": list(ROW_FIELDS), "photos": photos,
+            # the suffixes of its photos that a plug-in decodes (HEIC...): a record for while it is installed
+            "plugins": sorted({os.path.splitext(r.frame.name)[1].lower() for r in p.results.values()}
+                              - PHOTO_SUFFIXES),
             "faces": _floats(faces, FACE_FLOATS), "numbers": _floats(per_photo, PHOTO_FLOATS),
             "sharpness": _floats([[v] for v in sharpness], 1)}
 
@@ -236,6 +238,8 @@ def check(p, exclude: set[Path] = frozenset()) -> Checked | None:
         if record["pinned"] != p.store.decisions.reference \
                 or record["auto_reference"] != p.store.get_json(p.mode.auto_reference_key):
             return None
+        if record["plugins"] and not set(record["plugins"]) <= readable_suffixes():
+            return None  # a photo no decoder reads any more: a failed row, as the scan says
         listed = photo_entries(p.folder, exclude)
         photos = record["photos"]
         if len(listed) != len(photos) or any(link for _, _, link in listed):

@@ -218,6 +218,33 @@ def config_data(config) -> Path:
     return Path(config.store.data_dir)
 
 
+def test_photos_a_plug_in_decodes_need_it_installed(library, config, recorded, monkeypatch):
+    """A record of photos a plug-in decodes (HEIC) holds only while it is installed: without it they
+    are failed rows (the scan says why), not the recorded ones. Photos Pillow reads need none."""
+    from alignimation_tui import scan
+
+    key = record_key(library, config)
+    store = Store(library, config.store.cache_dir, config.store.data_dir)
+    record = store.get_json(key)
+    assert record["plugins"] == []
+    record["plugins"] = [".heic"]  # as a folder of HEIC photos records it
+    store.put_json(key, record)
+    store.close()
+    monkeypatch.setattr(folder_record, "readable_suffixes", lambda: scan.PHOTO_SUFFIXES | {".heic"})
+    assert checked(library, config), "installed"
+    monkeypatch.setattr(folder_record, "readable_suffixes", lambda: set(scan.PHOTO_SUFFIXES))
+    assert not checked(library, config), "not installed"
+
+
+def checked(folder, config) -> bool:
+    """Whether the app's open takes the folder's record (``Driver.prepare``)."""
+    pipeline = recorded_pipeline(folder, config)
+    driver = Driver(Screen(), pipeline)
+    driver.prepare()
+    pipeline.close()
+    return driver._checked is not None
+
+
 def test_the_record_never_touches_the_decisions_file(library, config, monkeypatch):
     detect_all(library, config)
     Decisions(config_data(config) / "decisions.json").set_verdict("someone", Verdict.ACCEPTED)
