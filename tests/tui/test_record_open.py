@@ -47,21 +47,23 @@ async def test_a_reopened_library_comes_from_its_record(library, config, monkeyp
 
     def spy(self):
         on_mount(self)
-        mounted.update(rows=dict(self.rows), count=self.table.row_count)
+        mounted.update(rows=dict(self.rows), count=self.table.row_count, passes=len(passes))
 
     monkeypatch.setattr(AlignimationApp, "on_mount", spy)
     app = make_app(library, config, watch=False)
     async with app.run_test(size=(150, 40)) as pilot:
         assert mounted["rows"] == rows and mounted["count"] == N, "final as the screen mounts"
+        assert mounted["passes"] == 0, "nothing chosen or registered before the screen"
         await until(pilot, lambda: settled(app) and len(app.views) == N, "the views")
-        assert app.views == views and passes == [], "the state rebuilt, nothing chosen or registered"
+        assert app.views == views and app.rows == rows, "the state rebuilt from the record, as it was"
+        before = len(passes)
         caption = app.query_one("#preview-caption")
         await until(pilot, lambda: str(caption.render()).startswith("[aligned] "), "the first row's preview",
                     timeout=60)
         await select(pilot, app, "day003.jpg")
         await pilot.press("x")
         await until(pilot, lambda: settled(app) and cell(app, "day003.jpg", "verdict") == "rejected"
-                    and passes, "the decision used")
+                    and len(passes) > before, "the decision used")
         # a photo edited under its name while the app is open: a new row, the old one gone
         old = next(h for h, r in app.rows.items() if r.name == "day005.jpg")
         astronaut_photo(library / "day005.jpg", 40, (15, 1.2, 20, -25))
