@@ -75,3 +75,34 @@ def test_default_facing_rule_keeps_ordinary_photos(samples, detector, folder):
         return min(sq(0), sq(1)) / max(sq(0), sq(1)) > 0.7 and min(sq(3), sq(4)) / max(sq(3), sq(4)) > 0.7
     # The original recipe throws away far more of the same ordinary photos.
     assert sum(original_rule(d.faces[0].landmarks) for d in with_face) < 0.7 * len(kept)
+
+
+def test_memory_is_given_back_once_enough_pixels_were_detected(tmp_path, monkeypatch, detector):
+    """A trim after every batch of two phone photos (0.76 MP each as detection decodes them), as
+    ever; after small web photos, once their pixels add up to as much."""
+    from alignimation_tui.detect import face as face_mod
+
+    trims = []
+    monkeypatch.setattr(face_mod, "_malloc_trim", trims.append)
+    monkeypatch.setattr(face_mod, "_untrimmed", 0)
+    phone = 1008 * 756
+    face_mod.release_freed_memory(2 * phone)
+    assert len(trims) == 1
+    for _ in range(14):  # 300x330 web photos
+        face_mod.release_freed_memory(100_000)
+    assert len(trims) == 1
+    face_mod.release_freed_memory(100_000)
+    assert len(trims) == 2
+    face_mod.release_freed_memory()  # asked for now
+    assert len(trims) == 3
+    # the detector tells it the pixels it detected
+    from alignimation_tui.photos import open_photo
+    from tests.conftest import similarity, warped_astronaut
+
+    path = tmp_path / "a.jpg"
+    warped_astronaut(similarity(0, 1.0, 64, 60)).save(path)
+    photo = open_photo(path, max_side=1024)
+    monkeypatch.setattr(face_mod, "_untrimmed", 0)
+    detector.detect([photo, photo])
+    w, h = photo.image.size
+    assert face_mod._untrimmed == (2 * w * h if 2 * w * h < face_mod.TRIM_EVERY_PIXELS else 0)
