@@ -53,6 +53,7 @@ def is_standing(text: str) -> bool:
 # What a frame's row and view are made of: every field of its result but ``extra`` (a dict that
 # neither reads), fetched in one call; each value is immutable, replaced when it changes.
 _inputs = operator.attrgetter(*(f.name for f in fields(FrameResult) if f.name != "extra"))
+is_ = operator.is_
 
 # How long the worker waits for the screen's first draw before it rebuilds the state from the
 # folder's record (the app says when; a driver without a screen waits this long once).
@@ -258,10 +259,27 @@ class Driver:
             for h, r in p.results.items():
                 made[h] = (_inputs(r), posted[h].outlier)  # as ``_changed`` keeps it: its flag is the row's
                 views[h] = frame_view(r, None, word)
+            changed = self._passes_made()
         finally:
             pause.resume()
         self._post(ViewsChanged(list(views.values())))
+        if changed:
+            self._post(RowsChanged(changed))
         return True
+
+    def _passes_made(self) -> list:
+        """After the record rebuilt the state: one pass over it (nothing computed, only what is
+        stored read), so that what the passes keep of each frame (the subject chosen, the transform's
+        key, the fit's measures) is made now, with the worker idle and the collector paused, and
+        not by the first photo or key press after the open (10,000 frames: 0.9 s). The rows it
+        changes (none, as a rule: the record is the state such a pass made); made again equal, they
+        are kept as the rows' check compares them next (by identity first)."""
+        try:
+            self.pipeline.process([], compute=False)
+        except ConfigError:
+            return []  # the worker's next pass says it
+        rows, _ = self._changed()
+        return rows
 
     def _after_first_draw(self) -> None:
         """Wait until the screen has been drawn once (at most ``SCREEN_WAIT_S``, less when closing):
@@ -355,15 +373,19 @@ class Driver:
             inputs, flag = _inputs(r), flags.get(h, "") if flags else ""
             last = made.get(h)
             if last is not None and last[1] == flag and h in posted and h in posted_views:
-                # Each field the same object or an equal value (a value made again equal), in one
-                # comparison of the tuples (identity first, field by field, in C): nothing to make,
-                # and nothing kept anew (a new tuple a frame at every pass would be 10,000 objects
-                # for the collector to pass over, again and again, after every photo).
+                if all(map(is_, last[0], inputs)):
+                    continue  # the same objects: nothing to make, nothing to keep anew
+                # Equal values made again (a subject chosen again after the identity's examples
+                # moved, or after the folder's record rebuilt the state), compared in one comparison
+                # of the tuples (identity first, field by field, in C); a value that cannot say
+                # (arrays inside) counts as changed.
                 try:
-                    if last[0] == inputs:
-                        continue
-                except (TypeError, ValueError):  # a value that cannot say (arrays inside) counts as changed
-                    pass
+                    same = last[0] == inputs
+                except (TypeError, ValueError):
+                    same = False
+                if same:
+                    made[h] = (inputs, flag)  # the current objects: the next pass compares by identity first
+                    continue
             made[h] = (inputs, flag)
             row, view = frame_row(r, flag), frame_view(r, None, word)
             if posted.get(h) != row:

@@ -80,3 +80,25 @@ async def test_a_reopened_library_comes_from_its_record(library, config, monkeyp
 
 def cell_of(rows: dict, name: str):
     return next(r for r in rows.values() if r.name == name)
+
+
+async def test_after_the_record_the_passes_memory_is_made_before_any_photo_or_key(library, config):  # noqa: F811
+    """Once the record has rebuilt the state (after the first draw), one pass reads what is stored:
+    what the passes keep of each frame (the subject chosen, the transform's key) is made then, not
+    by the first photo or key press; and the rows' check holds each frame's current values, so the
+    passes after it compare them by identity."""
+    import operator
+
+    from alignimation_tui.tui.driver import _inputs
+
+    await opened(library, config)  # detects
+    await opened(library, config)  # writes the record
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await until(pilot, lambda: settled(app) and len(app.views) == N, "the views")
+        driver, p = app.driver, app.driver.pipeline
+        assert len(p.mode._choices) == N, "every frame's subject chosen (kept) before any job"
+        assert all("transform_key_of" in r.extra for r in p.results.values()), "every transform's key made"
+        assert all(all(map(operator.is_, driver._made[h][0], _inputs(r))) for h, r in p.results.items()), \
+            "the rows' check holds the frames' current values"
+        await pilot.press("q")
