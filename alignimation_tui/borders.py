@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .medians import median
+
 # A border row: every pixel within DEVIATION of the edge row's colour, each channel's spread at most
 # STD (JPEG noise and the ringing next to the picture). The edge row itself must be black or white,
 # or a grey that is digitally flat (a fill added to the picture; a photographed wall has noise).
@@ -58,7 +60,7 @@ def _flat_run(strip: np.ndarray) -> int:
     """How many rows of ``strip`` (rows from the edge inwards, each a row of RGB pixels) are a
     border: one flat, near-neutral colour, the edge row's, ending where the picture starts."""
     strip = strip.astype(np.int16)
-    edge = np.median(strip[0], axis=0)
+    edge = median(strip[0], axis=0)
     if edge.max() - edge.min() > NEUTRAL:
         return 0
     digital = strip[0].std(axis=0).max() <= DIGITAL_STD

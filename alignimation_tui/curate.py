@@ -29,6 +29,7 @@ from PIL import Image
 
 from .domain import FrameQuality  # noqa: F401  (it lived here: domain.py holds the stored value types)
 from .domain import Box, FrameResult, FrameStatus, Verdict, is_kept
+from .medians import median
 
 SHARPNESS_SIDE = 64  # most faces are larger and are shrunk to it: scores hardly depend on face size
 NEIGHBOURS = 30  # near-duplicates are looked for among this many neighbours in date order
@@ -152,10 +153,10 @@ def skipped_frames(results: list[FrameResult], cfg, keep_turned: bool = False) -
         return {}  # the selection is off (the default): nothing to sort or score (10,000 frames: 0.05 s a pass)
     frames = _candidates(results, keep_turned)
     sharp = [s for s in map(subject_sharpness, frames) if s is not None]
-    median = float(np.median(sharp)) if sharp else 0.0
+    typical = float(median(sharp)) if sharp else 0.0
 
     def score(r: FrameResult):
-        return frame_score(r, median, cfg.min_sharpness)
+        return frame_score(r, typical, cfg.min_sharpness)
 
     reasons: dict[str, str] = {}
     if duplicate_bits is not None or cfg.burst_seconds > 0:

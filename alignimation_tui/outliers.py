@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domain import FrameResult, FrameStatus, Verdict
+from .medians import median
 
 MIN_SERIES = 8  # fewer frames than this: no yardstick, nobody is judged
 OUTLIER_Z = 3.5  # robust z-score (median / 1.4826 MAD) beyond which a value is far from the rest
@@ -105,7 +106,7 @@ def signals_of(r: FrameResult) -> FitSignals | None:
 
 
 def _mad(values: np.ndarray) -> float:
-    return float(np.median(np.abs(values - np.median(values)))) * 1.4826
+    return float(median(np.abs(values - median(values)))) * 1.4826
 
 
 def _far(values: np.ndarray, centre: float, floor: float, mad: float | None = None) -> np.ndarray:
@@ -147,34 +148,34 @@ def judge(signals: list[FitSignals], exempt: frozenset[str] = frozenset()) -> di
     # The box against the eye distance. A larger box is doubtful as it is; it is beyond what any
     # head explains only once the head's own turn is taken out (a box grows as 1/cos(yaw)).
     log_size = np.log(np.maximum(size, 1e-9))
-    med_size = float(np.median(log_size))
+    med_size = float(median(log_size))
     turned = np.log(np.cos(np.radians(np.minimum(np.abs(yaw), MAX_YAW_EXPLAINED))))
     explained = np.where(log_size > med_size, np.maximum(log_size + turned, med_size), log_size)
     doubt = _far(log_size, med_size, math.log(SIZE_RATIO[0]))
     note(doubt.astype(int) + (doubt & _far(explained, med_size, math.log(SIZE_RATIO[1]))),
          lambda k: f"face {math.exp(log_size[k] - med_size):.1f}x the median size")
 
-    off = np.linalg.norm(centres - np.median(centres, axis=0), axis=1) / math.exp(med_size)
-    note(_tiers(off, float(np.median(off)), POSITION_SIZES, off > np.median(off)),
+    off = np.linalg.norm(centres - median(centres, axis=0), axis=1) / math.exp(med_size)
+    note(_tiers(off, float(median(off)), POSITION_SIZES, off > median(off)),
          lambda k: f"face {off[k]:.1f} of its size away from where the rest land")
 
-    med_turn = float(np.degrees(np.arctan2(np.median(np.sin(np.radians(turns))),
-                                           np.median(np.cos(np.radians(turns))))))
+    med_turn = float(np.degrees(np.arctan2(median(np.sin(np.radians(turns))),
+                                           median(np.cos(np.radians(turns))))))
     rel = _wrap(turns - med_turn)
-    note(_tiers(rel, float(np.median(rel)), TURN_DEG), lambda k: f"turned {abs(rel[k] - np.median(rel)):.0f}° beyond the rest")
+    note(_tiers(rel, float(median(rel)), TURN_DEG), lambda k: f"turned {abs(rel[k] - median(rel)):.0f}° beyond the rest")
 
     shaped = np.flatnonzero(shape > 0)  # (NaN where there is none: not > 0)
     if len(shaped) >= MIN_SERIES:
         log_shape = np.full(len(signals), np.nan)
         log_shape[shaped] = np.log(shape[shaped])
-        med_shape = float(np.nanmedian(log_shape))
+        med_shape = float(median(log_shape[~np.isnan(log_shape)]))
         filled = np.where(np.isnan(log_shape), med_shape, log_shape)
         note(_tiers(filled, med_shape, tuple(math.log(v) for v in SHAPE_RATIO)),
              lambda k: f"mouth {math.exp(filled[k] - med_shape):.1f}x the usual distance below the eyes for the face box")
 
-    med_res = float(np.median(residual))
+    med_res = float(median(residual))
     floors = tuple(max(f, t * med_res) - med_res for f, t in zip(RESIDUAL_FLOOR_BOX, RESIDUAL_TIMES))
-    med_pct = float(np.median(residual_pct))
+    med_pct = float(median(residual_pct))
     note(_tiers(residual, med_res, floors, residual > med_res),
          lambda k: f"landmark fit residual {signals[k].residual_pct:.1f} % (the rest: about {med_pct:.1f} %)")
 

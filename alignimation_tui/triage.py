@@ -13,6 +13,7 @@ import numpy as np
 
 from .curate import is_blurry, subject_sharpness
 from .domain import FacingScores, FrameResult, FrameStatus, Verdict, kept_property
+from .medians import median
 from .names import printable
 
 FILTERS = ("all", "flagged", "rejected", "failed")
@@ -95,8 +96,8 @@ def _robust_outliers(keys: list[str], values, floor: float, high_only: bool) -> 
     if len(values) < 5:
         return set()
     arr = np.array(values, np.float64)
-    med = float(np.median(arr))
-    mad = float(np.median(np.abs(arr - med))) * 1.4826
+    med = float(median(arr))
+    mad = float(median(np.abs(arr - med))) * 1.4826
     d = arr - med if high_only else np.abs(arr - med)
     far = d > floor
     if mad != 0:

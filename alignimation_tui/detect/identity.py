@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ..domain import FaceDetection
+from ..medians import median
 
 MIN_SEEDS = 3
 MAX_SEEDS = 1000  # the medoid of 1,000 spread seeds: 8 MB; of 10,000 photos' seeds, 95 GiB (N x N x 128)
@@ -103,7 +104,7 @@ def anchor_face(detections: dict[str, FaceDetection], reference: str | None) -> 
     pool = [d for d in detections.values() if len(d.faces) == 1] or [d for d in detections.values() if d.faces]
     if not pool:
         return None
-    return tuple(float(v) for v in np.median([_normalised(d, 0) for d in pool], axis=0))
+    return tuple(float(v) for v in median([_normalised(d, 0) for d in pool], axis=0))
 
 
 def choose_by_position(det: FaceDetection, anchor: tuple[float, float, float] | None) -> int | None:

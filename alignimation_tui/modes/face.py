@@ -24,6 +24,7 @@ from ..detect.facing import facing_scores, is_turned
 from ..detect.identity import anchor_face, choose_by_position, closest_face, identity_seeds, prototypes
 from ..domain import FaceDetection, FrameQuality, FrameResult, FrameStatus, Subject
 from ..framing import SubjectOnCanvas
+from ..medians import median
 from ..models import FACE_EMBEDDER, dlib_weights_path, face_embedder_loading, load_face_detector
 from ..photos import open_photo
 from ..fingerprint import fingerprint
@@ -542,7 +543,7 @@ class FaceMode(Mode):
         eyes = [r.of_fit("eyes_on_canvas", self._eyes_on_canvas) for r in kept
                 if r.transform is not None and isinstance(r.subject, Subject)]
         if eyes:
-            left, right = np.median(np.concatenate(eyes).reshape(len(eyes), 2, 2), axis=0)  # (faster than stack)
+            left, right = median(np.concatenate(eyes).reshape(len(eyes), 2, 2), axis=0)  # (faster than stack)
         else:
             left, right = np.asarray(ref.landmarks[:2], np.float64) * ref.scale
         return SubjectOnCanvas.from_eyes(left, right)

@@ -14,10 +14,12 @@ REPO = Path(__file__).resolve().parents[2]
 # Libraries and modules a folder of face close-ups rendered to an MP4, with no config file, never
 # needs: the config's TOML reader and its did-you-mean, the progress bar (the log is not a
 # terminal), emoji codes, the caption's font and drawing, the background replacement, the GIF
-# writer, the morph, the pose model and torch.
+# writer, the morph, the pose model, torch, and numpy's masked arrays (``np.median`` imports them:
+# ``medians.median`` does not).
 NOT_NEEDED = ("tomllib", "difflib", "rich.progress", "rich._emoji_codes", "PIL.ImageDraw", "PIL.ImageFont",
               "PIL.ImageFilter", "PIL.GifImagePlugin", "alignimation_tui.render.morph",
-              "alignimation_tui.background", "alignimation_tui.detect.blazepose", "ai_edge_litert", "torch")
+              "alignimation_tui.background", "alignimation_tui.detect.blazepose", "ai_edge_litert", "torch",
+              "numpy.ma")
 RUN = ("import gc, sys, json\n"
        "from alignimation_tui.cli import main\n"
        "rc = main(sys.argv[1:])\n"
