@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..domain import Face, FaceDetection
+from ..medians import nanmedian
 
 CROP = 48  # O-Net's input size
 # Where O-Net's landmarks sit in its 48 px input, measured as the median over the faces MTCNN
@@ -217,25 +218,6 @@ def onet_landmarks_np(onet, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, pts, prob = onet.run((crops - np.float32(127.5)) * np.float32(_NORM))
     pts = np.stack([pts[:, :5], pts[:, 5:]], -1).astype(np.float64) * CROP
     return pts, prob[:, 1].astype(np.float64)
-
-
-def nanmedian(a: np.ndarray, axis: int) -> np.ndarray:
-    """``np.nanmedian(a, axis, keepdims=True)`` for float ``a``: the same floats (NaN for a slice
-    with no number), without a warning and a quarter of the time. numpy's own builds a masked
-    array along a short axis (0.3 ms a call, twice per photo and round of the second pass, holding
-    the interpreter lock that the other detection thread waits for). As there: the middle number,
-    or the sum of the two middle numbers halved."""
-    a = np.asarray(a)
-    missing = np.isnan(a)
-    counts = a.shape[axis] - missing.sum(axis=axis, keepdims=True)
-    if a.shape[axis] == 0:
-        return np.full(counts.shape, np.nan)
-    ordered = np.sort(np.where(missing, np.inf, a), axis=axis)  # the numbers first, ascending
-    high = counts // 2
-    low = np.where(counts % 2 == 1, high, high - 1)
-    low_high = np.take_along_axis(ordered, np.concatenate([low, high], axis=axis), axis=axis)
-    middle = np.add(*np.split(low_high, 2, axis=axis)) / 2.0
-    return np.where(counts > 0, middle, np.nan)
 
 
 def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
