@@ -37,6 +37,17 @@ def astronaut_photo(path: Path, index: int, warp=(0, 1.0, 0, 0)) -> Path:
     return recorded_photo(save_with_date(warped_astronaut(matrix), path, START + timedelta(weeks=index)), matrix)
 
 
+def astronaut_library(folder: Path, n: int, seed: int) -> Path:
+    """A new ``folder`` of ``n`` astronaut photos, day000.jpg on, a week apart, each under its own
+    small turn, scale and shift (drawn from ``seed``)."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
+        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
+    return folder
+
+
 def make_app(folder: Path, config: Config, **kw) -> AlignimationApp:
     """The app on recorded detections (no MTCNN)."""
     return AlignimationApp(folder, config, pipeline=recorded_pipeline, **kw)

@@ -14,20 +14,15 @@ from alignimation_tui import preview, triage
 from alignimation_tui.preview import on_output
 from alignimation_tui.tui import driver as driver_module
 from alignimation_tui.tui.driver import PhotoReady
-from tests.tui.test_app import astronaut_photo, config, make_app, settled, until  # noqa: F401  (fixture)
+from tests.tui.test_app import (astronaut_library, astronaut_photo, config, make_app,  # noqa: F401  (fixture)
+                                settled, until)
 
 N = 30
 
 
 @pytest.fixture
 def library(tmp_path):
-    folder = tmp_path / "library"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(N):
-        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
-        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
-    return folder
+    return astronaut_library(tmp_path / "library", N, seed=5)
 
 
 def counting(monkeypatch, name: str) -> list[str]:

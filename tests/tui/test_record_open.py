@@ -4,26 +4,20 @@ the screen is drawn, and the app then works as ever (a decision, a photo edited 
 What the record may and may not be used for: tests/unit/test_folder_record.py."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from alignimation_tui.pipeline import Pipeline
 from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.driver import PhotoReady
-from tests.tui.test_app import astronaut_photo, cell, config, make_app, select, settled, until  # noqa: F401
+from tests.tui.test_app import (astronaut_library, astronaut_photo, cell, config, make_app,  # noqa: F401
+                                select, settled, until)
 
 N = 12
 
 
 @pytest.fixture
 def library(tmp_path):
-    folder = tmp_path / "library"
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    for i in range(N):
-        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
-        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
-    return folder
+    return astronaut_library(tmp_path / "library", N, seed=11)
 
 
 async def opened(folder, config) -> tuple[dict, dict]:  # noqa: F811

@@ -24,7 +24,7 @@ from alignimation_tui.pipeline import Pipeline
 from alignimation_tui.store import Decisions, Store
 from alignimation_tui.tui.driver import Driver
 from tests.tui.recorded import recorded_pipeline
-from tests.tui.test_app import astronaut_photo
+from tests.tui.test_app import astronaut_library, astronaut_photo
 
 N = 12
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,13 +39,7 @@ class Screen:
 
 @pytest.fixture
 def library(tmp_path):
-    folder = tmp_path / "library"
-    folder.mkdir()
-    rng = np.random.default_rng(7)
-    for i in range(N):
-        warp = (rng.uniform(-8, 8), rng.uniform(0.9, 1.1), rng.uniform(-20, 20), rng.uniform(-20, 20))
-        astronaut_photo(folder / f"day{i:03d}.jpg", i, warp)
-    return folder
+    return astronaut_library(tmp_path / "library", N, seed=7)
 
 
 @pytest.fixture
