@@ -19,6 +19,7 @@ from PIL import Image
 from alignimation_tui import curate
 from alignimation_tui.config import Config, RenderConfig, WatchConfig
 from alignimation_tui.domain import Verdict
+from alignimation_tui.pipeline import Pipeline
 from alignimation_tui.store import Decisions, Store
 from alignimation_tui.preview import fit
 from alignimation_tui.tui import app as app_module
@@ -35,6 +36,24 @@ def astronaut_photo(path: Path, index: int, warp=(0, 1.0, 0, 0)) -> Path:
     angle, scale, tx, ty = warp
     matrix = similarity(angle, scale, tx + 64, ty + 60)
     return recorded_photo(save_with_date(warped_astronaut(matrix), path, START + timedelta(weeks=index)), matrix)
+
+
+def watch_the_open(monkeypatch) -> tuple[list[dict], dict]:
+    """The keywords of every ``Pipeline.process`` from now on, and what an app opened from now on
+    holds as its screen mounts: ``rows`` (hash -> row), the table's row ``count`` and the ``passes``
+    made before it."""
+    passes: list[dict] = []
+    mounted: dict = {}
+    process = Pipeline.process
+    monkeypatch.setattr(Pipeline, "process", lambda self, *a, **k: passes.append(k) or process(self, *a, **k))
+    on_mount = AlignimationApp.on_mount
+
+    def spy(self):
+        on_mount(self)
+        mounted.update(rows=dict(self.rows), count=self.table.row_count, passes=len(passes))
+
+    monkeypatch.setattr(AlignimationApp, "on_mount", spy)
+    return passes, mounted
 
 
 def astronaut_library(folder: Path, n: int, seed: int) -> Path:
@@ -158,8 +177,6 @@ async def test_cached_folder_opens_with_its_final_rows(folder, config, detected,
     the screen mounts (from the store, before the worker starts), and the worker does not redo the
     pass the app made before the screen (that pass doubled the open of 1000 cached frames); a
     decision afterwards is used as ever."""
-    from alignimation_tui.pipeline import Pipeline
-
     (folder / "2024-03-20 broken.jpg").unlink()  # it is tried again at every open: the store knows no detection
     app = make_app(folder, config)
     async with app.run_test(size=(150, 40)) as pilot:
@@ -167,20 +184,11 @@ async def test_cached_folder_opens_with_its_final_rows(folder, config, detected,
         first = {h: r.cells() for h, r in app.rows.items()}  # as shown (the raw sort values are rounded when stored)
         await pilot.press("q")
     detected.clear()
-    passes = []
-    process = Pipeline.process
-    monkeypatch.setattr(Pipeline, "process", lambda self, *a, **k: passes.append(k) or process(self, *a, **k))
-    mounted = {}
-    on_mount = AlignimationApp.on_mount
-
-    def spy(self):
-        on_mount(self)
-        mounted.update(rows={h: r.cells() for h, r in self.rows.items()}, count=self.table.row_count)
-
-    monkeypatch.setattr(AlignimationApp, "on_mount", spy)
+    passes, mounted = watch_the_open(monkeypatch)
     again = make_app(folder, config)
     async with again.run_test(size=(150, 40)) as pilot:
-        assert mounted["rows"] == first and mounted["count"] == 5  # final at mount: what the first app ended with
+        at_mount = {h: r.cells() for h, r in mounted["rows"].items()}
+        assert at_mount == first and mounted["count"] == 5  # final at mount: what the first app ended with
         await until(pilot, lambda: settled(again), "the reopened table")
         assert passes == [{"compute": False}], "only the pass before the screen"
         # the collector, paused while the app opened, runs again once the table has been drawn

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from alignimation_tui.pipeline import Pipeline
-from alignimation_tui.tui.app import AlignimationApp
 from alignimation_tui.tui.driver import PhotoReady
 from tests.tui.test_app import (astronaut_library, astronaut_photo, cell, config, make_app,  # noqa: F401
-                                select, settled, until)
+                                select, settled, until, watch_the_open)
 
 N = 12
 
@@ -33,17 +31,7 @@ async def opened(folder, config) -> tuple[dict, dict]:  # noqa: F811
 async def test_a_reopened_library_comes_from_its_record(library, config, monkeypatch):  # noqa: F811
     await opened(library, config)  # detects
     rows, views = await opened(library, config)  # from the store, photo by photo; writes the record
-    passes = []
-    process = Pipeline.process
-    monkeypatch.setattr(Pipeline, "process", lambda self, *a, **k: passes.append(k) or process(self, *a, **k))
-    mounted = {}
-    on_mount = AlignimationApp.on_mount
-
-    def spy(self):
-        on_mount(self)
-        mounted.update(rows=dict(self.rows), count=self.table.row_count, passes=len(passes))
-
-    monkeypatch.setattr(AlignimationApp, "on_mount", spy)
+    passes, mounted = watch_the_open(monkeypatch)
     app = make_app(library, config, watch=False)
     async with app.run_test(size=(150, 40)) as pilot:
         assert mounted["rows"] == rows and mounted["count"] == N, "final as the screen mounts"
