@@ -45,7 +45,7 @@ from .domain import (Face, FaceDetection, FacingScores, Frame, FrameQuality, Fra
                      Subject, Transform, Verdict)
 from .fingerprint import fingerprint
 from .framing import Framing
-from .scan import PHOTO_SUFFIXES, photo_entries, readable_suffixes
+from .scan import PHOTO_SUFFIXES, STAMP_NUMBERS, photo_entries, readable_suffixes, stamp_numbers
 from .triage import FrameRow
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
         key = r.extra.get("transform_key")  # (whether the registration loaded its transform under it)
         nudge = decisions.nudge(h)
         photos.append([
-            r.frame.name, stamp["size"], stamp["mtime_ns"], stamp["ino"], stamp["ctime_ns"], h,
+            r.frame.name, *(stamp[k] for k in STAMP_NUMBERS), h,
             r.frame.taken_at.isoformat(), r.frame.date_source, r.frame.file_size, r.status.value,
             decisions.verdict(h).value, None if nudge is None else nudge.to_json(),
             r.error, r.skip_reason, r.outlier_reason, r.unsure_reason, r.identity_doubt,
@@ -273,7 +273,7 @@ def _check_photos(p, record: dict, photos: list, paths: dict[str, str]) -> Check
             st = stat(text)
         except OSError:
             return None
-        if st.st_size != size or st.st_mtime_ns != mtime_ns or st.st_ino != ino or st.st_ctime_ns != ctime_ns:
+        if stamp_numbers(st) != (size, mtime_ns, ino, ctime_ns):
             return None  # edited, re-exported, moved over: the scan reads it again
         if verdict != "auto":
             verdicts[h] = verdict

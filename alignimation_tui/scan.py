@@ -208,12 +208,21 @@ def taken_at(path: Path, mtime: float) -> tuple[datetime, str]:
     return from_timestamp(mtime), "mtime"
 
 
+# What of a file's ``os.stat`` says it is the one hashed before (``stamp_numbers``, in this order)
+STAMP_NUMBERS = ("size", "mtime_ns", "ino", "ctime_ns")
+
+
+def stamp_numbers(st: os.stat_result) -> tuple[int, int, int, int]:
+    """The file's size, modification time, inode and change time. The inode and the change time
+    too: a photo re-exported, copied with ``cp -p`` or moved over another keeps neither, even when
+    its size and modification time are the same as the old one's (tools set those; nothing sets
+    the ctime). ``folder_record`` keeps and compares these, as the scan's stat records do."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
 def _stamp(path: Path, st: os.stat_result) -> dict:
-    """What says the file is the one hashed before. The inode and the change time too: a photo
-    re-exported, copied with ``cp -p`` or moved over another keeps neither, even when its size and
-    modification time are the same as the old one's (tools set those; nothing sets the ctime)."""
-    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
-            "ctime_ns": st.st_ctime_ns}
+    """What says the file is the one hashed before: its path and ``stamp_numbers``."""
+    return {"path": str(path), **dict(zip(STAMP_NUMBERS, stamp_numbers(st)))}
 
 
 def stat_matches(path: Path, cached: dict | None, st: os.stat_result | None = None) -> bool:
