@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import ctypes
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import groupby
 
 import numpy as np
 
+from ..cores import usable_cores
 from ..domain import Face, FaceDetection
 from ..photos import Decoded
 
@@ -25,7 +25,7 @@ def batch_size_for(configured: int, device: str) -> int:
 
 
 def cpu_workers() -> int:
-    return max(1, min(4, _cores()))
+    return max(1, min(4, usable_cores()))
 
 
 @contextmanager
@@ -64,15 +64,11 @@ def side_by_side(workers: int):
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, 0.0005))
     try:
-        with cv2_threads(max(1, _cores() // workers)), \
+        with cv2_threads(max(1, usable_cores() // workers)), \
                 ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool:
             yield pool
     finally:
         sys.setswitchinterval(interval)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 _malloc_trim = None

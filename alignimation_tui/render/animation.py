@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..colour import ColourGain
 from ..config import MORPH_EXCLUSIVE, ConfigError
+from ..cores import usable_cores
 from ..folders import folder_error, out_of_space, reason
 from ..names import json_safe, path_fields, printable
 from ..nudge import Nudge, nudged
@@ -300,15 +301,11 @@ class _Outputs:
             self.frames_staged = None
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-
-
 def render_workers() -> int:
     """Threads that decode and warp frames side by side (Pillow releases the GIL): half the cores,
     2 to 8. A close framing of a small face decodes the whole photo, so on a many-core GPU machine
     two threads left the render the slowest stage by far."""
-    return max(2, min(8, _cores() // 2))
+    return max(2, min(8, usable_cores(unknown=2) // 2))
 
 
 def encoder_threads(workers: int) -> int:
@@ -317,7 +314,8 @@ def encoder_threads(workers: int) -> int:
     them to itself). Small photos compose in a few milliseconds and leave one x264 thread the
     slowest step (tony's 40 photos: 2.6 s with one thread, 1.8 s with two, 2.0 s with three);
     12 MP photos framed close keep the composing threads busy either way."""
-    return max(min(2, _cores()), _cores() - workers)
+    cores = usable_cores(unknown=2)
+    return max(min(2, cores), cores - workers)
 
 
 class _Unreadable(Exception):
