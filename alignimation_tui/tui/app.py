@@ -15,6 +15,7 @@ from collections import Counter
 import logging
 import operator
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -72,7 +73,7 @@ def while_screen_up(handler):
     return guarded
 
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
-ROW_FLUSH_S = 0.3
+ROW_FLUSH_S = 0.3  # rows from the worker are shown at once, then at most once in this many seconds
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
 # A cache that cannot be written (a full disk, a read-only or removed folder) while the app runs is a
@@ -132,6 +133,8 @@ class AlignimationApp(KeysPanel, App):
         self.render_note = ""
         self.nudge_step = "coarse"
         self._pending_rows: dict[str, FrameRow] = {}
+        self._rows_shown_at = float("-inf")  # time.monotonic() of the last flush of pending rows
+        self._flush_due = False  # a flush of the pending rows is on its way (see ``queue_rows``)
         # Changes whenever the plot's date order may (a row comes or goes, or its date or residual
         # does): the order is kept until then. The rows per status are kept as rows change.
         self._rows_version = 0
@@ -204,7 +207,6 @@ class AlignimationApp(KeysPanel, App):
         self.call_after_refresh(self._first_drawn)
         self.run_worker(self.driver.run, name="pipeline", group="pipeline", thread=True, exclusive=True,
                         exit_on_error=False)
-        self.set_interval(ROW_FLUSH_S, self._flush_rows)
         self.table.focus()
 
     def _first_drawn(self) -> None:
@@ -271,10 +273,25 @@ class AlignimationApp(KeysPanel, App):
     # messages from the worker -------------------------------------------------------------------
     @on(RowsChanged)
     def queue_rows(self, message: RowsChanged) -> None:
-        """Rows are applied in batches a few times a second: every cell update makes the table
-        render all its visible rows again, which is what costs the event loop time."""
+        """Rows are applied in batches, at most one every ROW_FLUSH_S: every cell update makes the
+        table render all its visible rows again, which is what costs the event loop time. A change
+        after a quiet spell (a new photo in a watched folder, a key press) is shown at once: after
+        the messages already queued, so the rows they carry come with it; one within ROW_FLUSH_S of
+        the last flush waits for the end of that interval (a first scan: a few flushes a second)."""
         for row in message.rows:
             self._pending_rows[row.hash] = self._with_decisions(row)
+        if self._flush_due:
+            return
+        self._flush_due = True
+        wait = self._rows_shown_at + ROW_FLUSH_S - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._flush_pending)
+        else:
+            self.call_later(self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self._flush_due = False
+        self._flush_rows()
 
     def _with_decisions(self, row: FrameRow) -> FrameRow:
         """``row`` as the worker posted it, with the decisions it does not use yet."""
@@ -314,6 +331,7 @@ class AlignimationApp(KeysPanel, App):
     def _flush_rows(self) -> None:
         if self._pending_rows:
             rows, self._pending_rows = list(self._pending_rows.values()), {}
+            self._rows_shown_at = time.monotonic()
             self.show_rows(rows)
 
     def show_rows(self, rows: list[FrameRow]) -> None:
