@@ -28,7 +28,7 @@ from ..names import json_safe, path_fields, printable
 from ..nudge import Nudge, nudged
 from ..photos import decode_ahead, upright_size
 from .frame import CaptionStyle, caption_text, compose_array, decode_for, draw_caption
-from .geometry import coverage, shared_crop, smooth_matrices
+from .geometry import coverages, shared_crop, smooth_matrices
 from .sidecar import FRAMES_SIDECAR, SIDECAR_VERSION, sidecar_path, stage_json
 from .staging import Staged, folder_locked, remove_abandoned
 from .timing import Timing, plan_timing
@@ -154,7 +154,7 @@ def plan_layout(items: list[RenderItem], canvas: tuple[int, int], settings: Rend
     crop = shared_crop(pictures, sizes, canvas)
     share = 0.0 if crop is None else crop.width * crop.height / (canvas[0] * canvas[1])
     if share < SMALL_CROP:  # never a sliver: keep the whole frame and fill what a photo does not cover
-        worst = min(range(len(items)), key=lambda k: coverage(pictures[k], sizes[k], canvas))
+        worst = min(range(len(items)), key=coverages(pictures, sizes, canvas).__getitem__)
         filled = "its blurred copy" if settings.fill == "blur" else settings.fill
         notices = [f"the area every photo covers is {share:.0%} of the frame, too little to crop to; "
                    f"{items[worst].name} limits it most. The whole frame is kept, filled with {filled} "
@@ -184,7 +184,7 @@ def _pictures(items: list[RenderItem], matrices: list[np.ndarray]) -> tuple[list
 def _fill_notices(items: list[RenderItem], matrices: list[np.ndarray], sizes: list[tuple[int, int]],
                   canvas: tuple[int, int], fill: str) -> list[str]:
     """Which photo limits the frame most: the one that covers the least of it."""
-    covered = [coverage(m, s, canvas) for m, s in zip(matrices, sizes)]
+    covered = coverages(matrices, sizes, canvas)
     worst = min(range(len(items)), key=covered.__getitem__)
     if covered[worst] > FULL_COVER:
         return []

@@ -104,6 +104,22 @@ def coverage(matrix: np.ndarray, size: tuple[int, int], canvas: tuple[int, int])
     return abs(_area(poly)) / (canvas[0] * canvas[1])
 
 
+def coverages(matrices: list[np.ndarray], sizes: list[tuple[int, int]], canvas: tuple[int, int]) -> list[float]:
+    """``coverage`` of each photo. A photo whose rectangle holds the canvas's four corners holds the
+    whole canvas (both are convex): 1.0, found for all photos at once; the polygon clipping is left
+    to the others (at 10,000 photos it was 1-2 s of every render, up to date or not)."""
+    if not matrices:
+        return []
+    corners = np.stack([footprint(m, s) for m, s in zip(matrices, sizes)])  # (N, 4, 2), in order round the photo
+    edges = np.roll(corners, -1, axis=1) - corners
+    w, h = canvas
+    canvas_corners = _rect(0, 0, w, h)  # (4, 2)
+    to_corner = canvas_corners[None, None, :, :] - corners[:, :, None, :]  # (N, edge, corner, 2)
+    cross = edges[:, :, None, 0] * to_corner[..., 1] - edges[:, :, None, 1] * to_corner[..., 0]
+    inside = (cross >= 0).all(axis=(1, 2)) | (cross <= 0).all(axis=(1, 2))  # either winding
+    return [1.0 if whole else coverage(m, s, canvas) for whole, m, s in zip(inside.tolist(), matrices, sizes)]
+
+
 @dataclass(frozen=True)
 class Crop:
     x: int

@@ -12,7 +12,7 @@ from alignimation_tui.config import ConfigError
 from alignimation_tui.render import (CaptionStyle, RenderError, RenderItem, RenderSettings, read_sidecar,
                                      sidecar_path, write_animation)
 from alignimation_tui.render.frame import caption_text
-from alignimation_tui.render.geometry import shared_crop, smooth_matrices
+from alignimation_tui.render.geometry import coverage, coverages, shared_crop, smooth_matrices
 from alignimation_tui.render.timing import plan_timing
 from tests.conftest import similarity
 
@@ -129,6 +129,28 @@ def test_shared_crop_geometry():
     assert crop.x >= 100 and crop.x + crop.width <= CANVAS[0]
     far = np.array([[1, 0, 1000.0], [0, 1, 0], [0, 0, 1]])
     assert shared_crop([ident, far], [CANVAS, CANVAS], CANVAS) is None
+
+
+def test_coverages_equal_the_clipped_coverage_of_each_photo():
+    """All photos at once: exactly ``coverage``'s value for every photo, 1.0 for those that hold
+    the whole canvas (either winding: a mirrored matrix turns the photo's corners round)."""
+    rng = np.random.default_rng(3)
+    canvas = (320, 240)
+    matrices, sizes = [], []
+    for _ in range(400):
+        m = similarity(rng.uniform(-30, 30), rng.uniform(0.4, 2.5), rng.uniform(-200, 200), rng.uniform(-200, 200))
+        if rng.random() < 0.3:
+            m = m @ np.diag([-1.0, 1.0, 1.0])  # mirrored
+        matrices.append(m)
+        sizes.append((int(rng.integers(100, 700)), int(rng.integers(100, 700))))
+    matrices += [np.eye(3), np.array([[1, 0, 1000.0], [0, 1, 0], [0, 0, 1]])]  # the canvas itself; off it
+    sizes += [canvas, canvas]
+    expected = [coverage(m, s, canvas) for m, s in zip(matrices, sizes)]
+    got = coverages(matrices, sizes, canvas)
+    assert got == expected
+    whole = sum(c == 1.0 for c in got)
+    assert 20 < whole < len(got) - 20 and got[-2:] == [1.0, 0.0]  # both kinds are there
+    assert coverages([], [], canvas) == []
 
 
 def test_fill_colour_and_blur(tmp_path):
