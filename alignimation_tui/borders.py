@@ -59,19 +59,20 @@ class PictureBox:
 def _flat_run(strip: np.ndarray) -> int:
     """How many rows of ``strip`` (rows from the edge inwards, each a row of RGB pixels) are a
     border: one flat, near-neutral colour, the edge row's, ending where the picture starts."""
-    strip = strip.astype(np.int16)
-    edge = median(strip[0], axis=0)
+    first = strip[:1].astype(np.int16)  # the rest only when the edge row is a border's (most photos: not)
+    edge = median(first[0], axis=0)
     if edge.max() - edge.min() > NEUTRAL:
         return 0
-    digital = strip[0].std(axis=0).max() <= DIGITAL_STD
+    digital = first[0].std(axis=0).max() <= DIGITAL_STD
     if not (digital or edge.max() <= BLACK_MAX or edge.min() >= WHITE_MIN):
         return 0
 
     def flat(rows: np.ndarray) -> np.ndarray:
         return (rows.std(axis=1).max(axis=1) <= STD) & (np.abs(rows - edge).max(axis=(1, 2)) <= DEVIATION)
 
-    if not flat(strip[:1])[0]:
+    if not flat(first)[0]:
         return 0  # most photos: one row looked at per edge
+    strip = strip.astype(np.int16)
     rows = flat(strip)
     n = len(rows) if rows.all() else int(np.argmin(rows))
     after = strip[n:n + EDGE_ROWS]
@@ -97,7 +98,7 @@ def border_widths(pixels: np.ndarray) -> tuple[int, int, int, int]:
 
 def find_picture(photo) -> PictureBox:
     """The picture box of a decoded photo (``photos.Decoded``), in its upright original pixels."""
-    left, top, right, bottom = border_widths(np.asarray(photo.image.convert("RGB")))
+    left, top, right, bottom = border_widths(photo.array())
     sx, sy = photo.scale_xy
     iw, ih = photo.image.size
     return PictureBox((left / sx, top / sy, (iw - right) / sx, (ih - bottom) / sy))

@@ -182,7 +182,7 @@ class FaceDetector:
         if self.on_opencv:
             from .mtcnn_cpu import detect_photo
 
-            return [self._faces(photo, *detect_photo(np.asarray(photo.image), self.mtcnn)) for photo in photos]
+            return [self._faces(photo, *detect_photo(photo.array(), self.mtcnn)) for photo in photos]
         return self.detect_letterboxed(photos)
 
     def detect_letterboxed(self, photos: list[Decoded]) -> list[FaceDetection]:

@@ -351,7 +351,7 @@ def _second_pass(onet, photos: list, detections: list[FaceDetection], settings: 
         if not n:
             images.append(None)
         elif on_cpu:  # the 8-bit pixels: only the part the crops see becomes float (``reduced_np``)
-            images.append(np.asarray(photo.image))
+            images.append(photo.array())
         else:
             import torch
 

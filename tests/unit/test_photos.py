@@ -185,3 +185,58 @@ def test_stored_decode_into_the_threads_scratch_buffer(tmp_path):
     thread.join()
     assert not np.shares_memory(other[0], second)
     assert not np.shares_memory(open_stored(a, max_side=64).image, second)  # without scratch: its own array
+
+
+# open_photo of an RGB JPEG: simplejpeg's decode, turned upright by OpenCV, its array kept.
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("max_side", [None, 800, 400])
+def test_jpeg_decode_matches_pillows_and_keeps_its_array(tmp_path, orientation, max_side):
+    """The same DCT scale, turn and pixels as Pillow's own decode (``draft`` and ``exif_transpose``),
+    and ``array()`` is the kept array itself, read-only (every reader of the decode shares it)."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    noisy = Image.fromarray(rng.integers(0, 256, (H // 8, W // 8, 3), dtype=np.uint8)).resize((W, H))
+    path = save_with_date(STORED[orientation](noisy), tmp_path / "p.jpg", orientation=orientation)
+    photo = open_photo(path, max_side=max_side)
+    with Image.open(path) as img:
+        if max_side is not None:
+            img.draft("RGB", (img.width * max_side // W, img.height * max_side // W))
+        pillow = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    assert photo.pixels is not None and photo.array() is photo.pixels and not photo.pixels.flags.writeable
+    assert photo.image.size == (pillow.shape[1], pillow.shape[0]) and photo.orientation == 1
+    assert np.array_equal(np.asarray(photo.image), photo.pixels)
+    diff = np.abs(photo.pixels.astype(np.int16) - pillow)
+    assert diff.mean() < 0.5 and diff.max() <= 8  # libjpeg-turbo in both; builds may differ in rounding
+    kept = open_photo(path, max_side=max_side, upright=False)  # as stored, the orientation kept aside
+    assert kept.orientation == orientation and np.array_equal(
+        photo.pixels, photo.upright_array(kept.array(), orientation))
+
+
+def test_jpeg_decode_resized_or_damaged_goes_as_before(tmp_path):
+    """A decode resized to ``max_side`` is a Pillow image without a kept array; a damaged JPEG
+    is Pillow's to decode, and its error is Pillow's."""
+    path = upright().save(tmp_path / "p.jpg", quality=90) or tmp_path / "p.jpg"
+    photo = open_photo(path, max_side=500)  # 1600 -> 800 by DCT, then resized to 500
+    assert photo.image.size == (500, 375) and photo.pixels is None
+    assert np.array_equal(photo.array(), np.asarray(photo.image))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(PhotoError, match="truncated"):
+        open_photo(path, max_side=400)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (6, 4), (5, 7, 4), (5, 7, 1), (1, 9, 3)])
+def test_upright_array_turns_as_pillow_does(shape):
+    """OpenCV's turns (8-bit pictures) give the pixels numpy's strided copy and Pillow give."""
+    from alignimation_tui.photos import Decoded
+
+    rng = np.random.default_rng(len(shape))
+    a = rng.integers(0, 256, shape, dtype=np.uint8)
+    for orientation in range(0, 10):
+        got = Decoded.upright_array(a, orientation)
+        want = Decoded.upright_array(a.astype(np.int16), orientation)  # (numpy's own path)
+        assert got.dtype == np.uint8 and got.flags.c_contiguous and np.array_equal(got, want), orientation
+        if shape[-1] == 3:
+            pillow = np.asarray(Decoded.upright_image(Image.fromarray(a), orientation))
+            assert np.array_equal(got, pillow), orientation
