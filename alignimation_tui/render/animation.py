@@ -390,7 +390,8 @@ def _write(items: list[RenderItem], canvas: tuple[int, int], out: Path, settings
     captions = _captions(items, settings.caption)
     key = render_key(items, layout, timing, settings, captions, out.suffix.lower())
     if frames_dir is None and key is not None:
-        done = up_to_date(out, key, lambda: sidecar_data(items, layout, timing, settings, out, captions, None))
+        done = up_to_date(out, key, lambda: sidecar_head(layout, timing, settings, out),
+                          lambda: sidecar_frames(items, layout, captions, None))
         if done is not None:
             progress(len(items))
             return RenderResult(out, len(items), _frames_in_file(timing, out), layout.size, done, sidecar_path(out),
@@ -524,11 +525,15 @@ def render_key(items: list[RenderItem], layout: Layout, timing: Timing, settings
     return digest.hexdigest()
 
 
-def up_to_date(out: Path, key: str, sidecar: Callable[[], dict]) -> int | None:
+def up_to_date(out: Path, key: str, head: Callable[[], dict], frames: Callable[[], Iterator[dict]]) -> int | None:
     """The size of ``out`` when it already holds the render ``key`` describes: its sidecar records
     that key and the file's size and time, and the file has them. Then nothing is encoded again; the
     sidecar alone is written again when what it says otherwise (a verdict, a path) changed.
-    None otherwise, or when anything cannot be read (the render then runs as usual)."""
+    None otherwise, or when anything cannot be read (the render then runs as usual).
+
+    ``head`` and ``frames`` make the sidecar's fields (``sidecar_data``): its frames are compared one
+    by one with the stored ones as they are made, so a library's check holds the stored sidecar and
+    one frame, not two more copies of every frame (at 10,000 photos: 50 MB of peak memory)."""
     path = sidecar_path(out)
     try:
         with folder_locked(out.parent):  # never between another render's two renames
@@ -538,9 +543,13 @@ def up_to_date(out: Path, key: str, sidecar: Callable[[], dict]) -> int | None:
             if (not isinstance(stored, dict) or stored.get("render_key") != key or stored.get("bytes") != size
                     or stored.get("mtime_ns") != mtime):
                 return None
-            data = {**sidecar(), "render_key": key, "bytes": size, "mtime_ns": mtime}
-            if json.loads(json.dumps(data)) != stored:
-                staged = stage_json(path, data)
+            now = {**head(), "render_key": key, "bytes": size, "mtime_ns": mtime}
+            stored_frames = stored.pop("frames", None)
+            if not (_as_stored(now) == stored and isinstance(stored_frames, list)
+                    and _same_frames(stored_frames, frames())):
+                del stored, stored_frames
+                staged = stage_json(path, {**head(), "frames": list(frames()), "render_key": key, "bytes": size,
+                                           "mtime_ns": mtime})
                 try:
                     staged.commit(path)
                 except OSError:
@@ -549,6 +558,19 @@ def up_to_date(out: Path, key: str, sidecar: Callable[[], dict]) -> int | None:
     except (OSError, ValueError):
         return None
     return size
+
+
+def _as_stored(value):
+    """``value`` as it reads back from its JSON (tuples as lists, and so on)."""
+    return json.loads(json.dumps(value))
+
+
+def _same_frames(stored: list, frames: Iterator[dict]) -> bool:
+    count = 0
+    for count, frame in enumerate(frames, 1):
+        if count > len(stored) or _as_stored(frame) != stored[count - 1]:
+            return False
+    return count == len(stored)
 
 
 def _blend(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, alpha: float) -> np.ndarray:
@@ -560,6 +582,12 @@ def _blend(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, alpha: floa
 
 def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settings: RenderSettings, out: Path,
                  captions: list[str], frames_dir: Path | None) -> dict:
+    return {**sidecar_head(layout, timing, settings, out),
+            "frames": list(sidecar_frames(items, layout, captions, frames_dir))}
+
+
+def sidecar_head(layout: Layout, timing: Timing, settings: RenderSettings, out: Path) -> dict:
+    """The sidecar's fields but its frames."""
     cap = settings.caption
     return {
         "version": SIDECAR_VERSION,
@@ -575,7 +603,14 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
                      "hold_last": settings.hold_last, "duration": settings.duration, **settings.framing,
                      "caption": None if cap is None else {"format": cap.format, "position": cap.position,
                                                           "size": cap.size}},
-        "frames": [{
+    }
+
+
+def sidecar_frames(items: list[RenderItem], layout: Layout, captions: list[str],
+                   frames_dir: Path | None) -> Iterator[dict]:
+    """The sidecar's frames, one at a time."""
+    for k, item in enumerate(items):
+        yield {
             "index": k + 1,
             **path_fields(item.path),
             "hash": item.hash,
@@ -585,5 +620,4 @@ def sidecar_data(items: list[RenderItem], layout: Layout, timing: Timing, settin
             **json_safe(item.info),
             "caption": printable(captions[k]) or None,
             **(path_fields(frame_file_name(k + 1, item), "file") if frames_dir is not None else {"file": None}),
-        } for k, item in enumerate(items)],
-    }
+        }

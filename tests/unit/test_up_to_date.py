@@ -109,6 +109,29 @@ def test_a_changed_verdict_rewrites_only_the_sidecar(rendered):
     assert [f["verdict"] for f in frames] == ["auto", "accepted", "auto"]
 
 
+@pytest.mark.parametrize("edit", ["a frame less", "a frame more", "a frame changed", "a head field changed"])
+def test_a_sidecar_edited_since_is_written_again_whole(rendered, edit):
+    """The key, size and time still match (the file is the render), but the sidecar's other fields
+    do not say what this render would: it is written again as the render writes it, the file kept."""
+    items, out = rendered
+    path = out.with_name("t.mp4.json")
+    fresh = json.loads(path.read_text())
+    before = stamp(out)
+    edited = json.loads(path.read_text())
+    if edit == "a frame less":
+        del edited["frames"][-1]
+    elif edit == "a frame more":
+        edited["frames"].append(dict(edited["frames"][-1], index=4))
+    elif edit == "a frame changed":
+        edited["frames"][0]["transform"][0][2] += 1.0
+    else:
+        edited["fps"] = 99
+    path.write_text(json.dumps(edited, indent=1))
+    again = write_animation(items, CANVAS, out, RenderSettings())
+    assert again.unchanged and stamp(out) == before
+    assert json.loads(path.read_text()) == fresh
+
+
 def test_frames_folder_without_sidecar_or_without_hashes_always_render(tmp_path, rendered):
     items, out = rendered
     assert not write_animation(items, CANVAS, out, RenderSettings(), frames_dir=tmp_path / "frames").unchanged
