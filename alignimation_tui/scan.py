@@ -27,6 +27,9 @@ OTHER_PHOTO_LIKE = {".jxl"}
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
+# EXIF's "YYYY:MM:DD HH:MM:SS", two digits a field: what ``strptime("%Y:%m:%d %H:%M:%S")`` reads
+# (a value out of range is a ValueError either way); anything else still goes to strptime.
+_EXIF_DATETIME = re.compile(r"(\d{4}):(\d\d):(\d\d) (\d\d):(\d\d):(\d\d)", re.ASCII)
 
 # IMG_20240102_..., PXL_20240102..., 2024-01-02 ..., 2024_01_02, 20240102
 _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-9]|[12]\d|3[01])(?!\d)"
@@ -173,8 +176,11 @@ def _parse_exif_datetime(value) -> datetime | None:
         value = value.decode("ascii", "ignore")
     if not isinstance(value, str):
         return None
+    text = value.strip().rstrip("\x00")[:19]
     try:
-        return datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+        if (m := _EXIF_DATETIME.fullmatch(text)) is not None:  # as strptime reads it, without its import
+            return datetime(*map(int, m.groups()))  # (and its first call: 4-10 ms of the scan)
+        return datetime.strptime(text, "%Y:%m:%d %H:%M:%S")  # the odd ones: " 5" for 05 and the like
     except ValueError:
         return None
 

@@ -85,14 +85,14 @@ class DlibFaceNet(nn.Module):
                 raise ValueError("con not followed by affine")
         with torch.no_grad():
             for m, c, a in zip(convs, con, aff):
-                w = torch.from_numpy(c["weight"])
+                w = torch.from_numpy(np.array(c["weight"]))  # (read_dat's are read-only views)
                 if tuple(w.shape) != tuple(m.weight.shape):
                     raise ValueError(f"shape {tuple(w.shape)} != {tuple(m.weight.shape)}")
                 if tuple(c["stride"]) != m.stride or tuple(c["pad"]) != m.padding:
                     raise ValueError(f"stride/pad {c['stride']}/{c['pad']} != {m.stride}/{m.padding}")
-                g, b = torch.from_numpy(a["gamma"]), torch.from_numpy(a["beta"])
+                g, b = torch.from_numpy(np.array(a["gamma"])), torch.from_numpy(np.array(a["beta"]))
                 m.weight.copy_(w * g.view(-1, 1, 1, 1))
-                m.bias.copy_(torch.from_numpy(c["bias"]) * g + b)
+                m.bias.copy_(torch.from_numpy(np.array(c["bias"])) * g + b)
             net.fc.weight.copy_(torch.from_numpy(fc[0]["weight"]))
         net.eval().to(device)
         if torch.device(device).type == "cpu":

