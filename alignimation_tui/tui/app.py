@@ -74,6 +74,10 @@ def while_screen_up(handler):
 
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
 ROW_FLUSH_S = 0.3  # rows from the worker are shown at once, then at most once in this many seconds
+# Rows on their way (a photo waiting or being detected): shown at once too, and they do not hold back
+# the next flush, so a new photo's `aligned` row comes as soon as it is made, not up to ROW_FLUSH_S
+# after its `queued` and `detecting` rows were shown.
+PASSING_STATUSES = frozenset({"queued", "detecting"})
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
 # A cache that cannot be written (a full disk, a read-only or removed folder) while the app runs is a
@@ -277,7 +281,8 @@ class AlignimationApp(KeysPanel, App):
         table render all its visible rows again, which is what costs the event loop time. A change
         after a quiet spell (a new photo in a watched folder, a key press) is shown at once: after
         the messages already queued, so the rows they carry come with it; one within ROW_FLUSH_S of
-        the last flush waits for the end of that interval (a first scan: a few flushes a second)."""
+        the last flush waits for the end of that interval (a first scan: a few flushes a second). A
+        flush of passing rows alone (``PASSING_STATUSES``) starts no interval."""
         for row in message.rows:
             self._pending_rows[row.hash] = self._with_decisions(row)
         if self._flush_due:
@@ -331,7 +336,8 @@ class AlignimationApp(KeysPanel, App):
     def _flush_rows(self) -> None:
         if self._pending_rows:
             rows, self._pending_rows = list(self._pending_rows.values()), {}
-            self._rows_shown_at = time.monotonic()
+            if any(row.status not in PASSING_STATUSES for row in rows):
+                self._rows_shown_at = time.monotonic()
             self.show_rows(rows)
 
     def show_rows(self, rows: list[FrameRow]) -> None:
