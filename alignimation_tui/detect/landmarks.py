@@ -213,11 +213,31 @@ def reduced_np(image: np.ndarray, matrices: np.ndarray, size: int = CROP) -> tup
     return part, matrices @ up
 
 
-def onet_landmarks_np(onet, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``onet_landmarks`` with ``cv_nets``' O-Net: (M, 3, 48, 48) float32 crops."""
-    _, pts, prob = onet.run((crops - np.float32(127.5)) * np.float32(_NORM))
+# Crops per call of OpenCV's O-Net: a whole number of one face's variants, about this many. A
+# network that meets a batch size it has not run yet plans and allocates for it again: the second
+# pass's calls (14 crops a face, any number of faces) met a new size at almost every call, 15,000
+# page faults in 50 calls; in calls of one size each crop costs the same as in larger batches, and
+# its outputs are the same floats (each crop's are its own).
+ONET_PER_CALL = 16
+
+
+def onet_landmarks_np(onet, crops: np.ndarray, per_call: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``onet_landmarks`` with ``cv_nets``' O-Net: (M, 3, 48, 48) float32 crops, ``per_call`` of
+    them to a call (None: all at once)."""
+    x = (crops - np.float32(127.5)) * np.float32(_NORM)
+    if not len(x):
+        return np.zeros((0, 5, 2)), np.zeros(0)
+    step = max(1, per_call or len(x))
+    outs = [onet.run(x[i:i + step]) for i in range(0, len(x), step)]
+    pts = np.concatenate([o[1] for o in outs]) if len(outs) > 1 else outs[0][1]
+    prob = np.concatenate([o[2] for o in outs]) if len(outs) > 1 else outs[0][2]
     pts = np.stack([pts[:, :5], pts[:, 5:]], -1).astype(np.float64) * CROP
     return pts, prob[:, 1].astype(np.float64)
+
+
+def per_call_of(variants: int) -> int:
+    """O-Net's crops per call for faces of ``variants`` crops each: whole faces, ~``ONET_PER_CALL``."""
+    return variants * max(1, ONET_PER_CALL // max(1, variants))
 
 
 def combine(estimates: np.ndarray, iod: np.ndarray) -> np.ndarray:
@@ -280,7 +300,7 @@ def refine_landmarks(onet, images: list, landmarks: list[np.ndarray], settings: 
             batch = np.empty((len(idx) * len(variants), 3, CROP, CROP), np.float32)
             for sel, c in crops:
                 batch[order[sel].ravel()] = c
-            pts, prob = onet_landmarks_np(onet, batch)
+            pts, prob = onet_landmarks_np(onet, batch, per_call_of(len(variants)))
         else:
             import torch
 

@@ -197,3 +197,26 @@ def test_dlib_weights_of_an_empty_file_are_a_clear_error(tmp_path):
     assert dlib_dat._file_bytes(empty) == b""
     with pytest.raises((ValueError, IndexError)):
         cv_nets.dlib_graph(dlib_dat.read_dat(empty))
+
+
+def test_opencv_second_pass_runs_o_net_in_calls_of_one_size(samples, nets, monkeypatch):
+    """The second pass hands OpenCV's O-Net whole faces' variants, ~16 crops a call (a new batch
+    size makes the network plan and allocate again), and gets the same floats as in one call."""
+    from alignimation_tui.detect.cv_nets import CvNet
+
+    assert [L.per_call_of(a) for a in (1, 2, 7, 14, 20)] == [16, 16, 14, 14, 20]
+    _, cv = nets
+    photos = [open_photo(p, max_side=1024) for p in sorted((samples / "faces_jerry").glob("*.jpg"))[:6]]
+    dets = FaceDetector(cv, batch_size=1, workers=1).detect(photos)
+    settings = L.LandmarkSettings()
+    sizes = []
+    run = CvNet.run
+    monkeypatch.setattr(CvNet, "run", lambda self, x: sizes.append(len(x)) or run(self, x))
+    got = L.second_pass(cv.onet, photos, dets, settings, "cpu")
+    assert sum(len(d.faces) for d in dets) > 1 and sizes and set(sizes) == {len(settings.variants())}
+    monkeypatch.setattr(L, "per_call_of", lambda variants: 10**6)  # all of a round in one call
+    sizes.clear()
+    whole = L.second_pass(cv.onet, photos, dets, settings, "cpu")
+    assert max(sizes) > len(settings.variants())
+    for a, b in zip(got, whole):
+        np.testing.assert_array_equal(a, b)
