@@ -74,9 +74,9 @@ def while_screen_up(handler):
 
 PREVIEW_MODES = ("aligned", "onion", "detections", "photo")  # detections: zoomed to the subject; photo: whole
 ROW_FLUSH_S = 0.3  # rows from the worker are shown at once, then at most once in this many seconds
-# Rows on their way (a photo waiting or being detected): shown at once too, and they do not hold back
-# the next flush, so a new photo's `aligned` row comes as soon as it is made, not up to ROW_FLUSH_S
-# after its `queued` and `detecting` rows were shown.
+# Rows on their way (a photo waiting or being detected): a flush of these alone holds back no later
+# flush, so a new photo's `aligned` row is shown as soon as it is made, not up to ROW_FLUSH_S after
+# its `queued` and `detecting` rows were.
 PASSING_STATUSES = frozenset({"queued", "detecting"})
 NARROW_BELOW = 110  # columns: below this the preview goes under the table
 QUIT_RENDER_WAIT_S = 60.0  # a cancelled render stops at the next photo; this only bounds a stuck one
