@@ -578,19 +578,22 @@ class Pipeline:
         means: list[list[float] | None] = [None] * len(kept)
         neutral: list[list[float] | None] = [None] * len(kept)
         todo = []
-        for k, r in enumerate(kept):
-            box = self.mode.colour_region(r)
-            key = means_key(r.frame.hash, box) if box is not None else None
-            stored = self.store.get_json(key) if key is not None else None
-            if stored is not None:
-                means[k] = stored.get("means")
-            stored_neutral = self.store.get_json(neutral_key(r.frame.hash)) if neutral_too else None
-            if stored_neutral is not None:
-                neutral[k] = stored_neutral.get("means")
-            want_means = key is not None and stored is None
-            want_neutral = neutral_too and stored_neutral is None
-            if want_means or want_neutral:
-                todo.append((k, r.frame.path, box if want_means else None, key, want_neutral))
+        boxes = [self.mode.colour_region(r) for r in kept]
+        keys = [means_key(r.frame.hash, box) if box is not None else None for r, box in zip(kept, boxes)]
+        with self.store.read_ahead():  # a few hundred values a query (a library: 10,000 frames)
+            self.store.prefetch([key for key in keys if key is not None]
+                                + ([neutral_key(r.frame.hash) for r in kept] if neutral_too else []))
+            for k, (r, box, key) in enumerate(zip(kept, boxes, keys)):
+                stored = self.store.get_json(key) if key is not None else None
+                if stored is not None:
+                    means[k] = stored.get("means")
+                stored_neutral = self.store.get_json(neutral_key(r.frame.hash)) if neutral_too else None
+                if stored_neutral is not None:
+                    neutral[k] = stored_neutral.get("means")
+                want_means = key is not None and stored is None
+                want_neutral = neutral_too and stored_neutral is None
+                if want_means or want_neutral:
+                    todo.append((k, r.frame.path, box if want_means else None, key, want_neutral))
 
         def measure(item) -> tuple[list[float] | None, list[float] | None]:
             _, path, box, _, want_neutral = item

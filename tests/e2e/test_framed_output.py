@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from alignimation_tui.cli import main
+from alignimation_tui.colour import means_key as colour_means_key
 from alignimation_tui.config import Config
 from alignimation_tui.pipeline import Pipeline
 from alignimation_tui.preview import aligned_preview
@@ -170,5 +171,31 @@ def test_colour_match_reads_the_means_measured_while_detecting(tmp_path, monkeyp
             small = open_photo(r.frame.path, max_side=STATS_SIDE)
             again = region_means(small.image, r.subject.box, small.scale_xy)
             assert np.allclose(stored, again, rtol=0.03), (stored, again)
+    finally:
+        p.close()
+
+
+def test_stored_colour_means_are_read_in_one_go(tmp_path, monkeypatch):
+    """A render after the first reads every frame's stored colour means through one read-ahead
+    (a library: 10,000 values), not a query each, and gets what each query would have read."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i, (angle, scale, tx, ty) in enumerate([(0, 1.0, 64, 60), (9, 0.85, 120, 20), (-7, 1.1, 20, 80)]):
+        save_with_date(bright_astronaut(similarity(angle, scale, tx, ty)), root / f"p{i}.jpg",
+                       datetime(2024, 1, 1) + timedelta(days=i))
+    assert main([str(root), "--once", "--out", str(tmp_path / "a.mp4")]) == 0
+    p = Pipeline(root, Config())
+    try:
+        p.restore()
+        kept = p.kept()
+        one_by_one = [p.store.get_json(key)["means"] for key in
+                      (colour_means_key(r.frame.hash, p.mode.colour_region(r)) for r in kept)]
+        queries = []
+        strict = p.store._cache_call_strict
+        monkeypatch.setattr(p.store, "_cache_call_strict", lambda name, key, *a: queries.append(name) or
+                            strict(name, key, *a))
+        means, neutral = p.colour_means(kept)
+        assert means == one_by_one and len(means) == 3 and neutral is None
+        assert "get" not in queries, queries
     finally:
         p.close()
