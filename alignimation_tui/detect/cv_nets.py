@@ -237,14 +237,16 @@ class CvNet:
     """One network's ONNX bytes and its output names; ``run`` gives the input to a ``cv2.dnn.Net``
     no other thread is running and returns the outputs in order. The nets are kept for the next
     call, on whichever thread it comes: one per thread that ran at the same time, each built once
-    (dlib's descriptor takes ~40 ms to build; a net built on a thread that loaded the weights and
-    then ended is used by the next thread that asks)."""
+    (a net built on a thread that loaded the weights and then ended is used by the next thread
+    that asks), or at most ``most`` of them: a thread that finds them all busy then waits for one."""
 
-    def __init__(self, model: bytes, outputs: tuple[str, ...]):
+    def __init__(self, model: bytes, outputs: tuple[str, ...], most: int | None = None):
         self.model = model
         self.outputs = outputs
+        self.most = most
         self._idle: list = [self._build()]  # a graph OpenCV cannot read fails here, at load time
-        self._lock = threading.Lock()
+        self._count = 1
+        self._lock = threading.Condition()
 
     def _build(self):
         import cv2
@@ -258,9 +260,18 @@ class CvNet:
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         with self._lock:
+            if not self._idle and self.most is not None and self._count >= self.most:
+                self._lock.wait_for(lambda: self._idle)
             net = self._idle.pop() if self._idle else None
+            if net is None:
+                self._count += 1  # (built below, outside the lock)
         if net is None:
-            net = self._build()
+            try:
+                net = self._build()
+            except BaseException:
+                with self._lock:
+                    self._count -= 1
+                raise
         try:
             net.setInput(np.ascontiguousarray(x, np.float32))
             # copies: OpenCV may hand out its own output buffers, which the next forward overwrites
@@ -268,6 +279,7 @@ class CvNet:
         finally:
             with self._lock:
                 self._idle.append(net)
+                self._lock.notify()
 
 
 @contextmanager
@@ -304,6 +316,12 @@ def load_cv_mtcnn(folder: Path, min_face_size: float, thresholds) -> CvMtcnn:
                    min_face_size=min_face_size, thresholds=tuple(thresholds))
 
 
+# Copies of dlib's descriptor network: one. Each took 40 ms of CPU and 36 MB of fresh pages to
+# build (9,000 page faults); a second, for the second detection worker, cost a small folder's cold
+# run more than that worker's waits for the one (a few faces' 9 ms each, now and then).
+DESCRIPTOR_NETS = 1
+
+
 class CvFaceNet:
     """``dlib_resnet.DlibFaceNet``'s counterpart in OpenCV: (N, 150, 150, 3) uint8 RGB chips ->
     (N, 128) float32 descriptors."""
@@ -315,7 +333,7 @@ class CvFaceNet:
     def from_file(cls, path=None) -> "CvFaceNet":
         from .dlib_dat import read_dat
 
-        return cls(CvNet(dlib_graph(read_dat(path)), ("out",)))
+        return cls(CvNet(dlib_graph(read_dat(path)), ("out",), most=DESCRIPTOR_NETS))
 
     def embed(self, chips: np.ndarray, batch: int = 32) -> np.ndarray:
         from .dlib_dat import as_chips

