@@ -18,9 +18,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .curate import subject_sharpness
@@ -30,6 +28,9 @@ from .names import json_safe, path_fields, printable
 from .pipeline import Pipeline, check_output_place
 from .render import RenderError
 from .render.staging import remove_abandoned
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_NOTHING_ALIGNED, EXIT_USAGE = 0, 1, 2
 EXIT_RENDER_FAILED = 1
@@ -161,9 +162,25 @@ class PlainProgress:
                                markup=False, highlight=False, soft_wrap=True)
 
 
+def import_rich_soon() -> threading.Thread:
+    """rich (30-40 ms of imports) imported on a thread of its own, beside the first look at the
+    photos (whose threads wait for OpenCV and the JPEG decoder most of the time), instead of
+    before it, on the run's only busy core; ``_console`` and the summary import it as ever (the
+    same module: they wait for this import if it is still under way)."""
+    def work() -> None:
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+
+    thread = threading.Thread(target=work, name="import rich", daemon=True)
+    thread.start()
+    return thread
+
+
 def _console() -> Console:
     """stderr; when it is not a terminal (a log file, a pipe), lines are never wrapped, so a path
     stays whole on its line. No emoji codes: a photo named ``a:smile:b.jpg`` is printed as it is."""
+    from rich.console import Console
+
     console = Console(stderr=True, emoji=False)
     if not console.is_terminal:
         console = Console(stderr=True, soft_wrap=True, width=100_000, emoji=False)
@@ -237,6 +254,8 @@ def _summary(console: Console, pipeline: Pipeline, out: Path | None, written: in
     if line is not None:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(f"mode: {pipeline.mode_label}", soft_wrap=True, markup=False, highlight=False)
+    from rich.table import Table
+
     table = Table()
     for col in ("status", "photos"):
         table.add_column(col)
@@ -302,6 +321,7 @@ def run_once(folder: Path, config: Config, out: Path | None, frames_dir: Path | 
             if out is not None:  # before auto mode looks at a photo
                 check_output_place(folder, out)
             check_folder_readable(folder)
+            import_rich_soon()
             pipeline = Pipeline(folder, config, look=not render_only)
             try:
                 return _run(pipeline, config, out, frames_dir, as_json, render_only, started)

@@ -195,3 +195,14 @@ def test_the_command_keeps_numpys_blas_on_one_thread_unless_asked(asked, threads
             "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.split() == [asked or "1", str(threads if os.cpu_count() and os.cpu_count() > 1 else 1)]
+
+
+def test_headless_imports_rich_beside_the_first_look(monkeypatch):
+    """``--once``'s module does not import rich (30-40 ms at the start, on the run's only busy core):
+    ``run_once`` has it imported on a thread of its own while the photos are first looked at."""
+    code = ("import sys, alignimation_tui.headless as h\n"
+            "print(any(m.split('.')[0] == 'rich' for m in sys.modules))\n"
+            "t = h.import_rich_soon(); t.join()\n"
+            "print(t.name, 'rich.console' in sys.modules and 'rich.table' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "import", "rich", "True"]
