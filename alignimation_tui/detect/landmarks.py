@@ -176,8 +176,10 @@ def warp_crops_np(image: np.ndarray, matrices, size: int = CROP, oversample: int
     k = max(1, int(oversample))
     sub = np.array([[1.0 / k, 0, 0.5 / k - 0.5], [0, 1.0 / k, 0.5 / k - 0.5], [0, 0, 1.0]])  # oversampled -> crop
     out = np.empty((len(matrices), 3, size, size), np.float32)
-    for j, m in enumerate(np.asarray(matrices, np.float64)):
-        crop = cv2.warpAffine(image, (np.linalg.inv(m) @ sub)[:2], (size * k, size * k),
+    matrices = np.asarray(matrices, np.float64).reshape(-1, 3, 3)
+    inverse = np.linalg.inv(matrices) if len(matrices) else matrices  # (one call: each the same floats)
+    for j, inv in enumerate(inverse):
+        crop = cv2.warpAffine(image, (inv @ sub)[:2], (size * k, size * k),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)
         if k > 1:
