@@ -220,3 +220,47 @@ def test_opencv_second_pass_runs_o_net_in_calls_of_one_size(samples, nets, monke
     assert max(sizes) > len(settings.variants())
     for a, b in zip(got, whole):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_strided_convolution_packed_is_the_same_sums():
+    """``space_to_depth`` and ``packed_kernel``: a stride-2 7x7 convolution equals a stride-1 4x4
+    one over the packed input (dlib's first layer, which OpenCV runs ~2x as fast so)."""
+    from alignimation_tui.detect.cv_nets import packed_kernel, space_to_depth
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 20, 20))
+    w = rng.standard_normal((4, 3, 7, 7))
+
+    def conv(x, w, stride):
+        k = w.shape[-1]
+        n = (x.shape[-1] - k) // stride + 1
+        out = np.zeros((x.shape[0], w.shape[0], n, n))
+        for i in range(n):
+            for j in range(n):
+                patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+                out[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w)
+        return out
+
+    packed = space_to_depth(x, 2)
+    assert packed.shape == (2, 12, 10, 10) and packed[1, 4 * 2 + 2 * 1 + 0, 3, 4] == x[1, 2, 7, 8]
+    np.testing.assert_allclose(conv(packed, packed_kernel(w, 2), 1), conv(x, w, 2), rtol=0, atol=1e-12)
+
+
+def test_the_packed_face_descriptor_gives_the_plain_ones(samples):
+    """The descriptor's first convolution packed (the default on a CPU) gives the plain graph's
+    descriptors to float precision, on real chips."""
+    from alignimation_tui.detect.dlib_dat import face_chip
+
+    detector = FaceDetector(load_cv_mtcnn(weights_dir(), 20, (0.6, 0.7, 0.7)), batch_size=1, workers=1)
+    chips = []
+    for path in sorted((samples / "faces_jerry").glob("*.jpg"))[:5]:
+        photo = open_photo(path, max_side=1024)
+        det = detector.detect([photo])[0]
+        chips += [face_chip(np.asarray(photo.image), np.asarray(f.landmarks) * photo.scale_xy) for f in det.faces[:2]]
+    chips = np.stack(chips)
+    packed = CvFaceNet.from_file()
+    assert packed.packed
+    got = packed.embed(chips, batch=3)
+    want = CvFaceNet.from_file(packed=False).embed(chips, batch=3)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    assert np.abs(want).max() > 0.1
