@@ -89,7 +89,8 @@ def region_means(image: Image.Image, box, scale_xy: tuple[float, float]) -> list
     inner = inner_box(box, scale_xy, image.size)
     if inner is None:
         return None
-    pixels = np.asarray(image.convert("RGB").crop(inner)).reshape(-1, 3)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # (an RGB image: no whole copy first)
+    pixels = np.asarray(rgb.crop(inner)).reshape(-1, 3)
     means = levels_to_linear(pixels).mean(axis=0)
     return [float(v) for v in means] if np.all(means > 1e-4) else None
 
@@ -101,7 +102,7 @@ def neutral_key(content_hash: str) -> str:
 def neutral_means(image: Image.Image) -> list[float] | None:
     """Mean R, G, B in linear light of the bright near-grey pixels of a decoded photo (a white
     wall, a sheet); None when fewer than ``NEUTRAL_MIN_SHARE`` of its pixels are."""
-    px = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    px = np.asarray(image if image.mode == "RGB" else image.convert("RGB")).reshape(-1, 3)
     hi, lo = px.max(axis=1).astype(np.float64), px.min(axis=1).astype(np.float64)
     near_grey = (hi >= NEUTRAL_MIN_LEVEL) & ((hi - lo) <= NEUTRAL_CHROMA * hi)
     if near_grey.mean() < NEUTRAL_MIN_SHARE:
