@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .mtcnn_common import FACTOR
-from .onnx_graph import Graph
+from .onnx_graph import Computed, Graph
 
 # --------------------------------------------------------------------------------------------
 # torch's legacy .pt files (facenet-pytorch's weights), read without torch
@@ -184,6 +184,15 @@ def packed_kernel(w: np.ndarray, f: int = 2) -> np.ndarray:
     return full.reshape(o, c, ph, f, pw, f).transpose(0, 1, 3, 5, 2, 4).reshape(o, c * f * f, ph, pw)
 
 
+def folded_weight(weight: np.ndarray, gamma: np.ndarray) -> Computed:
+    """A convolution's weight times its affine layer's gamma (per output channel), float32,
+    computed into the model's bytes as they are made (``onnx_graph.Computed``)."""
+    weight, gamma = np.asarray(weight), np.asarray(gamma).reshape(-1, 1, 1, 1)
+    if weight.dtype != np.float32 or gamma.dtype != np.float32:  # (float32 the file's: as ``*`` gives them)
+        return Computed(weight.shape, lambda out: np.copyto(out, (weight * gamma).astype(np.float32)))
+    return Computed(weight.shape, lambda out: np.multiply(weight, gamma, out=out))
+
+
 def dlib_graph(layers: list[dict], size: int = 150, packed: bool = False) -> bytes:
     """dlib's face ResNet (``dlib_resnet.read_dat``'s layers) for (N, 3, size, size) RGB 0..255:
     the input's mean subtraction and 1/256 scale folded into the first convolution (it has no
@@ -205,10 +214,11 @@ def dlib_graph(layers: list[dict], size: int = 150, packed: bool = False) -> byt
     if len(con) != 1 + 2 * len(BLOCKS) or len(aff) != len(con) or len(fc) != 1:
         raise ValueError(f"unexpected layers: {len(con)} con, {len(aff)} affine, {len(fc)} fc")
     folded = []
-    for c, a in zip(con, aff):
-        w = c["weight"] * a["gamma"].reshape(-1, 1, 1, 1)
-        folded.append((w.astype(np.float32, copy=False), (c["bias"] * a["gamma"] + a["beta"]).astype(np.float32), c))
+    for k, (c, a) in enumerate(zip(con, aff)):
+        w = c["weight"] * a["gamma"].reshape(-1, 1, 1, 1) if k == 0 else folded_weight(c["weight"], a["gamma"])
+        folded.append((w, (c["bias"] * a["gamma"] + a["beta"]).astype(np.float32), c))
     w0, b0, c0 = folded[0]
+    w0 = w0.astype(np.float32, copy=False)
     mean = np.asarray(first["mean"], np.float64).reshape(1, 3, 1, 1)
     b0 = (b0 - (w0.astype(np.float64) * mean / 256.0).sum((1, 2, 3))).astype(np.float32)
     w0 = (w0.astype(np.float64) / 256.0).astype(np.float32)

@@ -264,3 +264,34 @@ def test_the_packed_face_descriptor_gives_the_plain_ones(samples):
     want = CvFaceNet.from_file(packed=False).embed(chips, batch=3)
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
     assert np.abs(want).max() > 0.1
+
+
+def test_a_weight_computed_into_the_model_is_the_weight_made_first():
+    """``onnx_graph.Computed``: dlib's folded weights written straight into the model's bytes give
+    the bytes of the graph made from the folded arrays (and OpenCV reads the same network)."""
+    from alignimation_tui.detect.cv_nets import folded_weight
+    from alignimation_tui.detect.onnx_graph import Computed, Graph
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    gamma = rng.standard_normal(4).astype(np.float32)
+
+    def graph(weight) -> bytes:
+        g = Graph("g")
+        x = g.input("x", ("n", 3, 8, 8))
+        g.node("Conv", x, g.weight("w", weight), g.weight("b", np.zeros(4, np.float32)), name="y",
+               kernel_shape=[3, 3], strides=[1, 1], pads=[0] * 4)
+        g.output("y", ("n", 4, 6, 6))
+        return g.to_bytes()
+
+    made = graph(w * gamma.reshape(-1, 1, 1, 1))
+    computed = graph(folded_weight(w, gamma))
+    assert isinstance(folded_weight(w, gamma), Computed) and isinstance(computed, bytearray)
+    assert bytes(computed) == made
+    unaligned = np.frombuffer(b"\0" + w.tobytes(), "<f4", w.size, 1).reshape(w.shape)  # as mapped from a file
+    assert bytes(graph(folded_weight(unaligned, gamma))) == made
+    import cv2
+
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(computed, np.uint8))
+    net.setInput(rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    assert net.forward("y").shape == (1, 4, 6, 6)
