@@ -3,6 +3,7 @@ framing puts them (real MTCNN on the real sample folders), and no black border w
 not cover the frame (a bright photo, so any black is the render's, not the photo's)."""
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,15 +77,21 @@ def test_default_output_has_no_black_border(tmp_path, capsys):
         p.close()
 
 
-def test_changing_framing_and_colour_only_renders_again(tmp_path, capsys, monkeypatch):
-    """Output size, eye goal and colour matching are render settings: --render-only applies them
-    with detection and registration forbidden, and the eyes land on the new goal."""
+def three_rendered(tmp_path) -> Path:
+    """A folder of three bright astronaut photos a day apart, already through ``--once`` (tmp_path/a.mp4)."""
     root = tmp_path / "photos"
     root.mkdir()
     for i, (angle, scale, tx, ty) in enumerate([(0, 1.0, 64, 60), (9, 0.85, 120, 20), (-7, 1.1, 20, 80)]):
         save_with_date(bright_astronaut(similarity(angle, scale, tx, ty)), root / f"p{i}.jpg",
                        datetime(2024, 1, 1) + timedelta(days=i))
     assert main([str(root), "--once", "--out", str(tmp_path / "a.mp4")]) == 0
+    return root
+
+
+def test_changing_framing_and_colour_only_renders_again(tmp_path, capsys, monkeypatch):
+    """Output size, eye goal and colour matching are render settings: --render-only applies them
+    with detection and registration forbidden, and the eyes land on the new goal."""
+    root = three_rendered(tmp_path)
     config = tmp_path / "c.toml"
     config.write_text('[render]\nsize = "landscape"\neye_x = 0.3\neye_y = 0.5\neye_distance = 0.1\n'
                       'match_colour = "reference"\n')
@@ -178,12 +185,7 @@ def test_colour_match_reads_the_means_measured_while_detecting(tmp_path, monkeyp
 def test_stored_colour_means_are_read_in_one_go(tmp_path, monkeypatch):
     """A render after the first reads every frame's stored colour means through one read-ahead
     (a library: 10,000 values), not a query each, and gets what each query would have read."""
-    root = tmp_path / "photos"
-    root.mkdir()
-    for i, (angle, scale, tx, ty) in enumerate([(0, 1.0, 64, 60), (9, 0.85, 120, 20), (-7, 1.1, 20, 80)]):
-        save_with_date(bright_astronaut(similarity(angle, scale, tx, ty)), root / f"p{i}.jpg",
-                       datetime(2024, 1, 1) + timedelta(days=i))
-    assert main([str(root), "--once", "--out", str(tmp_path / "a.mp4")]) == 0
+    root = three_rendered(tmp_path)
     p = Pipeline(root, Config())
     try:
         p.restore()

@@ -33,6 +33,18 @@ def nets():
             load_cv_mtcnn(weights_dir(), d.min_face_size, d.thresholds))
 
 
+def assert_same_layers(one: list[dict], other: list[dict]) -> None:
+    """``read_dat``'s layers, field by field: arrays of the same dtype and numbers, the rest equal."""
+    for a, b in zip(one, other):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                assert a[key].dtype == b[key].dtype
+                np.testing.assert_array_equal(a[key], b[key])
+            else:
+                assert a[key] == b[key]
+
+
 def test_varints_are_protobufs():
     assert _varint(0) == b"\x00" and _varint(1) == b"\x01" and _varint(300) == b"\xac\x02"
     assert _varint(-1) == b"\xff" * 9 + b"\x01"  # an int64's two's complement, ten bytes
@@ -150,14 +162,7 @@ def test_dlib_weights_read_by_looking_near_first_are_the_same(monkeypatch):
     monkeypatch.setattr(dlib_dat, "NEAR", 65536)
     far = dlib_dat.read_dat(path)
     assert len(near) == len(far) > 100
-    for a, b in zip(near, far):
-        assert a.keys() == b.keys()
-        for key in a:
-            if isinstance(a[key], np.ndarray):
-                assert a[key].dtype == b[key].dtype
-                np.testing.assert_array_equal(a[key], b[key])
-            else:
-                assert a[key] == b[key]
+    assert_same_layers(near, far)
 
 
 def test_dlib_weights_mapped_are_those_read(monkeypatch):
@@ -177,14 +182,7 @@ def test_dlib_weights_mapped_are_those_read(monkeypatch):
     monkeypatch.setattr(dlib_dat, "_file_bytes", lambda p: Path(p).read_bytes())
     read = dlib_dat.read_dat(path)
     assert len(mapped) == len(read) > 100
-    for a, b in zip(mapped, read):
-        assert a.keys() == b.keys()
-        for key in a:
-            if isinstance(a[key], np.ndarray):
-                assert a[key].dtype == b[key].dtype
-                np.testing.assert_array_equal(a[key], b[key])
-            else:
-                assert a[key] == b[key]
+    assert_same_layers(mapped, read)
     assert cv_nets.dlib_graph(mapped) == cv_nets.dlib_graph(read)
 
 
