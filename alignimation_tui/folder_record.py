@@ -34,7 +34,7 @@ import hashlib
 import logging
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -114,6 +114,9 @@ class Checked:
     blobs: tuple[bytes, bytes, bytes]  # the faces', the photos' and the sharpness' float64 bytes
     faces: int  # how many faces the photos have in all
     notices: list[str]
+    # Photos the folder holds that the record does not (added since it was written; not links), as
+    # the listing spells their paths: the state is the record's and these are read as new photos are.
+    added: list[str] = field(default_factory=list)
 
 
 # writing ----------------------------------------------------------------------------------------
@@ -164,6 +167,8 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
         per_photo.append(numbers)
         key = r.extra.get("transform_key")  # (whether the registration loaded its transform under it)
         nudge = decisions.nudge(h)
+        if decisions.verdict(h) is not r.verdict or nudge != r.nudge:
+            return None  # a decision the state does not hold yet (a key pressed meanwhile): no record
         photos.append([
             r.frame.name, *(stamp[k] for k in STAMP_NUMBERS), h,
             r.frame.taken_at.isoformat(), r.frame.date_source, r.frame.file_size, r.status.value,
@@ -227,7 +232,9 @@ def record_key(p) -> str:
 def check(p, exclude: set[Path] = frozenset()) -> Checked | None:
     """The record, when it holds for pipeline ``p``'s folder as it is now (the code, the settings,
     every photo's stamp and decisions, the references), with each photo's table row; else None.
-    Nothing of ``p`` is changed: ``rebuild`` makes its state."""
+    Photos added to the folder since do not undo it (a week's new photos, another process's run):
+    they are ``Checked.added``, read afterwards as new photos are. A photo gone, edited or moved,
+    or a link, does: the scan runs. Nothing of ``p`` is changed: ``rebuild`` makes its state."""
     record = p.store.get_json(record_key(p))
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         return None
@@ -242,9 +249,14 @@ def check(p, exclude: set[Path] = frozenset()) -> Checked | None:
             return None  # a photo no decoder reads any more: a failed row, as the scan says
         listed = photo_entries(p.folder, exclude)
         photos = record["photos"]
-        if len(listed) != len(photos) or any(link for _, _, link in listed):
-            return None  # a photo new or gone; a link is resolved and checked by the scan
-        return _check_photos(p, record, photos, {name: path for name, path, _ in listed})
+        if len(listed) < len(photos) or any(link for _, _, link in listed):
+            return None  # a photo gone; a link is resolved and checked by the scan
+        paths = {name: path for name, path, _ in listed}
+        checked = _check_photos(p, record, photos, paths)  # (None unless each recorded photo is there)
+        if checked is not None and len(listed) > len(photos):
+            recorded = {photo[0] for photo in photos}
+            checked.added = [path for name, path in paths.items() if name not in recorded]
+        return checked
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         log.warning("folder record: ignored (%s)", exc)
         return None
@@ -303,6 +315,13 @@ def _same_decisions(p, photos: dict, verdicts: dict[str, str], nudges: dict[str,
         return False
     now_nudges = {h: n.to_json() for h, n in decisions.all_nudges().items() if h in photos}
     return now_nudges == nudges
+
+
+def recorded_stamps(checked: Checked) -> dict[str, dict]:
+    """Hash -> the stamp (``STAMP_NUMBERS``) each of the record's photos was checked against: what
+    ``make_record`` keeps of a photo's stat record."""
+    n = len(STAMP_NUMBERS)
+    return {photo[1 + n]: dict(zip(STAMP_NUMBERS, photo[1:1 + n])) for photo in checked.record["photos"]}
 
 
 def rebuild(p, checked: Checked) -> bool:
@@ -374,7 +393,7 @@ def _rebuild(p, checked: Checked) -> bool:
     size, matrix, anchor, unit, style = record["framing"]
     framing = Framing(tuple(size), np.asarray(matrix, np.float64).reshape(3, 3), tuple(anchor), float(unit), style)
     p.results = results
-    p.unscanned = []
+    p.unscanned = [Path(path) for path in checked.added]  # read as new photos are (``Driver.run``)
     p.reference = p.mode.reference_of(ref_hash)
     p._reference_names = {ref_hash: results[ref_hash].frame.path.name}
     p.framing = framing

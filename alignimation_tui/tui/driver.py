@@ -177,6 +177,9 @@ class Driver:
         self._prepared_final = False  # prepare left nothing for the worker's first pass (see prepare)
         self._record_notices: list[str] | None = None  # what prepare's pass said, while its record is due
         self._checked: folder_record.Checked | None = None  # the record prepare's rows are from (``_rebuild``)
+        # After an open from a record with photos added since: the record's stamps (hash -> stamp)
+        # and the added photos, until the worker has read them and keeps a new record (``_renew_record``).
+        self._renewing: tuple[dict[str, dict], list[Path]] | None = None
         self.screen_drawn = threading.Event()  # set by the app once its first screen is drawn
         self.initial: tuple[list, list] = ([], [])  # prepare's rows and views (take_initial)
         self._last_state: PipelineState | None = None
@@ -202,7 +205,7 @@ class Driver:
         worker, with the screen up. Returns whether anything will need detection."""
         p = self.pipeline
         if self._restore():
-            return False
+            return bool(p.unscanned)  # photos added since the record: the worker reads them first
         said = len(p.notices)
         p.scan(exclude={p.default_output()}, known_only=True)
         try:
@@ -235,9 +238,12 @@ class Driver:
             return False
         self._posted.update(checked.rows)
         self.initial = (list(checked.rows.values()), [])
-        p.unscanned = []
+        p.unscanned = [Path(path) for path in checked.added]
         self._checked = checked
-        self.prescanned = self._prepared_final = True
+        self.prescanned = True
+        self._prepared_final = not checked.added  # else the worker reads the added photos, as a scan's new ones
+        if checked.added:
+            self._renewing = (folder_record.recorded_stamps(checked), list(p.unscanned))
         return True
 
     def _rebuild(self) -> bool:
@@ -440,6 +446,50 @@ class Driver:
         self._post(Notice(printable(str(exc)), "error"))
         self.post_rows()
 
+    def _first_pass(self) -> None:
+        """The worker's first act: the folder as it is now, from what ``prepare`` left."""
+        p = self.pipeline
+        if self._checked is not None and not self._rebuild():
+            self.prescanned = False  # the record could not be used after all: scanned as without one
+            self._renewing = None
+        final = self.prescanned and self._prepared_final
+        if self.prescanned:  # the app read what the store knows; now the photos that must be read
+            for path in p.unscanned:
+                p.add_path(path)
+            p.unscanned = []
+            p.sort_results()
+        else:
+            p.scan(exclude={p.default_output()})
+        if final:  # prepare did all of this already: the screen shows its rows, nothing changed since
+            self.post_notices()
+            self._keep_record()
+        else:
+            self.post_rows()  # the table fills from the store before any detection
+            self._align_from_cache()
+            self._process([r for r in p.results.values() if p.needs_detection(r)])
+            self._renew_record()
+
+    def _renew_record(self) -> None:
+        """After an open from a record with photos added since, once they are read (and detected,
+        registered): the record of the state now, so the next open reads none of them again. Not
+        when a photo could not be read, or a decision came meanwhile (``make_record`` says)."""
+        renewing, self._renewing = self._renewing, None
+        if renewing is None or self.cancel.is_set():
+            return
+        stamps, added = renewing
+        p = self.pipeline
+        if any(p.needs_detection(r) or (r.subject is not None and r.transform is None) for r in p.results.values()):
+            return  # not all settled (a chunk that failed): the next open reads them again
+        for path in added:  # each one's stat record, as the scan keeps it (``Pipeline.add_path`` stored it)
+            stat = p.store.get_json(p._stat_key(path))
+            if not isinstance(stat, dict) or not isinstance(stat.get("hash"), str):
+                return
+            stamps[stat["hash"]] = stat
+        try:
+            folder_record.write(p, stamps, len(stamps), self._posted, list(p.notices))
+        except FolderError as exc:  # (a cache that cannot be written is the store's warning already)
+            log.info("folder record not written: %s", exc)
+
     def run(self) -> None:
         """The worker's body: first the folder as it is, then jobs until cancelled."""
         try:
@@ -453,22 +503,7 @@ class Driver:
         self.busy = "scanning"
         self.post_state()
         try:
-            if self._checked is not None and not self._rebuild():
-                self.prescanned = False  # the record could not be used after all: scanned as without one
-            final = self.prescanned and self._prepared_final
-            if self.prescanned:  # the app read what the store knows; now the photos that must be read
-                for path in p.unscanned:
-                    p.add_path(path)
-                p.sort_results()
-            else:
-                p.scan(exclude={p.default_output()})
-            if final:  # prepare did all of this already: the screen shows its rows, nothing changed since
-                self.post_notices()
-                self._keep_record()
-            else:
-                self.post_rows()  # the table fills from the store before any detection
-                self._align_from_cache()
-                self._process([r for r in p.results.values() if p.needs_detection(r)])
+            self._first_pass()
         except FolderError as exc:
             self._report(exc)
         while not self.cancel.is_set():

@@ -84,3 +84,29 @@ async def test_after_the_record_the_passes_memory_is_made_before_any_photo_or_ke
         assert all(all(map(operator.is_, driver._made[h][0], _inputs(r))) for h, r in p.results.items()), \
             "the rows' check holds the frames' current values"
         await pilot.press("q")
+
+
+async def test_a_library_with_photos_added_since_its_record_opens_from_it(library, config, monkeypatch):  # noqa: F811
+    """New photos since the last open (a week's, or a cron job's run): the screen mounts with the
+    record's rows, nothing chosen or registered before it, and the new photos follow, aligned."""
+    await opened(library, config)  # detects
+    rows, _ = await opened(library, config)  # writes the record
+    astronaut_photo(library / "day050.jpg", 44, (4, 1.05, -10, 12))
+    passes, mounted = watch_the_open(monkeypatch)
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        assert mounted["rows"] == rows and mounted["count"] == N, "the record's rows as the screen mounts"
+        assert mounted["passes"] == 0, "nothing chosen or registered before the screen"
+        await until(pilot, lambda: settled(app) and len(app.rows) == N + 1 and len(app.views) == N + 1, "the new photo")
+        assert all(r.status == "aligned" for r in app.rows.values())
+        assert {h: r for h, r in app.rows.items() if h in rows} == rows, "the others as they were"
+        now = dict(app.rows)
+        await pilot.press("q")
+    # the worker kept a record with the new photo: the next open reads nothing, the new one included
+    passes, mounted = watch_the_open(monkeypatch)
+    app = make_app(library, config, watch=False)
+    async with app.run_test(size=(150, 40)) as pilot:
+        assert mounted["rows"] == now and mounted["count"] == N + 1 and mounted["passes"] == 0
+        await until(pilot, lambda: settled(app) and len(app.views) == N + 1, "the views")
+        assert app.rows == now
+        await pilot.press("q")

@@ -175,16 +175,77 @@ def test_a_photo_moved_over_another_of_the_same_size_and_time_is_read_again(libr
     assert not from_record and [path.name for path in pipeline.unscanned] == ["day002.jpg"]
 
 
-def test_a_removed_or_added_photo_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
+def test_a_removed_photo_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
     (library / "day005.jpg").unlink()
     again, from_record, _ = reopen(library, config, monkeypatch)
     assert not from_record and len(again["rows"]) == N - 1
     # ...and that open's record holds for the folder as it is now
     again, from_record, _ = reopen(library, config, monkeypatch)
     assert from_record and len(again["rows"]) == N - 1
+
+
+def test_photos_added_and_detected_since_are_read_beside_the_record(library, config, recorded, monkeypatch):
+    """A week's new photos, detected by another run since the record (a cron job's ``--once``),
+    leave the record standing: the screen gets its rows, the added photos are the worker's to read
+    from the store, and then the state is the one the scan makes of the folder as it is now."""
     astronaut_photo(library / "day099.jpg", 50, (2, 1.0, 5, 5))
+    astronaut_photo(library / "a-first.jpg", 51, (-3, 0.95, -5, 8))  # before the others by name
+    detect_all(library, config)
+    passes = Passes(monkeypatch)
+    pipeline, driver, detecting = open_folder(library, config, passes)
+    try:
+        assert passes.before_screen == 0 and len(driver.initial[0]) == N, "the record's rows before the screen"
+        assert detecting and sorted(p.name for p in pipeline.unscanned) == ["a-first.jpg", "day099.jpg"]
+        driver._first_pass()  # the worker's first act: the added photos read, the state made, a record kept
+        added = state(pipeline, driver)
+    finally:
+        pipeline.close()
+        monkeypatch.undo()
+    assert len(added["rows"]) == N + 2 and all(r.status == "aligned" for r in added["rows"].values())
     again, from_record, pipeline = reopen(library, config, monkeypatch)
-    assert not from_record and len(pipeline.unscanned) == 1, "the new photo is the worker's to detect"
+    assert from_record and pipeline.unscanned == [] and again == added, "the next open: the new record, whole"
+    monkeypatch.setattr(folder_record, "check", lambda *args, **kwargs: None)  # the same folder, scanned
+    scanned, from_record, _ = reopen(library, config, monkeypatch)
+    assert not from_record and scanned == added
+
+
+def test_a_photo_added_since_and_not_detected_is_detected_beside_the_record(library, config, recorded,
+                                                                             monkeypatch):
+    astronaut_photo(library / "day099.jpg", 50, (2, 1.0, 5, 5))
+    passes = Passes(monkeypatch)
+    pipeline, driver, detecting = open_folder(library, config, passes)
+    try:
+        assert passes.before_screen == 0 and detecting and [p.name for p in pipeline.unscanned] == ["day099.jpg"]
+        driver._first_pass()
+        assert len(driver._posted) == N + 1 and all(r.status == "aligned" for r in driver._posted.values())
+    finally:
+        pipeline.close()
+        monkeypatch.undo()
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert from_record and pipeline.unscanned == [] and len(again["rows"]) == N + 1
+
+
+def test_a_decision_made_before_the_record_is_renewed_keeps_it_from_being_written(library, config, recorded,
+                                                                                 monkeypatch):
+    """A key pressed while the worker reads the added photos (its verdict stored, not yet in the
+    state): no record of a state without it; the next open scans and sees the verdict."""
+    astronaut_photo(library / "day099.jpg", 50, (2, 1.0, 5, 5))
+    pipeline, driver, _ = open_folder(library, config)
+    try:
+        h = next(h for h, r in pipeline.results.items() if r.frame.name == "day004.jpg")
+        pipeline.store.decisions.set_verdict(h, Verdict.REJECTED)  # as a key press stores it
+        driver._first_pass()
+    finally:
+        pipeline.close()
+    again, from_record, pipeline = reopen(library, config, monkeypatch)
+    assert not from_record and again["results"][h]["verdict"] is Verdict.REJECTED
+
+
+def test_a_link_added_since_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
+    """A link is resolved and checked by the scan (it may point outside the folder, or nowhere)."""
+    os.symlink(library / "day003.jpg", library / "zz-link.jpg")
+    _, from_record, _ = reopen(library, config, monkeypatch)
+    assert not from_record
 
 
 def test_a_change_of_settings_or_code_is_not_taken_from_the_record(library, config, recorded, monkeypatch):
@@ -338,3 +399,4 @@ def test_every_field_of_a_result_is_kept():
     """A field added to ``FrameResult`` must be kept by the record too (until it is, no record is
     written or read: ``folder_record._recordable``)."""
     assert tuple(f.name for f in fields(FrameResult)) == folder_record.RESULT_FIELDS
+
