@@ -393,7 +393,7 @@ def _rebuild(p, checked: Checked) -> bool:
     size, matrix, anchor, unit, style = record["framing"]
     framing = Framing(tuple(size), np.asarray(matrix, np.float64).reshape(3, 3), tuple(anchor), float(unit), style)
     p.results = results
-    p.unscanned = [Path(path) for path in checked.added]  # read as new photos are (``Driver.run``)
+    p.unscanned = [Path(path) for path in checked.added]  # for the caller to read (``Driver._rebuild``)
     p.reference = p.mode.reference_of(ref_hash)
     p._reference_names = {ref_hash: results[ref_hash].frame.path.name}
     p.framing = framing

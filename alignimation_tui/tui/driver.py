@@ -238,10 +238,10 @@ class Driver:
             return False
         self._posted.update(checked.rows)
         self.initial = (list(checked.rows.values()), [])
-        p.unscanned = [Path(path) for path in checked.added]
+        p.unscanned = [Path(path) for path in checked.added]  # read by ``_rebuild``, with the state
         self._checked = checked
         self.prescanned = True
-        self._prepared_final = not checked.added  # else the worker reads the added photos, as a scan's new ones
+        self._prepared_final = not checked.added  # else the worker goes on as after a scan with new photos
         if checked.added:
             self._renewing = (folder_record.recorded_stamps(checked), list(p.unscanned))
         return True
@@ -260,10 +260,18 @@ class Driver:
             with p.timed("scan"):
                 if not folder_record.rebuild(p, checked):
                     return False
+                if p.unscanned:  # photos added since the record: read now, so the pass below has them
+                    for path in p.unscanned:
+                        p.add_path(path)
+                    p.unscanned = []
+                    p.sort_results()
             word = p.mode.subject_word
             made, posted, views = self._made, self._posted, self._posted_views
             for h, r in p.results.items():
-                made[h] = (_inputs(r), posted[h].outlier)  # as ``_changed`` keeps it: its flag is the row's
+                row = posted.get(h)
+                if row is None:
+                    continue  # an added photo: the pass below makes its row and view
+                made[h] = (_inputs(r), row.outlier)  # as ``_changed`` keeps it: its flag is the row's
                 views[h] = frame_view(r, None, word)
             changed = self._passes_made()
         finally:
@@ -474,7 +482,7 @@ class Driver:
         registered): the record of the state now, so the next open reads none of them again. Not
         when a photo could not be read, or a decision came meanwhile (``make_record`` says)."""
         renewing, self._renewing = self._renewing, None
-        if renewing is None or self.cancel.is_set():
+        if renewing is None:  # (written even when the app is closing, if the state is whole: the next open is quicker)
             return
         stamps, added = renewing
         p = self.pipeline

@@ -195,8 +195,11 @@ def test_photos_added_and_detected_since_are_read_beside_the_record(library, con
     pipeline, driver, detecting = open_folder(library, config, passes)
     try:
         assert passes.before_screen == 0 and len(driver.initial[0]) == N, "the record's rows before the screen"
-        assert detecting and sorted(p.name for p in pipeline.unscanned) == ["a-first.jpg", "day099.jpg"]
-        driver._first_pass()  # the worker's first act: the added photos read, the state made, a record kept
+        # the worker's first act: the state rebuilt from the record, the added photos read in the
+        # same pass (``open_folder`` made its first part, ``Driver._rebuild``), then a record kept
+        assert detecting and sorted(p.name for p in driver._renewing[1]) == ["a-first.jpg", "day099.jpg"]
+        assert pipeline.unscanned == [] and len(pipeline.results) == len(driver._posted) == N + 2
+        driver._first_pass()
         added = state(pipeline, driver)
     finally:
         pipeline.close()
@@ -215,7 +218,7 @@ def test_a_photo_added_since_and_not_detected_is_detected_beside_the_record(libr
     passes = Passes(monkeypatch)
     pipeline, driver, detecting = open_folder(library, config, passes)
     try:
-        assert passes.before_screen == 0 and detecting and [p.name for p in pipeline.unscanned] == ["day099.jpg"]
+        assert passes.before_screen == 0 and detecting and [p.name for p in driver._renewing[1]] == ["day099.jpg"]
         driver._first_pass()
         assert len(driver._posted) == N + 1 and all(r.status == "aligned" for r in driver._posted.values())
     finally:
