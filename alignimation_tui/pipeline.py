@@ -267,6 +267,15 @@ class Pipeline:
         self.sort_results()
         return list(self.results.values())
 
+    def scan_unscanned(self) -> None:
+        """Read the photos ``scan(known_only=True)`` (or a folder's record) left in ``unscanned``,
+        as new photos are, and put the results in date order again."""
+        if self.unscanned:
+            for path in self.unscanned:
+                self.add_path(path)
+            self.unscanned = []
+            self.sort_results()
+
     def add_path(self, path: Path, cached_stat: dict | None | object = _UNREAD,
                  fresh: bool = False, stat_key: str | None = None, st: os.stat_result | None = None,
                  link: bool | None = None) -> FrameResult | None:

@@ -260,11 +260,7 @@ class Driver:
             with p.timed("scan"):
                 if not folder_record.rebuild(p, checked):
                     return False
-                if p.unscanned:  # photos added since the record: read now, so the pass below has them
-                    for path in p.unscanned:
-                        p.add_path(path)
-                    p.unscanned = []
-                    p.sort_results()
+                p.scan_unscanned()  # photos added since the record: read now, so the pass below has them
             word = p.mode.subject_word
             made, posted, views = self._made, self._posted, self._posted_views
             for h, r in p.results.items():
@@ -462,10 +458,7 @@ class Driver:
             self._renewing = None
         final = self.prescanned and self._prepared_final
         if self.prescanned:  # the app read what the store knows; now the photos that must be read
-            for path in p.unscanned:
-                p.add_path(path)
-            p.unscanned = []
-            p.sort_results()
+            p.scan_unscanned()
         else:
             p.scan(exclude={p.default_output()})
         if final:  # prepare did all of this already: the screen shows its rows, nothing changed since
