@@ -456,6 +456,8 @@ class Driver:
         if self._checked is not None and not self._rebuild():
             self.prescanned = False  # the record could not be used after all: scanned as without one
             self._renewing = None
+        if self.cancel.is_set():
+            return  # closing (maybe before the record's state was made): nothing more is asked of it
         final = self.prescanned and self._prepared_final
         if self.prescanned:  # the app read what the store knows; now the photos that must be read
             p.scan_unscanned()

@@ -403,3 +403,26 @@ def test_every_field_of_a_result_is_kept():
     written or read: ``folder_record._recordable``)."""
     assert tuple(f.name for f in fields(FrameResult)) == folder_record.RESULT_FIELDS
 
+
+
+def test_an_app_closing_before_the_record_is_rebuilt_leaves_the_store_as_it_was(library, config, recorded,
+                                                                                monkeypatch):
+    """Quit before the first draw, with photos added since the record: the worker neither rebuilds
+    the state nor reads the added photos into an empty one (nothing is chosen or registered among
+    them alone); the store is as it was, and the next open is the record's."""
+    astronaut_photo(library / "day099.jpg", 50, (2, 1.0, 5, 5))
+    pipeline = recorded_pipeline(library, config)
+    driver = Driver(Screen(), pipeline)
+    try:
+        assert driver.prepare() and driver._checked is not None
+        auto = pipeline.store.get_json(pipeline.mode.auto_reference_key)
+        record = pipeline.store.get_json(folder_record.record_key(pipeline))
+        driver.cancel.set()  # the app quits before its first draw
+        driver._first_pass()
+        assert pipeline.results == {} and pipeline.unscanned and len(driver._posted) == N, "nothing read"
+        assert pipeline.store.get_json(pipeline.mode.auto_reference_key) == auto
+        assert pipeline.store.get_json(folder_record.record_key(pipeline)) == record
+    finally:
+        pipeline.close()
+    again, from_record, _ = reopen(library, config, monkeypatch)
+    assert from_record and len(again["rows"]) == N + 1
