@@ -166,13 +166,13 @@ def make_record(p, stamps: dict[str, dict], listed: int, rows: dict[str, FrameRo
             sharpness.extend(q.sharpness)
         per_photo.append(numbers)
         key = r.extra.get("transform_key")  # (whether the registration loaded its transform under it)
-        nudge = decisions.nudge(h)
-        if decisions.verdict(h) is not r.verdict or nudge != r.nudge:
+        verdict, nudge = decisions.verdict(h), decisions.nudge(h)
+        if verdict is not r.verdict or nudge != r.nudge:
             return None  # a decision the state does not hold yet (a key pressed meanwhile): no record
         photos.append([
             r.frame.name, *(stamp[k] for k in STAMP_NUMBERS), h,
             r.frame.taken_at.isoformat(), r.frame.date_source, r.frame.file_size, r.status.value,
-            decisions.verdict(h).value, None if nudge is None else nudge.to_json(),
+            verdict.value, None if nudge is None else nudge.to_json(),
             r.error, r.skip_reason, r.outlier_reason, r.unsure_reason, r.identity_doubt,
             det.width, det.height, len(det.faces), chosen,
             None if q is None else [q.dhash, len(q.sharpness)], pic is not None,
