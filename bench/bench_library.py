@@ -140,15 +140,22 @@ async def open_app(folder: Path) -> dict:
     app = AlignimationApp(folder, Config(), watch=False)
     built = time.perf_counter() - started
     async with app.run_test(size=(160, 45)) as pilot:
-        while not table_full(app, n):
-            await pilot.pause(0.005)
+        await until(pilot, app, lambda: table_full(app, n), 0.005, "its table was full")
         seconds = time.perf_counter() - started
         full_rss = peak_rss_kib()
-        while not worker_idle(app, n):
-            await pilot.pause(0.05)
+        await until(pilot, app, lambda: worker_idle(app, n), 0.05, "its worker held the whole state")
         await pilot.press("q")
     return {"open_seconds": round(seconds, 3), "built_seconds": round(built, 3), "rows": n,
             "torch_imported": "torch" in sys.modules, "full_rss_kib": full_rss}
+
+
+async def until(pilot, app, done, pause: float, what: str) -> None:
+    """Wait until ``done()``; a child whose app closed first (a stop signal: SIGTERM closes it as
+    ``q`` does) ends, saying so, instead of waiting for ever."""
+    while not done():
+        if app.return_code is not None:
+            raise SystemExit(f"the app closed (exit {app.return_code}) before {what}")
+        await pilot.pause(pause)
 
 
 def peak_rss_kib() -> int:
@@ -187,8 +194,7 @@ async def new_photos(folders: list[Path], repeat: int, rounds: int) -> dict:
                 n = sum(1 for p in folder.iterdir() if p.suffix == ".jpg")
                 app = AlignimationApp(folder, Config(), watch=False)
                 async with app.run_test(size=(160, 45)) as pilot:
-                    while not table_full(app, n):
-                        await pilot.pause(0.01)
+                    await until(pilot, app, lambda: table_full(app, n), 0.01, "its table was full")
                     for k in range(repeat + 1):
                         # after every photo of the library: the reference stays photo 0
                         path = folder / f"zz-new-{rnd}-{k}.jpg"
